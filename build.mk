@@ -1,0 +1,46 @@
+# SAM build targets, included by the root Makefile.
+#
+# template.yaml gives both functions `BuildMethod: makefile` with `ProjectRootDirectory: .`
+# and `ContextPath: .`, so `sam build` runs
+#   make --makefile <project root>/Makefile build-<LogicalId>
+# with ARTIFACTS_DIR set to the function's folder under .aws-sam/build/. The working
+# directory is the project root when samconfig.toml's `build_in_source = true` applies,
+# and otherwise a scratch copy of it: recipes use paths relative to the working directory.
+#
+# The layer (TollwayLayer) is built by SAM itself from layers/tollway/requirements.txt.
+
+UV ?= uv
+# Fails the build on invalid infra config, before anything is packaged.
+ROUTES_CHECK ?= $(UV) run --frozen tollway routes check --infra infra
+
+LAYER_REQUIREMENTS := layers/tollway/requirements.txt
+UV_EXPORT = $(UV) export --frozen --no-dev --no-emit-project --no-hashes --no-header \
+	--format requirements-txt
+
+# $(1): the folder under functions/. The config travels with the function so that it is
+# found at $LAMBDA_TASK_ROOT/infra.
+define build-function
+	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set: run this target through sam build" >&2; exit 2; }
+	$(ROUTES_CHECK)
+	cp functions/$(1)/*.py "$(ARTIFACTS_DIR)/"
+	rm -rf "$(ARTIFACTS_DIR)/infra"
+	cp -R infra "$(ARTIFACTS_DIR)/infra"
+endef
+
+.PHONY: build-RouterFunction build-UsageFunction layer-requirements check-layer-requirements
+
+build-RouterFunction:
+	$(call build-function,router)
+
+build-UsageFunction:
+	$(call build-function,usage)
+
+layer-requirements:
+	$(UV_EXPORT) -o $(LAYER_REQUIREMENTS)
+
+check-layer-requirements:
+	@tmp=$$(mktemp) || exit 1; trap 'rm -f "$$tmp"' EXIT; \
+	$(UV_EXPORT) --quiet -o "$$tmp" || exit 1; \
+	diff -u $(LAYER_REQUIREMENTS) "$$tmp" || { \
+		echo "$(LAYER_REQUIREMENTS) is out of date with uv.lock: run 'make layer-requirements'" >&2; \
+		exit 1; }

@@ -1,0 +1,1 @@
+# adapter written by the lead

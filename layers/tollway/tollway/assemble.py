@@ -1,0 +1,38 @@
+"""Wire one container's gateway: compile config, create clients once, build the app."""
+
+from __future__ import annotations
+
+from tollway.config.compile import CompiledConfig, compile_infra
+from tollway.http.app import GatewayApp
+from tollway.observability import access_log
+from tollway.pipeline import Gateway
+from tollway.settings import Settings
+from tollway.upstream.client import make_client
+from tollway.upstream.dispatch import HttpUpstream
+
+
+def build_app(settings: Settings, *, http_client=None) -> GatewayApp:
+    config: CompiledConfig = compile_infra(settings.infra, settings.stage, settings.environ)
+    client = http_client or make_client()
+    # >>> auth wiring
+    from tollway.auth.authenticator import build_authenticator
+
+    authenticator = build_authenticator(config, settings, client)
+    # <<< auth wiring
+    # >>> quota wiring
+    admission = None
+    # <<< quota wiring
+    # >>> usage wiring
+    usage = None
+    on_startup: list = []
+    on_shutdown: list = [client.aclose]
+    # <<< usage wiring
+    gateway = Gateway(
+        config,
+        authenticator=authenticator,
+        upstream=HttpUpstream(client),
+        admission=admission,
+        usage=usage,
+        access_log=access_log,
+    )
+    return GatewayApp(gateway, on_startup=on_startup, on_shutdown=on_shutdown)

@@ -1,0 +1,90 @@
+"""`tollway routes check|list`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from tollway.config.compile import compile_infra
+from tollway.config.errors import ConfigError, ConfigProblem
+from tollway.config.load import load_infra
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    routes = sub.add_parser("routes", help="check and list routes").add_subparsers(
+        dest="action", required=True
+    )
+    check = routes.add_parser("check", help="validate every infra file")
+    check.add_argument("--infra", type=Path, default=Path("infra"))
+    check.set_defaults(func=run_check)
+    lst = routes.add_parser("list", help="list routes")
+    lst.add_argument("--infra", type=Path, default=Path("infra"))
+    lst.add_argument("--stage", default=None)
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=run_list)
+
+
+def check(infra: Path) -> list[ConfigProblem]:
+    """Every problem in `infra`, for every stage it declares."""
+    loaded = load_infra(infra, Path.cwd())
+    stages = list(loaded.gateway.stages) if loaded.gateway else [None]
+    problems: set[ConfigProblem] = set()
+    for stage in stages:
+        try:
+            compile_infra(infra, stage, os.environ, Path.cwd())
+        except ConfigError as exc:
+            problems.update(exc.problems)
+    return sorted(problems)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    if not (args.infra / "gateway.yaml").exists():
+        print(f"{args.infra}: not an infra folder (no gateway.yaml)", file=sys.stderr)
+        return 1
+    problems = check(args.infra)
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    loaded = load_infra(args.infra, Path.cwd())
+    print(f"ok: {len(loaded.routes)} route(s) in {args.infra}")
+    return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    try:
+        config = compile_infra(args.infra, args.stage, os.environ, Path.cwd())
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    rows = [
+        {
+            "id": r.id,
+            "team": r.team,
+            "methods": sorted(r.methods - {"HEAD"} if "GET" in r.methods else r.methods),
+            "path": r.path,
+            "auth": "public" if r.public else ",".join(sorted(r.auth)),
+            "scopes": sorted(r.scopes),
+            "compose": r.compose,
+            "backends": [f"{b.name}={b.service}" for b in r.backends],
+            "cost": r.cost,
+            "timeout_ms": int(r.timeout_s * 1000),
+        }
+        for r in config.routes
+    ]
+    if args.json:
+        print(json.dumps({"stage": config.stage, "routes": rows}, indent=2))
+        return 0
+    header = ("ID", "METHODS", "PATH", "AUTH", "COMPOSE", "BACKENDS")
+    table = [header] + [
+        (r["id"], ",".join(r["methods"]), r["path"], r["auth"], r["compose"], " ".join(r["backends"]))
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0

@@ -1,0 +1,297 @@
+"""Cross-file rules, then the immutable tables the request path reads.
+
+`compile_infra` is the only entry: it loads, validates and compiles an infra folder for
+one stage, and raises `ConfigError` listing every problem. Nothing at request time
+re-reads or re-validates config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from tollway.config.errors import ConfigError, ConfigProblem
+from tollway.config.load import Loaded, LoadedRoute, load_infra
+from tollway.config.models import (
+    Breaker,
+    Cache,
+    Defaults,
+    Gateway,
+    JwtIssuer,
+    Plan,
+    Retry,
+    Route,
+)
+from tollway.config.templates import (
+    Template,
+    json_template_refs,
+    parse_json_template,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledBackend:
+    name: str
+    service: str
+    base_url: str | None  # None: the service has no URL in this stage
+    path: Template
+    query: tuple[tuple[str, Template], ...]
+    method: str | None  # None: the caller's method
+    headers: tuple[tuple[str, Template], ...]
+    body: Any  # a JSON template, or None to forward the caller's body
+    timeout_s: float
+    required: bool
+    pick: tuple[str, ...] | None
+    rename: Mapping[str, str]
+    depends_on: frozenset[str]
+    retry: Retry
+    breaker: Breaker
+    cache: Cache | None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRoute:
+    id: str
+    team: str
+    path: str
+    methods: frozenset[str]
+    auth: frozenset[str]
+    public: bool
+    scopes: frozenset[str]
+    cost: int
+    timeout_s: float
+    compose: str
+    backends: tuple[CompiledBackend, ...]  # in an order where dependencies come first
+    quota_failure: str
+    max_body_bytes: int
+    max_response_bytes: int
+    forward_scopes: bool
+    cache: Cache | None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledConfig:
+    stage: str
+    routes: tuple[CompiledRoute, ...]
+    plans: Mapping[str, Plan]
+    issuers: tuple[JwtIssuer, ...]
+    gateway: Gateway
+    services: Mapping[str, str]
+
+    @property
+    def defaults(self) -> Defaults:
+        return self.gateway.defaults
+
+
+def shape(path: str) -> str:
+    """A route path with parameter names erased: two routes of one shape collide."""
+    return "/".join("{}" if s.startswith("{") else s for s in path.split("/"))
+
+
+def compile_infra(
+    infra: Path,
+    stage: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    display_root: Path | None = None,
+) -> CompiledConfig:
+    loaded = load_infra(infra, display_root)
+    problems = list(loaded.problems)
+    config = None
+    if loaded.gateway is not None and loaded.plans is not None:
+        config = _compile(loaded, stage, environ or {}, problems)
+    if problems:
+        raise ConfigError(problems)
+    assert config is not None
+    return config
+
+
+def _compile(
+    loaded: Loaded, stage: str | None, environ: Mapping[str, str], problems: list[ConfigProblem]
+) -> CompiledConfig | None:
+    gateway, plans = loaded.gateway, loaded.plans
+    assert gateway is not None and plans is not None and loaded.gateway_doc and loaded.plans_doc
+    gdoc = loaded.gateway_doc
+
+    if stage is None:
+        stage = next(iter(gateway.stages), "dev")
+    if stage not in gateway.stages:
+        problems.append(
+            ConfigProblem(gdoc.file, gdoc.line(("stages",)), "gateway", f"unknown stage {stage!r}")
+        )
+        return None
+    services = dict(gateway.stages[stage].services)
+    known_services = {name for s in gateway.stages.values() for name in s.services}
+    for key, value in environ.items():
+        if key.startswith("TOLLWAY_SERVICE_") and value:
+            name = key.removeprefix("TOLLWAY_SERVICE_").lower()
+            for known in known_services:
+                if known.upper() == name.upper():
+                    services[known] = value.rstrip("/")
+
+    for i, issuer in enumerate(gateway.auth.jwt):
+        if issuer.default_plan not in plans.plans:
+            problems.append(
+                ConfigProblem(
+                    gdoc.file,
+                    gdoc.line(("auth", "jwt", i, "default_plan")),
+                    "gateway",
+                    f"auth.jwt[{i}].default_plan: unknown plan {issuer.default_plan!r}",
+                )
+            )
+
+    seen_ids: dict[str, LoadedRoute] = {}
+    claimed: dict[tuple[str, str], LoadedRoute] = {}
+    compiled: list[CompiledRoute] = []
+    for lr in loaded.routes:
+        route = lr.route
+        subject = f"route {route.id}"
+
+        def problem(message: str, *loc: str | int, lr: LoadedRoute = lr, subject: str = subject) -> None:
+            problems.append(ConfigProblem(lr.file, lr.line(*loc), subject, message))
+
+        if route.id in seen_ids:
+            first = seen_ids[route.id]
+            problem(f"duplicate route id (first defined at {first.file}:{first.line()})", "id")
+        else:
+            seen_ids[route.id] = lr
+        for method in route.methods:
+            key = (method, shape(route.path))
+            if key in claimed and claimed[key].route.id != route.id:
+                other = claimed[key]
+                problem(
+                    f"{method} {route.path} is already claimed by route {other.route.id} "
+                    f"({other.file}:{other.line()})",
+                    "path",
+                )
+            else:
+                claimed.setdefault(key, lr)
+        before = len(problems)
+        backends = _compile_backends(lr, services, known_services, gateway.defaults, problem)
+        if len(problems) == before and backends is not None:
+            compiled.append(
+                CompiledRoute(
+                    id=route.id,
+                    team=lr.team,
+                    path=route.path,
+                    methods=frozenset(route.methods) | ({"HEAD"} if "GET" in route.methods else set()),
+                    auth=frozenset(route.auth),
+                    public=route.public,
+                    scopes=frozenset(route.scopes),
+                    cost=route.cost,
+                    timeout_s=(route.timeout_ms or gateway.defaults.timeout_ms) / 1000,
+                    compose=route.compose,
+                    backends=backends,
+                    quota_failure=route.quota_failure or gateway.defaults.quota_failure,
+                    max_body_bytes=gateway.defaults.max_body_bytes,
+                    max_response_bytes=gateway.defaults.max_response_bytes,
+                    forward_scopes=route.forward_scopes,
+                    cache=route.cache,
+                )
+            )
+    return CompiledConfig(
+        stage=stage,
+        routes=tuple(compiled),
+        plans=MappingProxyType(dict(plans.plans)),
+        issuers=tuple(gateway.auth.jwt),
+        gateway=gateway,
+        services=MappingProxyType(services),
+    )
+
+
+def _compile_backends(lr, services, known_services, defaults, problem) -> tuple[CompiledBackend, ...] | None:
+    route: Route = lr.route
+    params = {s[1:-1] for s in route.path.split("/") if s.startswith("{")}
+    names = [b.name for b in route.backends]
+    route_timeout_ms = route.timeout_ms or defaults.timeout_ms
+
+    if route.compose == "proxy" and len(route.backends) != 1:
+        problem(f"compose: proxy needs exactly one backend, found {len(route.backends)}", "compose")
+    deps: dict[str, set[str]] = {}
+    out: dict[str, CompiledBackend] = {}
+    for i, b in enumerate(route.backends):
+        at = ("backends", i)
+        if names.count(b.name) > 1 and names.index(b.name) != i:
+            problem(f"backends[{i}].name: duplicate backend name {b.name!r}", *at, "name")
+        if b.service not in known_services:
+            problem(f"backends[{i}].service: unknown service {b.service!r}", *at, "service")
+        if b.timeout_ms is not None and b.timeout_ms > route_timeout_ms:
+            problem(
+                f"backends[{i}].timeout_ms: {b.timeout_ms} exceeds the route's deadline "
+                f"of {route_timeout_ms} ms",
+                *at,
+                "timeout_ms",
+            )
+        if route.compose == "proxy" and (b.pick is not None or b.rename):
+            problem(f"backends[{i}]: pick and rename need compose: merge or group", *at)
+        path = Template.parse(b.path)
+        query = tuple((k, Template.parse(v)) for k, v in b.query.items())
+        headers = tuple((k.lower(), Template.parse(v)) for k, v in b.headers.items())
+        body = parse_json_template(b.body) if b.body is not None else None
+        refs = [
+            *((("path",), r) for r in path.refs),
+            *((("query", k), r) for k, t in query for r in t.refs),
+            *((("headers", k), r) for k, t in b.headers.items() for r in Template.parse(t).refs),
+            *((("body",), r) for r in json_template_refs(body)),
+        ]
+        deps[b.name] = set()
+        for where, ref in refs:
+            field = ".".join(str(w) for w in where)
+            if ref.backend is None:
+                if ref.path[0] not in params:
+                    problem(
+                        f"backends[{i}].{field}: {{{ref.text}}} is not a parameter of path {route.path}",
+                        *at,
+                        *where,
+                    )
+            elif ref.backend not in names:
+                problem(
+                    f"backends[{i}].{field}: {{{ref.text}}} refers to unknown backend {ref.backend!r}",
+                    *at,
+                    *where,
+                )
+            elif ref.backend == b.name:
+                problem(f"backends[{i}].{field}: {{{ref.text}}} refers to its own backend", *at, *where)
+            else:
+                deps[b.name].add(ref.backend)
+        out[b.name] = CompiledBackend(
+            name=b.name,
+            service=b.service,
+            base_url=services.get(b.service),
+            path=path,
+            query=query,
+            method=b.method,
+            headers=headers,
+            body=body,
+            timeout_s=(b.timeout_ms or route_timeout_ms) / 1000,
+            required=b.required,
+            pick=tuple(b.pick) if b.pick is not None else None,
+            rename=MappingProxyType(dict(b.rename)),
+            depends_on=frozenset(deps[b.name]),
+            retry=b.retry,
+            breaker=b.breaker,
+            cache=b.cache,
+        )
+    order = _topological(deps)
+    if order is None:
+        cycle = sorted(n for n in deps if deps[n])
+        problem(f"backends form a dependency cycle: {' -> '.join(cycle)}", "backends")
+        return None
+    return tuple(out[name] for name in order if name in out)
+
+
+def _topological(deps: dict[str, set[str]]) -> list[str] | None:
+    order: list[str] = []
+    done: set[str] = set()
+    pending = dict(deps)
+    while pending:
+        ready = [n for n, d in pending.items() if (d & deps.keys()) <= done]
+        if not ready:
+            return None
+        for n in ready:
+            order.append(n)
+            done.add(n)
+            del pending[n]
+    return order

@@ -1,0 +1,223 @@
+"""Pydantic models of the three infra files: gateway.yaml, plans.yaml, routes/<team>.yaml.
+
+These check the shape of each file on its own. Rules that span files (unknown service,
+unknown plan, duplicate ids, overlapping routes, template references) live in
+`tollway.config.compile`, which turns validated models into an immutable route table.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# API Gateway's HTTP API integration limit is the ceiling for any deadline.
+MAX_TIMEOUT_MS = 30_000
+NAME = r"^[A-Za-z][A-Za-z0-9_-]*$"
+ROUTE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+PARAM_SEGMENT = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+TimeoutMs = Annotated[int, Field(gt=0, le=MAX_TIMEOUT_MS)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---- gateway.yaml -------------------------------------------------------------------
+
+
+class Stage(Model):
+    services: dict[Annotated[str, Field(pattern=NAME)], str] = {}
+
+    @field_validator("services")
+    @classmethod
+    def _urls(cls, services: dict[str, str]) -> dict[str, str]:
+        for name, url in services.items():
+            if not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", url):
+                raise ValueError(f"service {name}: {url!r} is not an http(s) URL")
+        return services
+
+
+class Defaults(Model):
+    timeout_ms: TimeoutMs = 3000
+    max_body_bytes: Annotated[int, Field(gt=0, le=6 * 1024 * 1024)] = 1_048_576
+    # Lambda answers at most 6 MB (less after base64): a bigger backend body is a clean 502.
+    max_response_bytes: Annotated[int, Field(gt=0, le=6 * 1024 * 1024)] = 5 * 1024 * 1024
+    quota_failure: Literal["open", "closed"] = "closed"
+
+
+class JwtIssuer(Model):
+    issuer: str
+    audience: str | list[str]
+    jwks_url: str | None = None
+    hs256_secret_env: str | None = None
+    algorithms: (
+        list[Literal["RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA", "PS256", "HS256"]] | None
+    ) = None
+    consumer_claim: str = "sub"
+    scopes_claim: str = "scope"
+    plan_claim: str | None = None
+    default_plan: str = "free"
+    leeway_s: Annotated[int, Field(ge=0, le=300)] = 30
+    jwks_refresh_s: Annotated[int, Field(ge=1)] = 300
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> JwtIssuer:
+        if (self.jwks_url is None) == (self.hs256_secret_env is None):
+            raise ValueError("give exactly one of jwks_url or hs256_secret_env")
+        if self.jwks_url is not None:
+            m = re.match(r"^(https?)://([^/:]+|\[[^\]]+\])(:\d+)?(/.*)?$", self.jwks_url)
+            if not m:
+                raise ValueError(f"jwks_url {self.jwks_url!r} is not a URL")
+            loopback = m.group(2) in ("127.0.0.1", "localhost", "[::1]")
+            if m.group(1) != "https" and not loopback:
+                raise ValueError("jwks_url must be https (plain http only on loopback)")
+        return self
+
+
+class ApiKeys(Model):
+    cache_ttl_s: Annotated[int, Field(ge=0, le=60)] = 30
+    negative_cache_ttl_s: Annotated[int, Field(ge=0, le=60)] = 30
+    cache_size: Annotated[int, Field(gt=0)] = 10_000
+
+
+class Auth(Model):
+    jwt: list[JwtIssuer] = []
+    api_keys: ApiKeys = ApiKeys()
+
+
+class Gateway(Model):
+    stages: dict[Annotated[str, Field(pattern=NAME)], Stage]
+    defaults: Defaults = Defaults()
+    auth: Auth = Auth()
+
+
+# ---- plans.yaml ---------------------------------------------------------------------
+
+
+class Rate(Model):
+    limit: Annotated[int, Field(gt=0)]
+    per: Literal["second", "minute"]
+    burst: Annotated[int, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _burst(self) -> Rate:
+        if self.burst is not None and self.burst < self.limit:
+            raise ValueError(f"burst ({self.burst}) must be at least limit ({self.limit})")
+        return self
+
+
+class Quota(Model):
+    limit: Annotated[int, Field(gt=0)]
+    per: Literal["day", "month"]
+
+
+class Price(Model):
+    per_1000_units: Annotated[float, Field(ge=0)] = 0
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
+
+
+class Plan(Model):
+    rate: Rate | None = None
+    quota: Quota | None = None
+    price: Price = Price()
+    # Counter items a consumer's usage is spread over, for plans above ~1,000 writes/s.
+    shards: Annotated[int, Field(ge=1, le=64)] = 1
+
+
+class Plans(Model):
+    plans: dict[Annotated[str, Field(pattern=NAME)], Plan]
+
+
+# ---- routes/<team>.yaml -------------------------------------------------------------
+
+
+class Breaker(Model):
+    failures: Annotated[int, Field(ge=1)] = 5
+    cooldown_s: Annotated[float, Field(gt=0)] = 10.0
+
+
+class Retry(Model):
+    attempts: Annotated[int, Field(ge=0, le=5)] = 1
+    backoff_ms: Annotated[int, Field(ge=0)] = 50
+
+
+class Cache(Model):
+    ttl_s: Annotated[int, Field(gt=0, le=86_400)]
+    shared: bool = False
+    max_entries: Annotated[int, Field(gt=0)] = 1000
+
+
+class Backend(Model):
+    name: Annotated[str, Field(pattern=NAME)]
+    service: Annotated[str, Field(pattern=NAME)]
+    path: Annotated[str, Field(pattern=r"^/")]
+    query: dict[str, str] = {}
+    method: Method | None = None
+    headers: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9-]+$")], str] = {}
+    body: Any = None
+    timeout_ms: TimeoutMs | None = None
+    required: bool = True
+    pick: list[str] | None = None
+    rename: dict[str, str] = {}
+    retry: Retry = Retry()
+    breaker: Breaker = Breaker()
+    cache: Cache | None = None
+
+
+class Route(Model):
+    id: Annotated[str, Field(pattern=ROUTE_ID)]
+    path: str
+    methods: Annotated[list[Method], Field(min_length=1)]
+    auth: list[Literal["api_key", "jwt"]] = []
+    public: bool = False
+    scopes: list[str] = []
+    cost: Annotated[int, Field(ge=0)] = 1
+    timeout_ms: TimeoutMs | None = None
+    compose: Literal["proxy", "merge", "group"] = "proxy"
+    backends: Annotated[list[Backend], Field(min_length=1)]
+    quota_failure: Literal["open", "closed"] | None = None
+    forward_scopes: bool = False
+    cache: Cache | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, path: str) -> str:
+        if not path.startswith("/"):
+            raise ValueError(f"path {path!r} must start with /")
+        names: list[str] = []
+        for segment in path.split("/")[1:]:
+            if "{" in segment or "}" in segment:
+                m = PARAM_SEGMENT.match(segment)
+                if not m:
+                    raise ValueError(f"path segment {segment!r} must be a literal or a whole {{param}}")
+                if m.group(1) in names:
+                    raise ValueError(f"path parameter {{{m.group(1)}}} appears twice")
+                names.append(m.group(1))
+        return path
+
+    @field_validator("methods")
+    @classmethod
+    def _unique_methods(cls, methods: list[str]) -> list[str]:
+        if len(set(methods)) != len(methods):
+            raise ValueError("methods are listed twice")
+        return methods
+
+    @model_validator(mode="after")
+    def _auth(self) -> Route:
+        if self.public and self.auth:
+            raise ValueError("a public route takes no auth")
+        if not self.public and not self.auth:
+            raise ValueError("give auth: [api_key, jwt] or public: true")
+        if self.public and self.scopes:
+            raise ValueError("a public route cannot require scopes")
+        return self
+
+
+class RouteFile(Model):
+    team: Annotated[str, Field(pattern=NAME)]
+    routes: list[Route]

@@ -1,0 +1,115 @@
+"""The ASGI app: bytes in, `Request` -> `Gateway.handle` -> `Response`, bytes out.
+
+The same app runs under Mangum on Lambda and under uvicorn locally; it has no
+framework underneath, so a request costs only what the pipeline does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote
+
+from tollway.errors import PayloadTooLarge
+from tollway.http.headers import request_id
+from tollway.http.messages import Request, Response
+from tollway.pipeline import Gateway
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+# RFC 3986 pchar plus "/": what may stay unescaped when re-encoding a decoded path.
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+
+
+class GatewayApp:
+    def __init__(
+        self,
+        gateway: Gateway,
+        *,
+        on_startup: list[Callable[[], Awaitable[None]]] | None = None,
+        on_shutdown: list[Callable[[], Awaitable[None]]] | None = None,
+    ) -> None:
+        self.gateway = gateway
+        self.max_body = gateway.config.defaults.max_body_bytes
+        self.on_startup = on_startup or []
+        self.on_shutdown = on_shutdown or []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                for hook in self.on_startup:
+                    await hook()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                for hook in self.on_shutdown:
+                    await hook()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope["headers"]:
+            name = raw_name.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
+            if name in headers:
+                headers[name] += ("; " if name == "cookie" else ", ") + value
+            else:
+                headers[name] = value
+        rid = request_id(headers.get("x-request-id"))
+        client = scope.get("client")
+        raw_path = scope.get("raw_path")
+        path = raw_path.decode("latin-1") if raw_path else quote(scope["path"], safe=_PATH_SAFE)
+        request = Request(
+            method=scope["method"],
+            path=scope["path"],
+            query_string=scope.get("query_string", b""),
+            headers=headers,
+            body=b"",
+            client_ip=client[0] if client else "",
+            scheme=scope.get("scheme", "http"),
+            request_id=rid,
+        )
+        try:
+            request.body = await _read_body(receive, headers.get("content-length"), self.max_body)
+        except PayloadTooLarge:
+            # The route's own step answers 413, so the request is still matched and metered.
+            request.oversize = True
+        response = await self.gateway.handle(request, path)
+        await _send(send, response, head=request.method == "HEAD")
+
+
+async def _read_body(receive: Receive, content_length: str | None, limit: int) -> bytes:
+    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
+        raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _send(send: Send, response: Response, head: bool) -> None:
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
+    headers.append((b"content-length", str(len(response.body)).encode()))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else response.body})

@@ -1,0 +1,57 @@
+"""Header sets, decided once: what never crosses the gateway in either direction."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+# RFC 9110 §7.6.1 connection-specific fields, plus the de-facto ones proxies drop.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+# Never forwarded to a backend: credentials for the gateway, and fields the gateway sets.
+NOT_TO_BACKEND = HOP_BY_HOP | {
+    "host",
+    "content-length",
+    "authorization",
+    "x-api-key",
+    "x-request-id",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "forwarded",
+    "x-tollway-consumer",
+    "x-tollway-scopes",
+    "expect",
+}
+
+# Never passed back from a backend: the gateway frames the response itself.
+NOT_TO_CALLER = HOP_BY_HOP | {"content-length", "x-request-id", "server", "date"}
+
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+
+
+def request_id(offered: str | None) -> str:
+    """The caller's request id if it is sane, else a new one."""
+    if offered and _SANE_REQUEST_ID.match(offered):
+        return offered
+    return uuid.uuid4().hex
+
+
+def connection_tokens(value: str | None) -> frozenset[str]:
+    """Fields a `Connection` header names are hop-by-hop too (RFC 9110 §7.6.1)."""
+    if not value:
+        return frozenset()
+    return frozenset(t.strip().lower() for t in value.split(",") if t.strip())

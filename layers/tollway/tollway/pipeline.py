@@ -1,0 +1,197 @@
+"""The request path: match, then per-route steps assembled once, then respond and record.
+
+Each step is a middleware `(next: Handler) -> Handler` around an `Exchange`, in the
+order a request meets them:
+
+    body limit -> authenticate -> authorize -> admit (quota) -> upstream (fan out, compose)
+
+`Gateway.handle` is the one place errors become responses (problem+json) and where
+every response gets its request id, RateLimit fields, access-log line and usage event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from tollway.auth.principal import ANONYMOUS, Principal
+from tollway.config.compile import CompiledConfig, CompiledRoute
+from tollway.errors import Forbidden, GatewayError, PayloadTooLarge, Unauthorized
+from tollway.http.messages import Request, Response
+from tollway.http.problems import problem_response
+from tollway.http.routing import Router
+
+
+@dataclass(slots=True)
+class BackendOutcome:
+    name: str
+    status: int | None  # None: no HTTP answer (timeout, refused, breaker open, skipped)
+    latency_ms: float
+
+
+@dataclass(slots=True)
+class Exchange:
+    request: Request
+    route: CompiledRoute
+    params: dict[str, str]
+    started: float  # time.monotonic() when the request arrived
+    principal: Principal = ANONYMOUS
+    admitted: bool = False
+    cost_units: int = 0
+    # Added to the final response whether it succeeds or fails (RateLimit fields).
+    extra_headers: list[tuple[str, str]] = field(default_factory=list)
+    backends: list[BackendOutcome] = field(default_factory=list)
+
+    @property
+    def deadline(self) -> float:
+        return self.started + self.route.timeout_s
+
+
+Handler = Callable[[Exchange], Awaitable[Response]]
+Middleware = Callable[[Handler], Handler]
+
+
+class Authenticator(Protocol):
+    async def authenticate(self, request: Request, route: CompiledRoute) -> Principal: ...
+
+
+class Admission(Protocol):
+    """Spends the principal's plan for this request or raises TooManyRequests."""
+
+    async def admit(self, exchange: Exchange) -> None: ...
+
+
+class Upstream(Protocol):
+    async def call(self, exchange: Exchange) -> Response: ...
+
+
+class UsageRecorder(Protocol):
+    """Buffers a finished exchange's usage event; never blocks on AWS."""
+
+    def record(self, exchange: Exchange, response: Response, latency_ms: float) -> None: ...
+
+
+class AccessLog(Protocol):
+    def __call__(
+        self,
+        request: Request,
+        response: Response,
+        route_id: str | None,
+        latency_ms: float,
+        consumer: str | None,
+    ) -> None: ...
+
+
+# ---- steps --------------------------------------------------------------------------
+
+
+def limit_body(next_: Handler) -> Handler:
+    async def step(ex: Exchange) -> Response:
+        if ex.request.oversize or len(ex.request.body) > ex.route.max_body_bytes:
+            raise PayloadTooLarge(f"request body exceeds {ex.route.max_body_bytes} bytes")
+        return await next_(ex)
+
+    return step
+
+
+def authenticate(authenticator: Authenticator) -> Middleware:
+    def wrap(next_: Handler) -> Handler:
+        async def step(ex: Exchange) -> Response:
+            ex.principal = await authenticator.authenticate(ex.request, ex.route)
+            return await next_(ex)
+
+        return step
+
+    return wrap
+
+
+def authorize(next_: Handler) -> Handler:
+    async def step(ex: Exchange) -> Response:
+        if ex.principal.credential not in ex.route.auth:
+            raise Unauthorized("this route does not accept that kind of credential")
+        missing = ex.route.scopes - ex.principal.scopes
+        if missing:
+            raise Forbidden(f"missing scope: {' '.join(sorted(missing))}")
+        return await next_(ex)
+
+    return step
+
+
+def admit(admission: Admission) -> Middleware:
+    def wrap(next_: Handler) -> Handler:
+        async def step(ex: Exchange) -> Response:
+            await admission.admit(ex)
+            return await next_(ex)
+
+        return step
+
+    return wrap
+
+
+def build_chain(route: CompiledRoute, upstream: Upstream, steps: Sequence[Middleware]) -> Handler:
+    """Wrap the upstream call in `steps`, the first step outermost (Starlette's reversed loop)."""
+    handler: Handler = upstream.call
+    for step in reversed(steps):
+        handler = step(handler)
+    return handler
+
+
+# ---- the gateway --------------------------------------------------------------------
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: CompiledConfig,
+        *,
+        authenticator: Authenticator,
+        upstream: Upstream,
+        admission: Admission | None = None,
+        usage: UsageRecorder | None = None,
+        access_log: AccessLog | None = None,
+    ) -> None:
+        self.config = config
+        self.usage = usage
+        self.access_log = access_log
+        self.router: Router[tuple[CompiledRoute, Handler]] = Router()
+        for route in config.routes:
+            steps: list[Middleware] = [limit_body]
+            if not route.public:
+                steps += [authenticate(authenticator), authorize]
+                if admission is not None:
+                    steps.append(admit(admission))
+            self.router.add(route.path, route.methods, (route, build_chain(route, upstream, steps)))
+
+    async def handle(self, request: Request, path: str) -> Response:
+        """Answer one request. `path` is percent-encoded, as the caller sent it."""
+        started = time.monotonic()
+        ex: Exchange | None = None
+        try:
+            match = self.router.match(request.method, path)
+            route, handler = match.target
+            ex = Exchange(request, route, match.params, started)
+            response = await handler(ex)
+        except GatewayError as error:
+            response = problem_response(error, request.request_id)
+        except Exception:
+            from tollway.observability import logger
+
+            logger.exception("unhandled error", extra={"route_id": ex.route.id if ex else None})
+            response = problem_response(GatewayError(), request.request_id)
+        if ex is not None and ex.extra_headers:
+            response.headers.extend(ex.extra_headers)
+        response.headers.append(("x-request-id", request.request_id))
+        latency_ms = (time.monotonic() - started) * 1000
+        if self.access_log is not None:
+            self.access_log(
+                request,
+                response,
+                ex.route.id if ex else None,
+                latency_ms,
+                ex.principal.consumer_id if ex and ex.principal is not ANONYMOUS else None,
+            )
+        if ex is not None and self.usage is not None:
+            self.usage.record(ex, response, latency_ms)
+        return response
