@@ -9,6 +9,12 @@
 #
 # The layer (TollwayLayer) is built by SAM itself from layers/tollway/requirements.txt.
 
+# Targets here must not become the including Makefile's default goal.
+build_mk_default_goal := $(.DEFAULT_GOAL)
+
+# The SAM CLI sends usage telemetry unless told not to.
+export SAM_CLI_TELEMETRY ?= 0
+
 UV ?= uv
 # Fails the build on invalid infra config, before anything is packaged.
 ROUTES_CHECK ?= $(UV) run --frozen tollway routes check --infra infra
@@ -44,3 +50,5 @@ check-layer-requirements:
 	diff -u $(LAYER_REQUIREMENTS) "$$tmp" || { \
 		echo "$(LAYER_REQUIREMENTS) is out of date with uv.lock: run 'make layer-requirements'" >&2; \
 		exit 1; }
+
+.DEFAULT_GOAL := $(build_mk_default_goal)

@@ -35,6 +35,7 @@ class ServedApp:
 
 def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, **config: Any) -> ServedApp:
     port = port or free_port(host)
+    config.setdefault("timeout_graceful_shutdown", 0.5)
     server = uvicorn.Server(
         uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="auto", **config)
     )

@@ -1,0 +1,56 @@
+"""Small real backends the tests start on loopback: echo, slow, failing, huge."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from urllib.parse import parse_qs
+
+import orjson
+
+
+async def _drain(receive) -> bytes:
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
+async def loopback_backend(scope, receive, send) -> None:
+    """`/echo/...` describes the request it got; `/slow?ms=N`, `/status/N`, `/big?bytes=N`."""
+    if scope["type"] != "http":
+        return
+    body = await _drain(receive)
+    path = scope["path"]
+    query = parse_qs(scope["query_string"].decode())
+    headers = [(b"content-type", b"application/json")]
+    status = 200
+    if path.startswith("/echo"):
+        payload = orjson.dumps(
+            {
+                "method": scope["method"],
+                "path": path,
+                "raw_path": scope.get("raw_path", b"").decode("latin-1"),
+                "query": scope["query_string"].decode("latin-1"),
+                "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
+                "body": base64.b64encode(body).decode(),
+                "client_port": scope["client"][1],
+            }
+        )
+        # Hop-by-hop fields the gateway must not pass back to its caller.
+        headers += [(b"connection", b"x-hop"), (b"x-hop", b"1"), (b"keep-alive", b"timeout=5")]
+        headers += [(b"x-backend", b"echo")]
+    elif path == "/slow":
+        await asyncio.sleep(int(query.get("ms", ["1000"])[0]) / 1000)
+        payload = b'{"slow":true}'
+    elif path.startswith("/status/"):
+        status = int(path.rsplit("/", 1)[1])
+        payload = b'{"internal":"stack trace of the backend"}'
+    elif path == "/big":
+        payload = b'"' + b"x" * int(query["bytes"][0]) + b'"'
+    else:
+        status, payload = 404, b'{"error":"not found"}'
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})

@@ -1,0 +1,82 @@
+"""`tollway dev` started as users start it: a subprocess, in its own folder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tollway.dev.serve import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class DevServer:
+    url: str
+    aws_url: str
+    cwd: Path
+    process: subprocess.Popen
+    output: list[str]
+
+    def env(self) -> dict[str, str]:
+        """The settings `tollway dev` wrote for other commands run from its folder."""
+        lines = (self.cwd / ".tollway" / "dev.env").read_text().splitlines()
+        return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+    def tollway(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "tollway.cli", *args],
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TOLLWAY_"))},
+        )
+
+
+@pytest.fixture(scope="module")
+def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    cwd = tmp_path_factory.mktemp("dev")
+    port, aws_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TOLLWAY_"))}
+    for service in ("USERS", "ORDERS", "REVIEWS"):
+        env[f"TOLLWAY_SERVICE_{service}"] = f"http://127.0.0.1:{free_port()}"
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "tollway.cli", "dev",
+            "--infra", str(ROOT / "infra"), "--template", str(ROOT / "template.yaml"),
+            "--port", str(port), "--aws-port", str(aws_port),
+        ],
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    output: list[str] = []
+    deadline = time.monotonic() + 60
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        output.append(line)
+        if "ready" in line:
+            break
+    else:
+        process.kill()
+    if not any("ready" in line for line in output):
+        process.kill()
+        pytest.fail("tollway dev did not print ready:\n" + "".join(output))
+    server = DevServer(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{aws_port}", cwd, process, output)
+    yield server
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise

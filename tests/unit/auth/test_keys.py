@@ -1,0 +1,195 @@
+"""API key format, the TTL/LRU cache, and every way a key is refused before or after a lookup."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from botocore.exceptions import EndpointConnectionError
+
+from tollway.auth.cache import TtlLru
+from tollway.auth.keys import KeyVerifier, issued_key_id, key_hash, new_key
+from tollway.auth.store import REVOKED, KeyRecord, new_record
+from tollway.config.models import ApiKeys
+from tollway.errors import ServiceUnavailable, Unauthorized
+
+
+class Clock:
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class MemoryStore:
+    """The KeyStore's `get`, over a dict, counting reads."""
+
+    def __init__(self, *records: KeyRecord, fail: bool = False) -> None:
+        self.records = {r.key_hash: r for r in records}
+        self.reads = 0
+        self.fail = fail
+
+    def get(self, digest: str) -> KeyRecord | None:
+        self.reads += 1
+        if self.fail:
+            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
+        return self.records.get(digest)
+
+
+def issue(plan: str = "free", expires: datetime | None = None) -> tuple[str, KeyRecord]:
+    key, key_id = new_key()
+    created = datetime.now(UTC)
+    return key, new_record(key_hash(key), key_id, "acme", plan, ["b", "a"], created, expires)
+
+
+def verifier(store, clock=None, **options) -> KeyVerifier:
+    clock = clock or Clock()
+    return KeyVerifier(store, ApiKeys(**options), clock=lambda: datetime.now(UTC).timestamp(), monotonic=clock)
+
+
+def refused(verifier: KeyVerifier, key: str) -> Unauthorized:
+    with pytest.raises(Unauthorized) as caught:
+        verifier.verify(key)
+    assert 'error="invalid_token"' in caught.value.headers["www-authenticate"]
+    return caught.value
+
+
+# ---- format --------------------------------------------------------------------------
+
+
+def test_new_keys_are_well_formed_unique_and_carry_their_id():
+    keys = {new_key() for _ in range(200)}
+    assert len(keys) == 200
+    for key, key_id in keys:
+        assert key.startswith(f"tw_{key_id}_")
+        assert issued_key_id(key) == key_id
+
+
+@pytest.mark.parametrize("position", [3, 10, 20, 40, 61])
+def test_any_changed_character_breaks_the_checksum(position):
+    key, _ = new_key()
+    changed = key[:position] + ("a" if key[position] != "a" else "b") + key[position + 1 :]
+    assert issued_key_id(changed) is None
+
+
+@pytest.mark.parametrize("text", ["", "tw_", "demo-key", "TW_" + "a" * 59, "tw_abc_def", "x" * 62])
+def test_strings_of_another_shape_are_not_issued_keys(text):
+    assert issued_key_id(text) is None
+
+
+def test_the_hash_is_hex_sha256_and_the_record_never_holds_the_key():
+    key, record = issue()
+    assert len(record.key_hash) == 64 and record.key_hash == key_hash(key)
+    assert key not in str(record.to_item())
+    assert KeyRecord.from_item(record.to_item()) == record
+    assert record.scopes == ("a", "b")
+
+
+# ---- cache ---------------------------------------------------------------------------
+
+
+def test_entries_expire_after_their_ttl():
+    clock = Clock()
+    cache: TtlLru[int] = TtlLru(10, 5, clock)
+    cache.put("a", 1)
+    clock.now += 4.9
+    assert cache.get("a") == 1
+    clock.now += 0.1
+    assert cache.get("a") is None and len(cache) == 0
+
+
+def test_a_full_cache_evicts_the_least_recently_used():
+    cache: TtlLru[int] = TtlLru(2, 60, Clock())
+    cache.put("a", 1)
+    cache.put("b", 2)
+    cache.get("a")
+    cache.put("c", 3)
+    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (1, None, 3)
+    assert len(cache) == 2
+
+
+def test_a_zero_ttl_caches_nothing():
+    cache: TtlLru[int] = TtlLru(2, 0, Clock())
+    cache.put("a", 1)
+    assert cache.get("a") is None
+
+
+# ---- verification ----------------------------------------------------------------------
+
+
+def test_a_valid_key_is_read_once_then_served_from_the_cache_until_its_ttl():
+    key, record = issue()
+    store, clock = MemoryStore(record), Clock()
+    check = verifier(store, clock, cache_ttl_s=30)
+    for _ in range(50):
+        assert check.verify(key) == record
+    assert store.reads == 1
+    clock.now += 30
+    check.verify(key)
+    assert store.reads == 2
+
+
+def test_malformed_keys_and_bad_checksums_never_reach_the_table():
+    key, record = issue()
+    store = MemoryStore(record)
+    check = verifier(store)
+    for bad in ["nope", key[:-1] + ("a" if key[-1] != "a" else "b"), key + "a", "tw_" + "a" * 59]:
+        assert refused(check, bad).detail == "malformed API key"
+    assert store.reads == 0
+
+
+def test_unknown_keys_are_read_once_per_negative_ttl():
+    store, clock = MemoryStore(), Clock()
+    check = verifier(store, clock, negative_cache_ttl_s=10)
+    key, _ = new_key()
+    for _ in range(20):
+        assert refused(check, key).detail == "unknown API key"
+    assert store.reads == 1
+    clock.now += 10
+    refused(check, key)
+    assert store.reads == 2
+
+
+def test_a_flood_of_unknown_keys_cannot_evict_known_ones_or_grow_memory():
+    key, record = issue()
+    store = MemoryStore(record)
+    check = verifier(store, cache_size=100)
+    check.verify(key)
+    for _ in range(1000):
+        refused(check, new_key()[0])
+    assert len(check.unknown) == 100 and len(check.found) == 1
+    reads = store.reads
+    check.verify(key)
+    assert store.reads == reads
+
+
+def test_revoked_and_expired_keys_are_401_invalid_token():
+    key, record = issue()
+    revoked = KeyRecord.from_item({**record.to_item(), "status": {"S": REVOKED}})
+    assert refused(verifier(MemoryStore(revoked)), key).detail == "the API key has been revoked"
+    old_key, old = issue(expires=datetime.now(UTC) - timedelta(seconds=1))
+    assert refused(verifier(MemoryStore(old)), old_key).detail == "the API key has expired"
+
+
+def test_a_cached_key_stops_working_the_moment_it_expires():
+    key, record = issue(expires=datetime.now(UTC) + timedelta(days=1))
+    now = [datetime.now(UTC).timestamp()]
+    check = KeyVerifier(MemoryStore(record), ApiKeys(), clock=lambda: now[0])
+    check.verify(key)
+    now[0] += 86_401
+    assert refused(check, key).detail == "the API key has expired"
+
+
+def test_extra_keys_are_looked_up_despite_their_shape():
+    record = new_record(key_hash("demo-key"), "demo", "demo", "free", [], datetime.now(UTC), None)
+    store = MemoryStore(record)
+    assert KeyVerifier(store, ApiKeys(), extra_keys=["demo-key"]).verify("demo-key") == record
+    refused(KeyVerifier(store, ApiKeys()), "demo-key")
+
+
+def test_no_keys_table_refuses_keys_and_an_unreachable_one_is_503():
+    key, _ = new_key()
+    assert refused(verifier(None), key).detail == "API keys are not accepted here"
+    with pytest.raises(ServiceUnavailable):
+        verifier(MemoryStore(fail=True)).verify(key)
