@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -13,12 +14,11 @@ import httpx
 import orjson
 import pytest
 import yaml
-
 from tollway.auth.principal import Principal
 from tollway.config.compile import CompiledRoute, compile_infra
 from tollway.http.app import GatewayApp
-from tollway.http.messages import Request
-from tollway.pipeline import Gateway
+from tollway.http.messages import Request, Response
+from tollway.pipeline import Exchange, Gateway
 from tollway.upstream.client import make_client
 from tollway.upstream.dispatch import HttpUpstream
 
@@ -36,15 +36,18 @@ class Reply:
     delay_s: float = 0.0
     headers: tuple[tuple[str, str], ...] = ()
     cut_after: int | None = None  # close the connection after this many body bytes
+    chunked: bool = False  # no content-length: the body comes in 64 KiB pieces
 
 
 @dataclass
 class Seen:
     method: str
     path: str
+    raw_path: str
     query: str
     headers: dict[str, str]
     body: bytes
+    at: float  # time.monotonic() on arrival
 
 
 @dataclass
@@ -69,7 +72,9 @@ class Scripted:
                 break
         path = scope["path"]
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-        self.seen.append(Seen(scope["method"], path, scope["query_string"].decode(), headers, body))
+        raw_path = (scope.get("raw_path") or path.encode()).decode()
+        query = scope["query_string"].decode()
+        self.seen.append(Seen(scope["method"], path, raw_path, query, headers, body, time.monotonic()))
         planned = self.replies.get(path, Reply(404, {"error": "no such path"}))
         reply = (planned.pop(0) if len(planned) > 1 else planned[0]) if isinstance(planned, list) else planned
         if reply.delay_s:
@@ -80,9 +85,16 @@ class Scripted:
                 return
             hung_up.cancel()
         payload = reply.body if reply.body is not None else orjson.dumps(reply.json)
-        start = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        start = [(b"content-type", b"application/json")]
+        if not reply.chunked:
+            start.append((b"content-length", str(len(payload)).encode()))
         start += [(k.encode(), v.encode()) for k, v in reply.headers]
         await send({"type": "http.response.start", "status": reply.status, "headers": start})
+        if reply.chunked:
+            for i in range(0, len(payload), 65536):
+                await send({"type": "http.response.body", "body": payload[i : i + 65536], "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            return
         if reply.cut_after is not None:
             await send({"type": "http.response.body", "body": payload[: reply.cut_after], "more_body": True})
             raise ConnectionAbortedError("cut on purpose")
@@ -97,9 +109,9 @@ class FakeAuthenticator:
         return Principal(consumer_id=consumer, plan="free", scopes=frozenset(), credential="api_key")
 
 
-def write_infra(root: Path, services: dict[str, str], routes: list[dict[str, Any]]) -> Path:
+def write_infra(root: Path, services: dict[str, str], routes: list[dict[str, Any]], **defaults: Any) -> Path:
     (root / "routes").mkdir(parents=True, exist_ok=True)
-    gateway = {"stages": {"test": {"services": services}}, "defaults": {"timeout_ms": 2000}}
+    gateway = {"stages": {"test": {"services": services}}, "defaults": {"timeout_ms": 2000, **defaults}}
     (root / "gateway.yaml").write_text(yaml.safe_dump(gateway))
     (root / "plans.yaml").write_text(yaml.safe_dump({"plans": {"free": {}}}))
     for route in routes:
@@ -109,14 +121,27 @@ def write_infra(root: Path, services: dict[str, str], routes: list[dict[str, Any
     return root
 
 
+class Recorder:
+    """Keeps every finished exchange, as the usage step would see it."""
+
+    def __init__(self) -> None:
+        self.exchanges: list[Exchange] = []
+
+    def record(self, exchange: Exchange, response: Response, latency_ms: float) -> None:
+        self.exchanges.append(exchange)
+
+    def backends(self) -> list[tuple[str, int | None]]:
+        return [(b.name, b.status) for b in self.exchanges[-1].backends]
+
+
 @asynccontextmanager
 async def gateway(
-    infra: Path, *, clock: Callable[[], float] | None = None
+    infra: Path, *, clock: Callable[[], float] | None = None, usage: Recorder | None = None
 ) -> AsyncIterator[tuple[httpx.AsyncClient, HttpUpstream]]:
     config = compile_infra(infra, "test")
     backend_client = make_client()
     upstream = HttpUpstream(backend_client, clock=clock) if clock else HttpUpstream(backend_client)
-    app = GatewayApp(Gateway(config, authenticator=FakeAuthenticator(), upstream=upstream))
+    app = GatewayApp(Gateway(config, authenticator=FakeAuthenticator(), upstream=upstream, usage=usage))
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://gw.test") as caller:

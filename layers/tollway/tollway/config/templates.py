@@ -19,6 +19,10 @@ class TemplateValueError(ValueError):
     """A referenced value is missing or is not a scalar."""
 
 
+class ParamValueError(TemplateValueError):
+    """A path parameter's value cannot be used where it goes: the caller's fault (400)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Ref:
     backend: str | None  # None: a route path parameter
@@ -81,7 +85,12 @@ class Template:
                 value = part.resolve(params, results)
                 if isinstance(value, bool):
                     value = "true" if value else "false"
-                out.append(encode(str(value)))
+                try:
+                    out.append(encode(str(value)))
+                except TemplateValueError as exc:
+                    if part.backend is None:
+                        raise ParamValueError(str(exc)) from exc
+                    raise
         return "".join(out)
 
 

@@ -1,17 +1,67 @@
-"""The pipeline's innermost step: call the route's backends and compose one response."""
+"""The pipeline's innermost step: call the route's backends and compose one response.
+
+One `HttpUpstream` per container holds what outlives a request: the shared HTTP client,
+the circuit breakers (one per backend service URL) and the response caches.
+"""
 
 from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
 
 import httpx
 
 from tollway.http.messages import Response
 from tollway.pipeline import Exchange
+from tollway.upstream.breaker import Breakers
+from tollway.upstream.cache import Caches, storable_ttl
+from tollway.upstream.call import BackendCaller
+from tollway.upstream.composite import CACHEABLE, Composite
 from tollway.upstream.proxy import proxy
 
 
 class HttpUpstream:
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        """`clock` drives breaker cool-downs and cache expiry; `rng` the retry jitter."""
         self.client = client
+        self.breakers = Breakers(clock)
+        self.caches = Caches(clock)
+        self.caller = BackendCaller(client, self.breakers, rng)
+        self.composite = Composite(self.caller, self.caches)
 
     async def call(self, exchange: Exchange) -> Response:
-        return await proxy(self.client, exchange)
+        route = exchange.route
+        if route.cache is None or exchange.request.method not in CACHEABLE:
+            return (await self._respond(exchange))[0]
+        cache = self.caches.for_(route.id, route.cache)
+        consumer = None if route.cache.shared else exchange.principal.consumer_id
+        request = exchange.request
+        key = (request.method, tuple(sorted(exchange.params.items())), request.query_string, consumer)
+        hit = cache.get(key)
+        if hit is not None:
+            status, headers, body = hit
+            return Response(status, [*headers, ("tollway-cache", "hit")], body)
+        response, cache_controls = await self._respond(exchange)
+        # A partial answer, or one that sets a cookie, is for this caller and this moment only.
+        if (
+            response.status == 200
+            and response.header("tollway-partial") is None
+            and response.header("set-cookie") is None
+        ):
+            ttl = storable_ttl(route.cache, cache_controls)
+            cache.put(key, (response.status, tuple(response.headers), response.body), ttl)
+        response.headers.append(("tollway-cache", "miss"))
+        return response
+
+    async def _respond(self, exchange: Exchange) -> tuple[Response, list[str | None]]:
+        if exchange.route.compose == "proxy":
+            response, answer = await proxy(self.caller, exchange)
+            return response, [answer.headers.get("cache-control")]
+        return await self.composite.respond(exchange)

@@ -1,15 +1,36 @@
-"""Build a backend request from a compiled backend and the caller's request."""
+"""Build a backend request from a compiled backend, the caller's request and earlier answers.
+
+`results` holds the JSON of the backends that already answered, as they sent it (before
+`pick`/`rename`), so `{user.id}` names the backend's own field. A bad path parameter is the
+caller's fault (400); a bad value from a backend's answer is a `TemplateValueError`, which
+fails that backend.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+import orjson
+
 from tollway.config.compile import CompiledBackend
-from tollway.config.templates import TemplateValueError
+from tollway.config.templates import ParamValueError, TemplateValueError, render_json_template
 from tollway.errors import BadRequest
 from tollway.http.headers import NOT_TO_BACKEND, connection_tokens
 from tollway.pipeline import Exchange
+
+# Headers of the caller's request that describe its body or its wishes for the answer's
+# encoding: wrong for a backend whose body the gateway writes or whose JSON it must read.
+NOT_TO_COMPOSED = frozenset({"content-type", "content-encoding", "accept", "accept-encoding", "range"})
+
+
+@dataclass(frozen=True, slots=True)
+class BackendRequest:
+    method: str
+    url: str
+    headers: list[tuple[str, str]]
+    body: bytes | None
 
 
 def encode_segment(value: str) -> str:
@@ -23,14 +44,45 @@ def encode_query(value: str) -> str:
     return quote(value, safe="")
 
 
-def backend_url(backend: CompiledBackend, ex: Exchange, results: dict[str, Any], forward_query: bool) -> str:
+def backend_method(backend: CompiledBackend, ex: Exchange, composed: bool) -> str:
+    if backend.method:
+        return backend.method
+    # A composed route needs a body from every backend, so a caller's HEAD becomes a GET.
+    if composed and ex.request.method == "HEAD":
+        return "GET"
+    return ex.request.method
+
+
+def build_request(
+    backend: CompiledBackend, ex: Exchange, results: dict[str, Any], *, composed: bool
+) -> BackendRequest:
     try:
-        path = backend.path.render(ex.params, results, encode_segment)
-        pairs = [f"{encode_query(k)}={t.render(ex.params, results, encode_query)}" for k, t in backend.query]
-    except TemplateValueError as exc:
-        if not results:
-            raise BadRequest(str(exc)) from exc
-        raise
+        url = backend_url(backend, ex, results, forward_query=not composed)
+        headers = backend_headers(backend, ex, results)
+        body: bytes | None
+        if backend.body is not None:
+            body = orjson.dumps(render_json_template(backend.body, ex.params, results))
+        else:
+            body = ex.request.body or None
+    except ParamValueError as exc:
+        raise BadRequest(str(exc)) from exc
+    if composed or backend.body is not None:
+        drop = NOT_TO_COMPOSED if composed else frozenset({"content-type", "content-encoding"})
+        headers = [(k, v) for k, v in headers if k not in drop or _templated(backend, k)]
+        if composed and not _templated(backend, "accept"):
+            headers.append(("accept", "application/json"))
+        if backend.body is not None and not _templated(backend, "content-type"):
+            headers.append(("content-type", "application/json"))
+    return BackendRequest(backend_method(backend, ex, composed), url, headers, body)
+
+
+def _templated(backend: CompiledBackend, name: str) -> bool:
+    return any(k == name for k, _ in backend.headers)
+
+
+def backend_url(backend: CompiledBackend, ex: Exchange, results: dict[str, Any], forward_query: bool) -> str:
+    path = backend.path.render(ex.params, results, encode_segment)
+    pairs = [f"{encode_query(k)}={t.render(ex.params, results, encode_query)}" for k, t in backend.query]
     if forward_query and ex.request.query_string:
         pairs.append(ex.request.query_string.decode("latin-1"))
     url = f"{backend.base_url}{path}"
@@ -53,8 +105,12 @@ def backend_headers(backend: CompiledBackend, ex: Exchange, results: dict[str, A
             headers.append(("x-tollway-scopes", " ".join(sorted(principal.scopes))))
     for name, template in backend.headers:
         value = template.render(ex.params, results)
-        if "\r" in value or "\n" in value:
-            raise TemplateValueError(f"header {name} would contain a line break")
+        if "\r" in value or "\n" in value or "\0" in value:
+            from_caller = all(ref.backend is None for ref in template.refs)
+            error = ParamValueError if from_caller else TemplateValueError
+            raise error(f"header {name} would contain a control character")
+        # Header strings hold bytes as latin-1 (as the caller's do): send a value's UTF-8 bytes.
+        value = value.encode().decode("latin-1")
         headers = [(k, v) for k, v in headers if k != name]
         headers.append((name, value))
     return headers

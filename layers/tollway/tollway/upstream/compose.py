@@ -1,0 +1,55 @@
+"""Pure composition of backend answers: `pick`, `rename`, `group` and `merge`.
+
+- `pick` keeps only the listed top-level fields, then `rename` renames top-level fields;
+  both need the answer to be a JSON object.
+- `group` puts each backend's (shaped) answer under its name; a failed optional backend's
+  key is `null`.
+- `merge` deep-merges the (shaped) answers in config order. Conflict policy: when both
+  sides hold an object, the objects merge recursively; otherwise the later backend wins
+  (a scalar, list or null replaces what was there, and an object replaces a non-object).
+  Lists are values, not merged element-wise. A failed optional backend adds nothing.
+
+No function here mutates its inputs: answers may be shared with a cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+
+class NotAnObject(ValueError):
+    pass
+
+
+def shape(value: Any, pick: tuple[str, ...] | None, rename: Mapping[str, str]) -> Any:
+    if pick is None and not rename:
+        return value
+    if not isinstance(value, dict):
+        raise NotAnObject("pick and rename need a JSON object")
+    if pick is not None:
+        value = {k: value[k] for k in pick if k in value}
+    if rename:
+        value = {rename.get(k, k): v for k, v in value.items()}
+    return value
+
+
+def deep_merge(left: Any, right: Any) -> Any:
+    if not (isinstance(left, dict) and isinstance(right, dict)):
+        return right
+    out = dict(left)
+    for key, value in right.items():
+        out[key] = deep_merge(out[key], value) if key in out else value
+    return out
+
+
+def merge(values: Iterable[Any]) -> dict[str, Any]:
+    """Merge objects in order; `None` (a failed optional backend) adds nothing."""
+    out: dict[str, Any] = {}
+    for value in values:
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise NotAnObject("merge needs a JSON object")
+        out = deep_merge(out, value)
+    return out

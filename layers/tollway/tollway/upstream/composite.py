@@ -1,0 +1,147 @@
+"""`compose: group | merge`: fan out along the dependency graph, shape each answer, compose.
+
+A required backend that fails makes the route fail: 504 if it ran out of time, else 502
+(an error status — 4xx included, since the caller cannot fix a backend's refusal —, a
+connection error, a body that is not JSON or not an object where one is needed). An
+optional one that fails gives `null` (group) or nothing (merge), and its name in
+`Tollway-Partial`. Problems name the backend, never quote its body.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from tollway.config.compile import CompiledBackend
+from tollway.config.templates import TemplateValueError
+from tollway.errors import BadGateway, GatewayTimeout
+from tollway.http.messages import Response
+from tollway.pipeline import BackendOutcome, Exchange
+from tollway.upstream.cache import Caches, storable_ttl
+from tollway.upstream.call import BackendCaller, BackendFailure
+from tollway.upstream.compose import NotAnObject, merge, shape
+from tollway.upstream.fanout import DeadlinePassed, RequiredBackendFailed, fan_out
+from tollway.upstream.request import build_request
+
+JSON = "application/json"
+CACHEABLE = frozenset({"GET", "HEAD"})
+# orjson writes at most 254 levels of nesting (reads 1024): a backend's JSON can be deeper.
+TOO_DEEP = (TypeError, RecursionError)
+
+
+def _compose(kind: str, backends: tuple[CompiledBackend, ...], shaped: dict[str, Any]) -> bytes:
+    if kind == "merge":
+        return orjson.dumps(merge(shaped.get(b.name) for b in backends))
+    return orjson.dumps({b.name: shaped.get(b.name) for b in backends})
+
+
+def _serializable(value: Any) -> bool:
+    try:
+        orjson.dumps([value])  # one level more, as under its name in a group
+    except TOO_DEEP:
+        return False
+    return True
+
+
+class Composite:
+    def __init__(self, caller: BackendCaller, caches: Caches) -> None:
+        self.caller = caller
+        self.caches = caches
+
+    async def respond(self, ex: Exchange) -> tuple[Response, list[str | None]]:
+        """The composed response and the backends' Cache-Control values (for a route cache)."""
+        cache_controls: list[str | None] = []
+        recorded: set[str] = set()
+
+        async def call(backend: CompiledBackend, results: dict[str, Any]) -> Any:
+            started = time.monotonic()
+            status: int | None = None
+            try:
+                value, status, cache_control = await self._call(backend, ex, results)
+                cache_controls.append(cache_control)
+                return value
+            except BackendFailure as failure:
+                status = failure.status
+                raise
+            finally:
+                recorded.add(backend.name)
+                ex.backends.append(BackendOutcome(backend.name, status, (time.monotonic() - started) * 1000))
+
+        route = ex.route
+        try:
+            results, failures = await fan_out(route.backends, call, ex.deadline)
+        except RequiredBackendFailed as error:
+            if error.failure.timed_out:
+                raise GatewayTimeout(f"backend {error.backend} did not answer in time") from error
+            raise BadGateway(f"backend {error.backend} failed: {error.failure.reason}") from error
+        except DeadlinePassed as error:
+            raise GatewayTimeout(
+                f"the route's deadline passed waiting for {', '.join(error.waiting_for)}"
+            ) from error
+        finally:
+            for backend in route.backends:
+                if backend.name not in recorded:
+                    ex.backends.append(BackendOutcome(backend.name, None, 0.0))
+
+        shaped: dict[str, Any] = {}
+        for backend in route.backends:
+            if backend.name not in results:
+                continue
+            try:
+                value = shape(results[backend.name], backend.pick, backend.rename)
+                if route.compose == "merge" and not isinstance(value, dict | None):
+                    raise NotAnObject("merge needs a JSON object")
+            except NotAnObject as exc:
+                if backend.required:
+                    raise BadGateway(f"backend {backend.name} failed: {exc}") from exc
+                failures[backend.name] = BackendFailure(str(exc))
+                continue
+            shaped[backend.name] = value
+        try:
+            body = _compose(route.compose, route.backends, shaped)
+        except TOO_DEEP:
+            for backend in route.backends:
+                if backend.name in shaped and not _serializable(shaped[backend.name]):
+                    reason = "its answer is nested too deeply"
+                    if backend.required:
+                        raise BadGateway(f"backend {backend.name} failed: {reason}") from None
+                    failures[backend.name] = BackendFailure(reason)
+                    del shaped[backend.name]
+            body = _compose(route.compose, route.backends, shaped)
+        headers = [("content-type", JSON)]
+        if failures:
+            missing = ", ".join(b.name for b in route.backends if b.name in failures)
+            headers.append(("tollway-partial", missing))
+        return Response(200, headers, body), cache_controls
+
+    async def _call(
+        self, backend: CompiledBackend, ex: Exchange, results: dict[str, Any]
+    ) -> tuple[Any, int | None, str | None]:
+        try:
+            request = build_request(backend, ex, results, composed=True)
+        except TemplateValueError as exc:
+            raise BackendFailure(str(exc)) from exc
+        cache = key = None
+        if backend.cache is not None and ex.request.method in CACHEABLE:
+            cache = self.caches.for_((ex.route.id, backend.name), backend.cache)
+            consumer = None if backend.cache.shared else ex.principal.consumer_id
+            key = (request.method, request.url, request.body, consumer)
+            hit = cache.get(key)
+            if hit is not None:
+                return hit[0], hit[1], None
+        answer = await self.caller.send(backend, request, ex.deadline, ex.route.max_response_bytes, raw=False)
+        if answer.status >= 400:
+            raise BackendFailure(f"it answered {answer.status}", status=answer.status)
+        if not answer.body and answer.status in (204, 205):
+            value = None
+        else:
+            try:
+                value = orjson.loads(answer.body)
+            except orjson.JSONDecodeError as exc:
+                raise BackendFailure("its answer is not JSON", status=answer.status) from exc
+        cache_control = answer.headers.get("cache-control")
+        if cache is not None and key is not None:
+            cache.put(key, (value, answer.status), storable_ttl(backend.cache, [cache_control]))
+        return value, answer.status, cache_control
