@@ -30,6 +30,8 @@ class GatewayError(Exception):
         super().__init__(detail or self.title)
         self.detail = detail or self.title
         self.headers: dict[str, str] = dict(headers or {})
+        # RFC 9457 extension members, e.g. the JSON pointer of an invalid field.
+        self.extensions: dict[str, object] = {}
 
     @property
     def type(self) -> str:

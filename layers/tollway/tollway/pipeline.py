@@ -18,7 +18,7 @@ from typing import Protocol
 
 from tollway.auth.principal import ANONYMOUS, Principal
 from tollway.config.compile import CompiledConfig, CompiledRoute
-from tollway.errors import Forbidden, GatewayError, PayloadTooLarge, Unauthorized
+from tollway.errors import Forbidden, GatewayError, MethodNotAllowed, PayloadTooLarge, Unauthorized
 from tollway.http.messages import Request, Response
 from tollway.http.problems import problem_response
 from tollway.http.routing import Router
@@ -113,7 +113,9 @@ def authorize(next_: Handler) -> Handler:
             raise Unauthorized("this route does not accept that kind of credential")
         missing = ex.route.scopes - ex.principal.scopes
         if missing:
-            raise Forbidden(f"missing scope: {' '.join(sorted(missing))}")
+            needed = " ".join(sorted(missing))
+            challenge = f'Bearer realm="tollway", error="insufficient_scope", scope="{needed}"'
+            raise Forbidden(f"missing scope: {needed}", headers={"www-authenticate": challenge})
         return await next_(ex)
 
     return step
@@ -128,6 +130,37 @@ def admit(admission: Admission) -> Middleware:
         return step
 
     return wrap
+
+
+def check_ip(next_: Handler) -> Handler:
+    async def step(ex: Exchange) -> Response:
+        ex.route.ip.check(ex.request.client_ip)
+        return await next_(ex)
+
+    return step
+
+
+def validate(next_: Handler) -> Handler:
+    async def step(ex: Exchange) -> Response:
+        ex.route.validator.check(ex.request.body, ex.request.query_string)
+        return await next_(ex)
+
+    return step
+
+
+def route_steps(
+    route: CompiledRoute, authenticator: Authenticator, admission: Admission | None
+) -> list[Middleware]:
+    """The recipe for one route, in the order a request meets the steps."""
+    steps: list[Middleware] = [check_ip] if route.ip is not None else []
+    steps.append(limit_body)
+    if not route.public:
+        steps += [authenticate(authenticator), authorize]
+    if route.validator is not None:
+        steps.append(validate)
+    if not route.public and admission is not None:
+        steps.append(admit(admission))
+    return steps
 
 
 def build_chain(route: CompiledRoute, upstream: Upstream, steps: Sequence[Middleware]) -> Handler:
@@ -157,22 +190,36 @@ class Gateway:
         self.access_log = access_log
         self.router: Router[tuple[CompiledRoute, Handler]] = Router()
         for route in config.routes:
-            steps: list[Middleware] = [limit_body]
-            if not route.public:
-                steps += [authenticate(authenticator), authorize]
-                if admission is not None:
-                    steps.append(admit(admission))
+            steps = route_steps(route, authenticator, admission)
             self.router.add(route.path, route.methods, (route, build_chain(route, upstream, steps)))
+
+    def _preflight(self, request: Request, path: str, origin: str) -> Response | None:
+        """A CORS preflight is answered here: no auth, no quota, no backend."""
+        wanted = request.headers.get("access-control-request-method")
+        if request.method != "OPTIONS" or wanted is None:
+            return None
+        try:
+            route = self.router.match(wanted, path).target[0]
+        except MethodNotAllowed:
+            return Response(204, [("vary", "Origin")])
+        if route.cors is None:
+            return None
+        return route.cors.preflight(origin, wanted, route.methods)
 
     async def handle(self, request: Request, path: str) -> Response:
         """Answer one request. `path` is percent-encoded, as the caller sent it."""
         started = time.monotonic()
         ex: Exchange | None = None
+        origin = request.headers.get("origin")
         try:
-            match = self.router.match(request.method, path)
-            route, handler = match.target
-            ex = Exchange(request, route, match.params, started)
-            response = await handler(ex)
+            preflight = origin is not None and self._preflight(request, path, origin)
+            if preflight:
+                response = preflight
+            else:
+                match = self.router.match(request.method, path)
+                route, handler = match.target
+                ex = Exchange(request, route, match.params, started)
+                response = await handler(ex)
         except GatewayError as error:
             response = problem_response(error, request.request_id)
         except Exception:
@@ -182,6 +229,8 @@ class Gateway:
             response = problem_response(GatewayError(), request.request_id)
         if ex is not None and ex.extra_headers:
             response.headers.extend(ex.extra_headers)
+        if ex is not None and origin is not None and ex.route.cors is not None:
+            ex.route.cors.decorate(origin, response)
         response.headers.append(("x-request-id", request.request_id))
         latency_ms = (time.monotonic() - started) * 1000
         if self.access_log is not None:

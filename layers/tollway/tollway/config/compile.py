@@ -25,11 +25,15 @@ from tollway.config.models import (
     Retry,
     Route,
 )
+from tollway.config.policies import compile_policies
 from tollway.config.templates import (
     Template,
     json_template_refs,
     parse_json_template,
 )
+from tollway.policy.cors import CorsPolicy
+from tollway.policy.ip import IpPolicy
+from tollway.policy.validation import RequestValidator
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,9 @@ class CompiledRoute:
     max_response_bytes: int
     forward_scopes: bool
     cache: Cache | None
+    ip: IpPolicy | None = None
+    cors: CorsPolicy | None = None
+    validator: RequestValidator | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +177,7 @@ def _compile(
                 claimed.setdefault(key, lr)
         before = len(problems)
         backends = _compile_backends(lr, services, known_services, gateway.defaults, problem)
+        ip, cors, validator = compile_policies(route, gateway, loaded.infra, problem)
         if len(problems) == before and backends is not None:
             compiled.append(
                 CompiledRoute(
@@ -189,6 +197,9 @@ def _compile(
                     max_response_bytes=gateway.defaults.max_response_bytes,
                     forward_scopes=route.forward_scopes,
                     cache=route.cache,
+                    ip=ip,
+                    cors=cors,
+                    validator=validator,
                 )
             )
     return CompiledConfig(
@@ -209,6 +220,9 @@ def _compile_backends(lr, services, known_services, defaults, problem) -> tuple[
 
     if route.compose == "proxy" and len(route.backends) != 1:
         problem(f"compose: proxy needs exactly one backend, found {len(route.backends)}", "compose")
+    unsafe = sorted(set(route.methods) - {"GET", "HEAD"})
+    if route.cache is not None and unsafe:
+        problem(f"cache: only GET routes can be cached, this one also allows {', '.join(unsafe)}", "cache")
     deps: dict[str, set[str]] = {}
     out: dict[str, CompiledBackend] = {}
     for i, b in enumerate(route.backends):
@@ -226,6 +240,10 @@ def _compile_backends(lr, services, known_services, defaults, problem) -> tuple[
             )
         if route.compose == "proxy" and (b.pick is not None or b.rename):
             problem(f"backends[{i}]: pick and rename need compose: merge or group", *at)
+        if b.cache is not None and unsafe:
+            problem(f"backends[{i}].cache: only GET routes can cache, this one also allows {unsafe[0]}", *at)
+        if b.body is not None and ({b.method} if b.method else set(route.methods)) & {"GET", "HEAD"}:
+            problem(f"backends[{i}].body: a body needs method POST, PUT, PATCH or DELETE", *at, "body")
         path = Template.parse(b.path)
         query = tuple((k, Template.parse(v)) for k, v in b.query.items())
         headers = tuple((k.lower(), Template.parse(v)) for k, v in b.headers.items())

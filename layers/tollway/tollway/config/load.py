@@ -54,6 +54,7 @@ class Loaded:
     plans_doc: Document | None
     routes: list[LoadedRoute]
     problems: list[ConfigProblem]
+    infra: Path
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -161,7 +162,7 @@ def load_infra(infra: Path, display_root: Path | None = None) -> Loaded:
         doc = read_document(path, display(path), problems)
         if doc is not None:
             routes.extend(_route_file(doc, path.stem, problems))
-    return Loaded(gateway, gateway_doc, plans, plans_doc, routes, problems)
+    return Loaded(gateway, gateway_doc, plans, plans_doc, routes, problems, infra)
 
 
 def _route_file(doc: Document, stem: str, problems: list[ConfigProblem]) -> list[LoadedRoute]:

@@ -63,12 +63,22 @@ class JwtIssuer(Model):
     plan_claim: str | None = None
     default_plan: str = "free"
     leeway_s: Annotated[int, Field(ge=0, le=300)] = 30
-    jwks_refresh_s: Annotated[int, Field(ge=1)] = 300
+    # An unknown kid (or a failed fetch) refetches the JWKS at most once per jwks_refresh_s;
+    # a JWKS older than jwks_max_age_s is refetched, so removed keys stop verifying.
+    jwks_refresh_s: Annotated[int, Field(ge=1)] = 60
+    jwks_max_age_s: Annotated[int, Field(ge=1)] = 3600
 
     @model_validator(mode="after")
     def _one_key_source(self) -> JwtIssuer:
         if (self.jwks_url is None) == (self.hs256_secret_env is None):
             raise ValueError("give exactly one of jwks_url or hs256_secret_env")
+        if self.algorithms is not None:
+            if not self.algorithms:
+                raise ValueError("algorithms must not be empty")
+            if self.jwks_url is not None and "HS256" in self.algorithms:
+                raise ValueError("HS256 needs hs256_secret_env, not a JWKS (its keys are public)")
+            if self.hs256_secret_env is not None and set(self.algorithms) != {"HS256"}:
+                raise ValueError("an hs256_secret_env issuer verifies HS256 only")
         if self.jwks_url is not None:
             m = re.match(r"^(https?)://([^/:]+|\[[^\]]+\])(:\d+)?(/.*)?$", self.jwks_url)
             if not m:
@@ -90,10 +100,52 @@ class Auth(Model):
     api_keys: ApiKeys = ApiKeys()
 
 
+class Cors(Model):
+    origins: Annotated[list[str], Field(min_length=1)]
+    methods: list[Method] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+    headers: list[str] = ["authorization", "content-type", "x-api-key", "x-request-id"]
+    expose_headers: list[str] = []
+    credentials: bool = False
+    max_age_s: Annotated[int, Field(ge=0, le=86_400)] = 600
+
+    @field_validator("origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
+                raise ValueError(f"origin {origin!r} must be '*' or scheme://host[:port]")
+        return origins
+
+
+class IpRules(Model):
+    allow: list[str] = []
+    deny: list[str] = []
+
+    @field_validator("allow", "deny")
+    @classmethod
+    def _cidrs(cls, cidrs: list[str]) -> list[str]:
+        import ipaddress
+
+        for cidr in cidrs:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not an IP address or CIDR block") from None
+        return cidrs
+
+
+class Validate(Model):
+    # A JSON Schema, or {"$ref": "schemas/<file>.json|yaml"} relative to the infra folder.
+    body: dict[str, Any] | None = None
+    query: dict[str, Any] | None = None
+
+
 class Gateway(Model):
     stages: dict[Annotated[str, Field(pattern=NAME)], Stage]
     defaults: Defaults = Defaults()
     auth: Auth = Auth()
+    cors: Cors | None = None
+    ip: IpRules = IpRules()
 
 
 # ---- plans.yaml ---------------------------------------------------------------------
@@ -125,8 +177,18 @@ class Plan(Model):
     rate: Rate | None = None
     quota: Quota | None = None
     price: Price = Price()
-    # Counter items a consumer's usage is spread over, for plans above ~1,000 writes/s.
+    # Counter items a consumer's usage is spread over, for plans above ~1,000 writes/s;
+    # each shard holds an equal part of the quota and the burst (docs/quota.md).
     shards: Annotated[int, Field(ge=1, le=64)] = 1
+
+    @model_validator(mode="after")
+    def _shards(self) -> Plan:
+        limits = [self.rate.burst or self.rate.limit] if self.rate is not None else []
+        limits += [self.quota.limit] if self.quota is not None else []
+        smallest = min(limits, default=self.shards)
+        if self.shards > smallest:
+            raise ValueError(f"shards ({self.shards}) must not exceed the smallest limit ({smallest})")
+        return self
 
 
 class Plans(Model):
@@ -142,8 +204,9 @@ class Breaker(Model):
 
 
 class Retry(Model):
-    attempts: Annotated[int, Field(ge=0, le=5)] = 1
-    backoff_ms: Annotated[int, Field(ge=0)] = 50
+    # Tries in all, the first included; only idempotent methods are tried more than once.
+    attempts: Annotated[int, Field(ge=1, le=5)] = 2
+    backoff_ms: Annotated[int, Field(ge=0, le=10_000)] = 50
 
 
 class Cache(Model):
@@ -183,6 +246,10 @@ class Route(Model):
     quota_failure: Literal["open", "closed"] | None = None
     forward_scopes: bool = False
     cache: Cache | None = None
+    validate_: Validate | None = Field(None, alias="validate")
+    # Overrides gateway.yaml's `cors` for this route; `false` turns CORS off here.
+    cors: Cors | Literal[False] | None = None
+    ip: IpRules | None = None
 
     @field_validator("path")
     @classmethod

@@ -126,7 +126,15 @@ def start(options: DevOptions) -> tuple[DevStack, uvicorn.Server]:
 
     app = build_app(Settings.from_environ(os.environ, options.infra))
     server = uvicorn.Server(
-        uvicorn.Config(app, host=options.host, port=options.port, log_level="warning", lifespan="on", server_header=False)
+        uvicorn.Config(
+            app,
+            host=options.host,
+            port=options.port,
+            log_level="warning",
+            lifespan="on",
+            server_header=False,
+            proxy_headers=False,
+        )
     )
     return stack, server
 

@@ -18,6 +18,7 @@ def problem_response(error: GatewayError, request_id: str) -> Response:
             "status": error.status,
             "detail": error.detail,
             "request_id": request_id,
+            **error.extensions,
         }
     )
     headers = [("content-type", PROBLEM_TYPE), *error.headers.items()]

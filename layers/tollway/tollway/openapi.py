@@ -1,0 +1,147 @@
+"""An OpenAPI 3.1 document of the gateway's public surface, generated from the route config.
+
+It is the consumers' API reference and the input of the fuzzing tests: paths, methods,
+path parameters, security per route, request schemas from `validate:`, and the problem
+responses (401/403/404/405/413/429/502/504) with their headers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tollway.config.compile import CompiledConfig, CompiledRoute
+
+PROBLEM = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "request_id"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "request_id": {"type": "string"},
+        "pointer": {"type": "string", "description": "JSON pointer of an invalid field (400 only)"},
+    },
+}
+HEADERS = {
+    "X-Request-Id": {"description": "The caller's request id if sane, else a new one", "schema": {"type": "string"}},
+    "RateLimit": {"description": "IETF RateLimit fields: the consumer's remaining quota", "schema": {"type": "string"}},
+    "RateLimit-Policy": {"description": "IETF RateLimit policy of the consumer's plan", "schema": {"type": "string"}},
+    "Retry-After": {"description": "Seconds until the limit frees capacity", "schema": {"type": "integer"}},
+    "Tollway-Partial": {"description": "Optional backends missing from a composed response", "schema": {"type": "string"}},
+}
+PROBLEMS = {
+    "400": "The request failed validation",
+    "401": "Missing, malformed, unknown, revoked or expired credentials",
+    "403": "Valid credentials without a required scope, or a denied source address",
+    "404": "No route",
+    "405": "Method not allowed",
+    "413": "Request body over the limit",
+    "429": "Rate limit or quota exceeded",
+    "502": "A required backend failed",
+    "503": "The quota store is unavailable and the route fails closed",
+    "504": "The deadline passed",
+}
+BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+def _problem_response(status: str, description: str) -> dict[str, Any]:
+    headers = {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}}
+    if status == "429":
+        headers["Retry-After"] = {"$ref": "#/components/headers/Retry-After"}
+    if status == "401":
+        headers["WWW-Authenticate"] = {"schema": {"type": "string"}}
+    if status == "405":
+        headers["Allow"] = {"schema": {"type": "string"}}
+    return {
+        "description": description,
+        "headers": headers,
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
+def _operation(route: CompiledRoute, method: str, multi: bool) -> dict[str, Any]:
+    params: list[dict[str, Any]] = [
+        {"name": seg[1:-1], "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+        for seg in route.path.split("/")
+        if seg.startswith("{")
+    ]
+    validator = route.validator
+    if validator is not None and validator.query_schema:
+        required = set(validator.query_schema.get("required", []))
+        for name, schema in validator.query_schema.get("properties", {}).items():
+            params.append({"name": name, "in": "query", "required": name in required, "schema": schema})
+    ok_headers = {"X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"}}
+    if not route.public:
+        ok_headers["RateLimit"] = {"$ref": "#/components/headers/RateLimit"}
+        ok_headers["RateLimit-Policy"] = {"$ref": "#/components/headers/RateLimit-Policy"}
+    if route.compose != "proxy":
+        ok_headers["Tollway-Partial"] = {"$ref": "#/components/headers/Tollway-Partial"}
+    responses: dict[str, Any] = {"200": {"description": "The backend's answer", "headers": ok_headers}}
+    wanted = ["404", "405", "413", "502", "504"]
+    if validator is not None:
+        wanted.append("400")
+    if not route.public:
+        wanted += ["401", "403", "429", "503"]
+    if route.ip is not None:
+        wanted.append("403")
+    for status in sorted(set(wanted)):
+        responses[status] = {"$ref": f"#/components/responses/Problem{status}"}
+    operation: dict[str, Any] = {
+        "operationId": f"{route.id}.{method.lower()}" if multi else route.id,
+        "tags": [route.team],
+        "summary": f"{route.id} ({route.compose}: {', '.join(b.name for b in route.backends)})",
+        "parameters": params,
+        "responses": responses,
+        "security": [] if route.public else _security(route),
+    }
+    if route.scopes:
+        operation["description"] = "Required scopes: " + ", ".join(sorted(route.scopes))
+    if method in BODY_METHODS:
+        schema = validator.body_schema if validator is not None and validator.body_schema else {}
+        operation["requestBody"] = {
+            "required": bool(schema),
+            "content": {"application/json": {"schema": schema}},
+        }
+    return operation
+
+
+def _security(route: CompiledRoute) -> list[dict[str, list[str]]]:
+    security = []
+    if "api_key" in route.auth:
+        security.append({"ApiKey": []})
+    if "jwt" in route.auth or "api_key" in route.auth:
+        security.append({"Bearer": sorted(route.scopes) if "jwt" in route.auth else []})
+    return security
+
+
+def document(config: CompiledConfig, server: str | None = None) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for route in sorted(config.routes, key=lambda r: r.path):
+        methods = sorted(route.methods - ({"HEAD"} if "GET" in route.methods else set()))
+        item = paths.setdefault(route.path, {})
+        for method in methods:
+            item[method.lower()] = _operation(route, method, len(methods) > 1)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": f"Tollway gateway ({config.stage})",
+            "version": "1",
+            "description": "Generated by `tollway openapi` from infra/ route config.",
+        },
+        "servers": [{"url": server or "/"}],
+        "paths": paths,
+        "components": {
+            "schemas": {"Problem": PROBLEM},
+            "headers": HEADERS,
+            "responses": {f"Problem{s}": _problem_response(s, d) for s, d in PROBLEMS.items()},
+            "securitySchemes": {
+                "ApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+                "Bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A JWT from a configured issuer, or an API key",
+                },
+            },
+        },
+    }
