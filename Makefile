@@ -40,9 +40,11 @@ lint: install
 
 schemas: install
 	$(UV) run --frozen python -m tollway.config.schema schemas
+	$(UV) run --frozen python -m tollway.usage.schema schemas
 
 check-schemas: install
 	$(UV) run --frozen python -m tollway.config.schema schemas --check
+	$(UV) run --frozen python -m tollway.usage.schema schemas --check
 
 build: install tools
 	$(SAM) validate --lint

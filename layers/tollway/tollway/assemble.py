@@ -21,11 +21,26 @@ def build_app(settings: Settings, *, http_client=None) -> GatewayApp:
     # <<< auth wiring
     # >>> quota wiring
     admission = None
+    if settings.quota_table is not None:
+        from tollway import aws
+        from tollway.quota.admission import QuotaAdmission
+        from tollway.quota.store import QuotaStore
+
+        admission = QuotaAdmission(QuotaStore(aws.client("dynamodb"), settings.quota_table), config.plans)
     # <<< quota wiring
     # >>> usage wiring
     usage = None
     on_startup: list = []
     on_shutdown: list = [client.aclose]
+    if settings.usage_queue_url:
+        from tollway.aws import client as aws_client
+        from tollway.usage.emitter import SQS_CONFIG, BackgroundFlusher, UsageEmitter
+
+        usage = UsageEmitter(aws_client("sqs", config=SQS_CONFIG), settings.usage_queue_url)
+        # Under uvicorn (lifespan on); on Lambda (lifespan off) the extension flushes instead.
+        flusher = BackgroundFlusher(usage)
+        on_startup.append(flusher.start)
+        on_shutdown.insert(0, flusher.stop)
     # <<< usage wiring
     gateway = Gateway(
         config,

@@ -1,18 +1,37 @@
-"""The process-wide Powertools logger and metrics, and the access-log line."""
+"""The process-wide Powertools logger and metrics, and the access-log line.
+
+The access-log line is also the request's metrics record: it carries CloudWatch Embedded
+Metric Format metadata (`_aws`), so CloudWatch Logs extracts Requests, Errors4xx,
+Errors5xx, Latency and QuotaRejected per route from the one line the router writes
+anyway — no extra call, no flush to forget.
+"""
 
 from __future__ import annotations
+
+import time
 
 from aws_lambda_powertools import Logger, Metrics
 
 from tollway.http.messages import Request, Response
 
+NAMESPACE = "Tollway"
 logger = Logger(service="tollway")
-metrics = Metrics(namespace="Tollway", service="tollway")
+metrics = Metrics(namespace=NAMESPACE, service="tollway")
+
+_EMF_METRICS = [
+    {"Name": "Requests", "Unit": "Count"},
+    {"Name": "Errors4xx", "Unit": "Count"},
+    {"Name": "Errors5xx", "Unit": "Count"},
+    {"Name": "QuotaRejected", "Unit": "Count"},
+    {"Name": "Latency", "Unit": "Milliseconds"},
+]
+_EMF_DIRECTIVE = [{"Namespace": NAMESPACE, "Dimensions": [["service", "route"]], "Metrics": _EMF_METRICS}]
 
 
 def access_log(
     request: Request, response: Response, route_id: str | None, latency_ms: float, consumer: str | None
 ) -> None:
+    status = response.status
     logger.info(
         "access",
         extra={
@@ -20,11 +39,19 @@ def access_log(
             "method": request.method,
             "path": request.path,
             "route_id": route_id,
-            "status": response.status,
+            "status": status,
             "latency_ms": round(latency_ms, 3),
             "consumer_id": consumer,
             "client_ip": request.client_ip,
             "request_bytes": len(request.body),
             "response_bytes": len(response.body),
+            # Embedded Metric Format: the dimensions and values below become metrics.
+            "_aws": {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": _EMF_DIRECTIVE},
+            "route": route_id or "unmatched",
+            "Requests": 1,
+            "Errors4xx": int(400 <= status < 500),
+            "Errors5xx": int(status >= 500),
+            "QuotaRejected": int(status == 429),
+            "Latency": round(latency_ms, 3),
         },
     )

@@ -32,4 +32,10 @@ def create_demo_consumer(env: dict[str, str], infra: Path, key: str) -> None:
 
 
 def start_usage_pipeline(env: dict[str, str], infra: Path, sqs: Any) -> Callable[[], None]:
-    return lambda: None
+    """The usage function, fed from the emulated queue as Lambda's SQS event source feeds it."""
+    from tollway.dev.sqs_poller import start_poller
+    from tollway.settings import Settings
+    from tollway.usage.consumer import build_handler
+
+    handler = build_handler(Settings.from_environ(env, infra))
+    return start_poller(env["TOLLWAY_USAGE_QUEUE_URL"], handler, sqs)

@@ -1,0 +1,84 @@
+"""The usage event (SPEC §6), version 1: one per request that reached a route.
+
+The router builds events as plain dicts (`from_exchange`, a few µs, no validation on
+the response path); the usage function validates every message against `UsageEvent`.
+An event carries no credential, header or body: only who, what, when and how much.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:  # the usage function validates events without importing the request path
+    from tollway.http.messages import Response
+    from tollway.pipeline import Exchange
+
+VERSION = 1
+
+
+class BackendUsage(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    status: int | None = Field(description="HTTP status, or null when the backend gave no answer")
+    latency_ms: Annotated[float, Field(ge=0)]
+
+
+class UsageEvent(BaseModel):
+    """A usage event as it travels through SQS; unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="Tollway usage event v1")
+
+    version: Literal[1]
+    event_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+    timestamp: datetime = Field(description="When the request arrived (RFC 3339, UTC)")
+    request_id: Annotated[str, Field(max_length=200)]
+    consumer_id: Annotated[str, Field(min_length=1, max_length=256)]
+    plan: Annotated[str, Field(max_length=64)] = Field(description="Empty for anonymous callers")
+    route_id: Annotated[str, Field(min_length=1, max_length=128)]
+    method: Annotated[str, Field(min_length=1, max_length=16)]
+    status: Annotated[int, Field(ge=100, le=599)]
+    latency_ms: Annotated[float, Field(ge=0)]
+    request_bytes: Annotated[int, Field(ge=0)]
+    response_bytes: Annotated[int, Field(ge=0)]
+    cost_units: Annotated[int, Field(ge=0)]
+    admitted: bool = Field(description="The request passed authentication, scopes and quota")
+    backends: list[BackendUsage]
+
+    @property
+    def day(self) -> str:
+        return self.timestamp.astimezone(UTC).strftime("%Y-%m-%d")
+
+    @property
+    def month(self) -> str:
+        return self.timestamp.astimezone(UTC).strftime("%Y-%m")
+
+
+def from_exchange(ex: Exchange, response: Response, latency_ms: float) -> dict[str, Any]:
+    """The event of one finished exchange, as the JSON-ready dict that goes on the queue."""
+    now = time.time()
+    arrived = now - latency_ms / 1000
+    return {
+        "version": VERSION,
+        "event_id": uuid.uuid4().hex,
+        "timestamp": datetime.fromtimestamp(arrived, UTC).isoformat(timespec="milliseconds"),
+        "request_id": ex.request.request_id,
+        "consumer_id": ex.principal.consumer_id,
+        "plan": ex.principal.plan,
+        "route_id": ex.route.id,
+        "method": ex.request.method,
+        "status": response.status,
+        "latency_ms": round(latency_ms, 3),
+        "request_bytes": len(ex.request.body),
+        "response_bytes": len(response.body),
+        "cost_units": ex.cost_units,
+        "admitted": ex.admitted,
+        "backends": [
+            {"name": b.name, "status": b.status, "latency_ms": round(b.latency_ms, 3)} for b in ex.backends
+        ],
+    }

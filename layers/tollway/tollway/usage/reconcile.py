@@ -1,0 +1,84 @@
+"""Compare the units the quota counters admitted with the units billed (`tollway usage reconcile`).
+
+QuotaTable (tollway/quota/store.py) keeps, per consumer, counter period and shard, an item
+`pk = "D<YYYY-MM-DD>#<shard>#<consumer>"` or `"M<YYYY-MM>#<shard>#<consumer>"` whose `used`
+is the units admitted in that period. Billing keeps the units of admitted events. They
+differ when events are still queued or in the DLQ (billed < counted), or were admitted
+without a counter (a route that fails open while the quota store is down: billed > counted).
+
+A day is comparable for consumers whose counters are daily, a month for all (monthly
+counters, or the sum of daily ones). Counters expire a day after their period ends, so
+reconcile a period before then; plans with neither rate nor quota keep no counter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tollway.usage.report import UsageReader, period_key
+
+
+@dataclass(slots=True)
+class Row:
+    consumer: str
+    counted: int | None  # None: no counters comparable with this period
+    billed: int
+
+    @property
+    def difference(self) -> int:
+        return 0 if self.counted is None else self.billed - self.counted
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "consumer": self.consumer,
+            "quota_units": self.counted,
+            "billed_units": self.billed,
+            "difference": self.difference,
+        }
+
+
+def counted_units(dynamodb: Any, quota_table: str, period: str) -> dict[str, int]:
+    """Admitted units per consumer in `period`, summed over shards (and over days for a month)."""
+    prefixes = [f"D{period}#"] if len(period) == 10 else [f"M{period}#", f"D{period}-"]
+    totals: dict[str, int] = {}
+    for page in dynamodb.get_paginator("scan").paginate(TableName=quota_table, ConsistentRead=True):
+        for item in page["Items"]:
+            pk = item["pk"]["S"]
+            if not any(pk.startswith(p) for p in prefixes) or "used" not in item:
+                continue
+            consumer = pk.split("#", 2)[2]
+            totals[consumer] = totals.get(consumer, 0) + int(item["used"]["N"])
+    return totals
+
+
+def reconcile(
+    dynamodb: Any, usage_table: str, quota_table: str, period: str, consumer: str | None = None
+) -> list[Row]:
+    period_key(period)
+    counted = counted_units(dynamodb, quota_table, period)
+    reader = UsageReader(dynamodb, usage_table)
+    consumers = [consumer] if consumer else sorted(set(reader.consumers(period)) | set(counted))
+    rows = []
+    for c in consumers:
+        billed = reader.consumer(c, period).units
+        rows.append(Row(c, counted.get(c), billed))
+    return rows
+
+
+def render(period: str, rows: list[Row]) -> str:
+    table = [("CONSUMER", "QUOTA UNITS", "BILLED UNITS", "DIFFERENCE")] + [
+        (r.consumer, "-" if r.counted is None else str(r.counted), str(r.billed), f"{r.difference:+d}")
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    lines = [f"period {period}"] + [
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in table
+    ]
+    differing = sum(1 for r in rows if r.difference)
+    lines.append(f"{differing} consumer(s) differ" if differing else "all consumers match")
+    return "\n".join(lines)

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+from tollway.usage import schema
+from tollway.usage.consumer import MalformedEvent, parse
+from tollway.usage.events import UsageEvent, from_exchange
+
+from tests.conftest import ROOT
+
+SCHEMA = ROOT / "schemas" / schema.NAME
+
+
+def test_event_from_an_exchange_has_the_spec_fields_and_no_secret(exchange, response):
+    event = from_exchange(exchange, response, 12.3456)
+    assert list(event) == [
+        "version", "event_id", "timestamp", "request_id", "consumer_id", "plan", "route_id", "method",
+        "status", "latency_ms", "request_bytes", "response_bytes", "cost_units", "admitted", "backends",
+    ]  # fmt: skip
+    assert event["version"] == 1 and len(event["event_id"]) == 32
+    assert (event["consumer_id"], event["plan"], event["route_id"], event["method"]) == (
+        "acme",
+        "pro",
+        "users.get",
+        "GET",
+    )
+    assert (event["status"], event["latency_ms"], event["request_bytes"], event["response_bytes"]) == (
+        200,
+        12.346,
+        3,
+        9,
+    )
+    assert (event["cost_units"], event["admitted"]) == (1, True)
+    assert event["backends"] == [{"name": "user", "status": 200, "latency_ms": 3.25}]
+    assert "sekret" not in json.dumps(event)
+    assert UsageEvent.model_validate(event).day == event["timestamp"][:10]
+
+
+def test_every_event_has_its_own_id(exchange, response):
+    assert (
+        from_exchange(exchange, response, 1)["event_id"] != from_exchange(exchange, response, 1)["event_id"]
+    )
+
+
+def test_checked_in_schema_is_current_and_accepts_events(exchange, response):
+    assert schema.main([str(SCHEMA.parent), "--check"]) == 0
+    document = json.loads(SCHEMA.read_text())
+    jsonschema.validate(json.loads(json.dumps(from_exchange(exchange, response, 1))), document)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"version": 2}, document)
+
+
+def test_stale_schema_is_reported(tmp_path):
+    (tmp_path / schema.NAME).write_text("{}")
+    assert schema.main([str(tmp_path), "--check"]) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["not json", "[]", '{"version": 2}', '{"version": 1, "event_id": "x"}'],
+)
+def test_malformed_bodies_are_refused(body):
+    with pytest.raises(MalformedEvent):
+        parse(body)
+
+
+def test_unknown_fields_are_refused(exchange, response):
+    event = from_exchange(exchange, response, 1) | {"api_key": "oops"}
+    with pytest.raises(MalformedEvent, match="api_key"):
+        parse(json.dumps(event))

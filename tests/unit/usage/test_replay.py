@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import json
+
+from tollway.usage.emitter import MARKER
+from tollway.usage.events import from_exchange
+from tollway.usage.replay import replay, unsent_events
+
+
+class RecordingSqs:
+    def __init__(self) -> None:
+        self.bodies: list[str] = []
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict]) -> dict:  # noqa: N803
+        self.bodies += [e["MessageBody"] for e in Entries]
+        return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
+
+
+def test_replay_reads_prefixed_log_lines_and_skips_others(exchange, response):
+    events = [from_exchange(exchange, response, 1) for _ in range(12)]
+    lines = ["START RequestId: 1", '{"level": "INFO", "message": "access"}']
+    lines += [f"2026-11-27T00:00:00Z\tabc\t{json.dumps({MARKER: True, 'usage_event': e})}" for e in events]
+    lines.append(lines[-1])  # the same event logged twice
+    lines.append(json.dumps({MARKER: True, "usage_event": {"version": 1}}))
+    lines.append(json.dumps({MARKER: False, "usage_event": events[0]}))
+    sqs = RecordingSqs()
+    result = replay(lines, sqs, "q")
+    assert (result.found, result.sent, result.invalid, result.failed) == (13, 12, 1, [])
+    assert [json.loads(b)["event_id"] for b in sqs.bodies] == [e["event_id"] for e in events]
+    assert sum(1 for e in unsent_events(lines) if e is not None) == 13
