@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.e2e.conftest import DevServer
+from tests.e2e.conftest import ROOT, DevServer
 
 
 def test_public_route_is_proxied_to_a_demo_backend(dev_server: DevServer) -> None:
@@ -26,3 +26,35 @@ def test_errors_are_problems(dev_server: DevServer) -> None:
     response = httpx.get(f"{dev_server.url}/v1/nothing")
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_demo_key_reaches_a_protected_route(dev_server: DevServer) -> None:
+    response = httpx.get(f"{dev_server.url}/v1/users/1", headers={"x-api-key": "demo-key"})
+    assert response.status_code == 200
+    assert response.json()["name"] == "Ada Lovelace"
+    assert "ratelimit" in response.headers
+
+
+def test_composed_route(dev_server: DevServer) -> None:
+    response = httpx.get(f"{dev_server.url}/v1/profile/1", headers={"x-api-key": "demo-key"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["user"] == {"id": "1", "full_name": "Ada Lovelace"}
+    assert [o["id"] for o in body["orders"]["orders"]] == ["o-100", "o-101"]
+    assert body["reviews"]["reviews"][0]["stars"] == 5
+
+
+def test_a_key_created_from_a_second_terminal_works(dev_server: DevServer) -> None:
+    import json
+
+    created = dev_server.tollway(
+        "keys", "create", "--consumer", "e2e", "--plan", "pro", "--scopes", "users:read", "--json",
+        "--infra", str(ROOT / "infra"),
+    )
+    assert created.returncode == 0, created.stderr
+    key = json.loads(created.stdout)["key"]
+    ok = httpx.get(f"{dev_server.url}/v1/users/2", headers={"authorization": f"Bearer {key}"})
+    assert ok.status_code == 200
+    denied = httpx.get(f"{dev_server.url}/v1/profile/2", headers={"x-api-key": key})
+    assert denied.status_code == 403  # the key lacks profile:read
+    assert httpx.get(f"{dev_server.url}/v1/users/2", headers={"x-api-key": key + "x"}).status_code == 401

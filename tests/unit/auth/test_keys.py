@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from botocore.exceptions import EndpointConnectionError
-
 from tollway.auth.cache import TtlLru
 from tollway.auth.keys import KeyVerifier, issued_key_id, key_hash, new_key
 from tollway.auth.store import REVOKED, KeyRecord, new_record
 from tollway.config.models import ApiKeys
 from tollway.errors import ServiceUnavailable, Unauthorized
+
+from .helpers import MemoryStore
 
 
 class Clock:
@@ -22,21 +22,6 @@ class Clock:
         return self.now
 
 
-class MemoryStore:
-    """The KeyStore's `get`, over a dict, counting reads."""
-
-    def __init__(self, *records: KeyRecord, fail: bool = False) -> None:
-        self.records = {r.key_hash: r for r in records}
-        self.reads = 0
-        self.fail = fail
-
-    def get(self, digest: str) -> KeyRecord | None:
-        self.reads += 1
-        if self.fail:
-            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
-        return self.records.get(digest)
-
-
 def issue(plan: str = "free", expires: datetime | None = None) -> tuple[str, KeyRecord]:
     key, key_id = new_key()
     created = datetime.now(UTC)
@@ -45,7 +30,9 @@ def issue(plan: str = "free", expires: datetime | None = None) -> tuple[str, Key
 
 def verifier(store, clock=None, **options) -> KeyVerifier:
     clock = clock or Clock()
-    return KeyVerifier(store, ApiKeys(**options), clock=lambda: datetime.now(UTC).timestamp(), monotonic=clock)
+    return KeyVerifier(
+        store, ApiKeys(**options), clock=lambda: datetime.now(UTC).timestamp(), monotonic=clock
+    )
 
 
 def refused(verifier: KeyVerifier, key: str) -> Unauthorized:

@@ -1,22 +1,105 @@
-"""Credential checking for protected routes.
+"""Who is calling: the credential a request presents, checked, as a `Principal`.
 
-The foundation accepts no credential yet: API keys and JWT land with the auth issue.
-Until then every protected route answers 401, which is the honest answer.
+A credential arrives as `X-API-Key: <key>` or `Authorization: Bearer <key or JWT>`; a
+JWT is told from a key by its shape (three base64url parts, the first a JSON object).
+The route's accepted kinds are checked before any lookup, so a credential the route
+would refuse costs no table read and no signature check.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
+from typing import Any
+
+import httpx
+
+from tollway import aws
+from tollway.auth.challenge import invalid_token, missing
+from tollway.auth.jwt import JwtVerifier, build_jwt_verifier
+from tollway.auth.keys import KeyVerifier
 from tollway.auth.principal import Principal
+from tollway.auth.store import KeyStore
 from tollway.config.compile import CompiledConfig, CompiledRoute
-from tollway.errors import Unauthorized
+from tollway.errors import Forbidden
 from tollway.http.messages import Request
+from tollway.observability import logger
 from tollway.settings import Settings
 
+MAX_CREDENTIAL_CHARS = 8192
+KIND_NAMES = {"api_key": "an API key", "jwt": "a JWT"}
+DEMO_KEY_VARIABLE = "TOLLWAY_DEMO_KEY"
 
-class NoCredentials:
+
+def looks_like_jwt(value: str) -> bool:
+    return value.startswith("eyJ") and value.count(".") == 2
+
+
+def presented(headers: Mapping[str, str]) -> tuple[str, str] | None:
+    """(kind, value) of the one credential in `headers`, None if there is none."""
+    api_key = headers.get("x-api-key", "").strip()
+    bearer = ""
+    authorization = headers.get("authorization", "").strip()
+    if authorization:
+        scheme, _, rest = authorization.partition(" ")
+        if scheme.lower() == "bearer":
+            bearer = rest.strip()
+            if not bearer:
+                raise invalid_token("empty bearer credential")
+        elif not api_key:
+            raise invalid_token("unsupported authorization scheme; use Bearer")
+    if api_key and bearer and api_key != bearer:
+        raise invalid_token("send one credential, not two")
+    value = api_key or bearer
+    if not value:
+        return None
+    if len(value) > MAX_CREDENTIAL_CHARS:
+        raise invalid_token("credential is too long")
+    return ("jwt" if looks_like_jwt(value) else "api_key"), value
+
+
+class GatewayAuthenticator:
+    def __init__(self, keys: KeyVerifier, tokens: JwtVerifier, plans: Collection[str]) -> None:
+        self.keys = keys
+        self.tokens = tokens
+        self.plans = frozenset(plans)
+
     async def authenticate(self, request: Request, route: CompiledRoute) -> Principal:
-        raise Unauthorized("credentials cannot be verified yet", challenge='Bearer realm="tollway"')
+        credential = presented(request.headers)
+        accepted = " or ".join(KIND_NAMES[k] for k in sorted(route.auth))
+        if credential is None:
+            raise missing(f"this route needs {accepted}")
+        kind, value = credential
+        if kind not in route.auth:
+            raise missing(f"this route accepts {accepted}, not {KIND_NAMES[kind]}")
+        if kind == "api_key":
+            record = self.keys.verify(value)
+            principal = Principal(
+                consumer_id=record.consumer,
+                plan=record.plan,
+                scopes=frozenset(record.scopes),
+                credential="api_key",
+                key_id=record.key_id,
+            )
+        else:
+            identity = await self.tokens.verify(value)
+            principal = Principal(
+                consumer_id=identity.consumer, plan=identity.plan, scopes=identity.scopes, credential="jwt"
+            )
+        if principal.plan not in self.plans:
+            raise Forbidden(f"the credential's plan {principal.plan[:64]!r} is not offered by this gateway")
+        return principal
 
 
-def build_authenticator(config: CompiledConfig, settings: Settings, http_client) -> NoCredentials:
-    return NoCredentials()
+def build_authenticator(
+    config: CompiledConfig, settings: Settings, http_client: httpx.AsyncClient, *, dynamodb: Any = None
+) -> GatewayAuthenticator:
+    environ = settings.environ or {}
+    store = None
+    if settings.keys_table:
+        store = KeyStore(dynamodb or aws.client("dynamodb"), settings.keys_table)
+    else:
+        logger.warning("no keys table is configured: API keys will be refused")
+    demo_key = environ.get(DEMO_KEY_VARIABLE)
+    keys = KeyVerifier(store, config.gateway.auth.api_keys, extra_keys=[demo_key] if demo_key else ())
+    tokens = build_jwt_verifier(config.issuers, environ, http_client)
+    return GatewayAuthenticator(keys, tokens, config.plans)

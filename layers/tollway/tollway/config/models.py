@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tollway.discovery.target import parse_target
+
 # API Gateway's HTTP API integration limit is the ceiling for any deadline.
 MAX_TIMEOUT_MS = 30_000
 NAME = r"^[A-Za-z][A-Za-z0-9_-]*$"
@@ -31,14 +33,17 @@ class Model(BaseModel):
 
 
 class Stage(Model):
-    services: dict[Annotated[str, Field(pattern=NAME)], str] = {}
+    # A URL, a list of URLs, or a discovery reference: ssm:/path/name, cloudmap:namespace/service.
+    services: dict[Annotated[str, Field(pattern=NAME)], str | list[str]] = {}
 
     @field_validator("services")
     @classmethod
-    def _urls(cls, services: dict[str, str]) -> dict[str, str]:
-        for name, url in services.items():
-            if not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", url):
-                raise ValueError(f"service {name}: {url!r} is not an http(s) URL")
+    def _targets(cls, services: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
+        for name, spec in services.items():
+            try:
+                parse_target(spec)
+            except ValueError as exc:
+                raise ValueError(f"service {name}: {exc}") from None
         return services
 
 

@@ -124,6 +124,8 @@ def start(options: DevOptions) -> tuple[DevStack, uvicorn.Server]:
     from tollway.assemble import build_app
     from tollway.settings import Settings
 
+    # The router accepts the demo key only where this is set: `tollway dev`, never a stack.
+    os.environ["TOLLWAY_DEMO_KEY"] = options.demo_key
     app = build_app(Settings.from_environ(os.environ, options.infra))
     server = uvicorn.Server(
         uvicorn.Config(

@@ -1,0 +1,243 @@
+"""JWT bearer tokens: one verifier per issuer of gateway.yaml, keys from a JWKS or a secret.
+
+The issuer is chosen by the token's unverified `iss`; everything else is checked against
+that issuer only: the algorithm against its allow-list (so `none` and HS/RS confusion
+never verify), the signature with PyJWT, then `iss`, `aud`, `exp` and `nbf` with the
+issuer's leeway. JWKS are fetched with the shared HTTP client and kept for
+`jwks_max_age_s`; an unknown `kid` refetches them at most once per `jwks_refresh_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import jwt
+from jwt.exceptions import (
+    ExpiredSignatureError,
+    ImmatureSignatureError,
+    InvalidAudienceError,
+    InvalidIssuerError,
+    InvalidSignatureError,
+    InvalidSubjectError,
+    MissingRequiredClaimError,
+    PyJWKError,
+    PyJWTError,
+)
+
+from tollway.auth.challenge import invalid_token
+from tollway.config.models import JwtIssuer
+from tollway.errors import ServiceUnavailable
+from tollway.observability import logger
+
+ASYMMETRIC = ("RS256", "ES256", "EdDSA")
+JWKS_TIMEOUT_S = 2.0
+JWKS_MAX_BYTES = 256 * 1024
+MAX_CLAIM_CHARS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    consumer: str
+    plan: str
+    scopes: frozenset[str]
+
+
+class Jwks:
+    """One issuer's signing keys by `kid`, fetched lazily and refreshed with restraint."""
+
+    def __init__(
+        self,
+        url: str,
+        client: httpx.AsyncClient,
+        *,
+        refresh_s: float,
+        max_age_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.url = url
+        self.client = client
+        self.refresh_s = refresh_s
+        self.max_age_s = max_age_s
+        self.clock = clock
+        self._keys: dict[str, dict[str, Any]] = {}
+        self._prepared: dict[tuple[str, str], jwt.PyJWK] = {}
+        self._fetched_at: float | None = None
+        self._attempted_at: float | None = None
+        self._lock = asyncio.Lock()
+
+    async def key(self, kid: str, alg: str) -> jwt.PyJWK | None:
+        now = self.clock()
+        stale = self._fetched_at is None or now - self._fetched_at >= self.max_age_s
+        if (stale or kid not in self._keys) and self._may_fetch(now):
+            async with self._lock:
+                if self._may_fetch(self.clock()):
+                    await self._fetch()
+        if self._fetched_at is None:
+            raise ServiceUnavailable("the token issuer's keys are unavailable; try again shortly")
+        return self._prepare(kid, alg)
+
+    def _may_fetch(self, now: float) -> bool:
+        return self._attempted_at is None or now - self._attempted_at >= self.refresh_s
+
+    async def _fetch(self) -> None:
+        self._attempted_at = self.clock()
+        try:
+            response = await self.client.get(self.url, timeout=JWKS_TIMEOUT_S)
+            if response.status_code != 200 or len(response.content) > JWKS_MAX_BYTES:
+                raise ValueError(f"status {response.status_code}, {len(response.content)} bytes")
+            keys = response.json()["keys"]
+            if not isinstance(keys, list):
+                raise ValueError("'keys' is not a list")
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            # Keep serving the keys we have: an issuer's hiccup must not log everyone out.
+            logger.warning("JWKS fetch failed", extra={"jwks_url": self.url, "error": str(exc)})
+            return
+        # Symmetric ("oct") keys in a public document would let anyone sign: never use one.
+        self._keys = {
+            k["kid"]: k
+            for k in keys
+            if isinstance(k, dict)
+            and isinstance(k.get("kid"), str)
+            and k.get("use", "sig") == "sig"
+            and k.get("kty") != "oct"
+        }
+        self._prepared = {}
+        self._fetched_at = self._attempted_at
+
+    def _prepare(self, kid: str, alg: str) -> jwt.PyJWK | None:
+        prepared = self._prepared.get((kid, alg))
+        if prepared is not None:
+            return prepared
+        jwk = self._keys.get(kid)
+        if jwk is None or jwk.get("alg", alg) != alg:
+            return None
+        try:
+            prepared = jwt.PyJWK(jwk, algorithm=alg)
+        except (PyJWKError, PyJWTError, ValueError, TypeError):
+            return None
+        self._prepared[(kid, alg)] = prepared
+        return prepared
+
+
+class IssuerVerifier:
+    def __init__(self, issuer: JwtIssuer, *, jwks: Jwks | None = None, secret: str | None = None) -> None:
+        self.issuer = issuer
+        self.jwks = jwks
+        self.secret = secret
+        default = ASYMMETRIC if issuer.jwks_url else ("HS256",)
+        self.algorithms = frozenset(issuer.algorithms or default)
+        self.audience = issuer.audience
+
+    async def verify(self, token: str, header: Mapping[str, Any]) -> dict[str, Any]:
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self.algorithms:
+            raise invalid_token("token algorithm is not allowed for this issuer")
+        key: Any
+        if self.jwks is not None:
+            kid = header.get("kid")
+            if not isinstance(kid, str) or not kid:
+                raise invalid_token("token has no key id (kid)")
+            key = await self.jwks.key(kid, alg)
+            if key is None:
+                raise invalid_token("token is signed with an unknown key")
+        elif self.secret is not None and alg == "HS256":
+            key = self.secret
+        else:
+            raise invalid_token("tokens of this issuer cannot be verified here")
+        try:
+            return jwt.decode(
+                token,
+                key,
+                algorithms=[alg],
+                audience=self.audience,
+                issuer=self.issuer.issuer,
+                leeway=self.issuer.leeway_s,
+                options={"require": ["exp", "iss", "aud"]},
+            )
+        except ExpiredSignatureError as exc:
+            raise invalid_token("token has expired") from exc
+        except ImmatureSignatureError as exc:
+            raise invalid_token("token is not valid yet") from exc
+        except InvalidAudienceError as exc:
+            raise invalid_token("token is not meant for this audience") from exc
+        except InvalidIssuerError as exc:
+            raise invalid_token("token issuer does not match") from exc
+        except InvalidSignatureError as exc:
+            raise invalid_token("token signature does not verify") from exc
+        except InvalidSubjectError as exc:
+            raise invalid_token("token has a malformed sub claim") from exc
+        except MissingRequiredClaimError as exc:
+            raise invalid_token(f"token lacks the {exc.claim} claim") from exc
+        except PyJWTError as exc:
+            raise invalid_token("malformed token") from exc
+
+    def identity(self, claims: Mapping[str, Any]) -> Identity:
+        issuer = self.issuer
+        consumer = claims.get(issuer.consumer_claim)
+        if not isinstance(consumer, str) or not consumer or len(consumer) > MAX_CLAIM_CHARS:
+            raise invalid_token(f"token has no usable {issuer.consumer_claim} claim")
+        raw = claims.get(issuer.scopes_claim)
+        if raw is None:
+            scopes: frozenset[str] = frozenset()
+        elif isinstance(raw, str):
+            scopes = frozenset(raw.split())
+        elif isinstance(raw, list) and all(isinstance(s, str) for s in raw):
+            scopes = frozenset(raw)
+        else:
+            raise invalid_token(f"token has a malformed {issuer.scopes_claim} claim")
+        plan = issuer.default_plan
+        if issuer.plan_claim is not None and claims.get(issuer.plan_claim) is not None:
+            plan = claims[issuer.plan_claim]
+            if not isinstance(plan, str):
+                raise invalid_token(f"token has a malformed {issuer.plan_claim} claim")
+        return Identity(consumer, plan, scopes)
+
+
+class JwtVerifier:
+    """Every configured issuer, chosen per token by its `iss` claim."""
+
+    def __init__(self, issuers: Mapping[str, IssuerVerifier]) -> None:
+        self.issuers = dict(issuers)
+
+    async def verify(self, token: str) -> Identity:
+        try:
+            unverified = jwt.decode_complete(token, options={"verify_signature": False})
+        except PyJWTError as exc:
+            raise invalid_token("malformed token") from exc
+        iss = unverified["payload"].get("iss")
+        verifier = self.issuers.get(iss) if isinstance(iss, str) else None
+        if verifier is None:
+            raise invalid_token("token issuer is not trusted")
+        claims = await verifier.verify(token, unverified["header"])
+        return verifier.identity(claims)
+
+
+def build_jwt_verifier(
+    issuers: tuple[JwtIssuer, ...], environ: Mapping[str, str], client: httpx.AsyncClient
+) -> JwtVerifier:
+    built: dict[str, IssuerVerifier] = {}
+    for issuer in issuers:
+        if issuer.jwks_url is not None:
+            jwks = Jwks(
+                issuer.jwks_url, client, refresh_s=issuer.jwks_refresh_s, max_age_s=issuer.jwks_max_age_s
+            )
+            built[issuer.issuer] = IssuerVerifier(issuer, jwks=jwks)
+            continue
+        secret = environ.get(issuer.hs256_secret_env or "")
+        if not secret:
+            logger.warning(
+                "JWT secret variable is not set: this issuer's tokens will be refused",
+                extra={"issuer": issuer.issuer, "variable": issuer.hs256_secret_env},
+            )
+        elif len(secret.encode()) < 32:
+            logger.warning(
+                "JWT secret is shorter than 32 bytes: fit for development only",
+                extra={"issuer": issuer.issuer, "variable": issuer.hs256_secret_env},
+            )
+        built[issuer.issuer] = IssuerVerifier(issuer, secret=secret or None)
+    return JwtVerifier(built)

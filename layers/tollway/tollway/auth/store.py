@@ -1,0 +1,161 @@
+"""The keys table (see KeysTable in template.yaml): one item per API key, keyed by its hash.
+
+The key itself is never stored; `key_id` is the public handle that `tollway keys` and the
+logs use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+ACTIVE, REVOKED = "active", "revoked"
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    key_hash: str
+    key_id: str
+    consumer: str
+    plan: str
+    scopes: tuple[str, ...]
+    status: str
+    created_at: str
+    expires_at: str | None = None
+    expires_epoch: float | None = None  # expires_at, parsed once when the item is read
+
+    def expired(self, now: float) -> bool:
+        return self.expires_epoch is not None and now >= self.expires_epoch
+
+    def state(self, now: float) -> str:
+        """active | revoked | expired, as a person reading `tollway keys list` expects."""
+        if self.status != ACTIVE:
+            return self.status
+        return "expired" if self.expired(now) else ACTIVE
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> KeyRecord:
+        raw_scopes = item.get("scopes", {})
+        if "SS" in raw_scopes:
+            scopes = tuple(sorted(raw_scopes["SS"]))
+        else:
+            scopes = tuple(sorted(v["S"] for v in raw_scopes.get("L", [])))
+        expires_at = item["expires_at"]["S"] if "expires_at" in item else None
+        return cls(
+            key_hash=item["key_hash"]["S"],
+            key_id=item["key_id"]["S"],
+            consumer=item["consumer"]["S"],
+            plan=item["plan"]["S"],
+            scopes=scopes,
+            status=item["status"]["S"],
+            created_at=item["created_at"]["S"],
+            expires_at=expires_at,
+            expires_epoch=parse_iso(expires_at).timestamp() if expires_at else None,
+        )
+
+    def to_item(self) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "key_hash": {"S": self.key_hash},
+            "key_id": {"S": self.key_id},
+            "consumer": {"S": self.consumer},
+            "plan": {"S": self.plan},
+            "scopes": {"L": [{"S": s} for s in self.scopes]},
+            "status": {"S": self.status},
+            "created_at": {"S": self.created_at},
+        }
+        if self.expires_at is not None:
+            item["expires_at"] = {"S": self.expires_at}
+        return item
+
+
+class KeyStore:
+    """DynamoDB access to the keys table through a boto3 client made once per container."""
+
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        self.dynamodb = dynamodb
+        self.table = table
+
+    def get(self, key_hash: str) -> KeyRecord | None:
+        # Strongly consistent: a key used the second after `keys create` must not be
+        # read as missing and then held in the negative cache.
+        response = self.dynamodb.get_item(
+            TableName=self.table, Key={"key_hash": {"S": key_hash}}, ConsistentRead=True
+        )
+        item = response.get("Item")
+        return KeyRecord.from_item(item) if item else None
+
+    def put(self, record: KeyRecord) -> None:
+        self.dynamodb.put_item(
+            TableName=self.table,
+            Item=record.to_item(),
+            ConditionExpression="attribute_not_exists(key_hash)",
+        )
+
+    def by_key_id(self, key_id: str) -> KeyRecord | None:
+        response = self.dynamodb.query(
+            TableName=self.table,
+            IndexName="by_key_id",
+            KeyConditionExpression="key_id = :id",
+            ExpressionAttributeValues={":id": {"S": key_id}},
+        )
+        items = response.get("Items", [])
+        return KeyRecord.from_item(items[0]) if items else None
+
+    def revoke(self, record: KeyRecord, when: datetime) -> None:
+        self.dynamodb.update_item(
+            TableName=self.table,
+            Key={"key_hash": {"S": record.key_hash}},
+            UpdateExpression="SET #status = :revoked, revoked_at = :when",
+            ConditionExpression="attribute_exists(key_hash)",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":revoked": {"S": REVOKED}, ":when": {"S": iso(when)}},
+        )
+
+    def list(self, consumer: str | None = None) -> list[KeyRecord]:
+        records = [KeyRecord.from_item(item) for item in self._items(consumer)]
+        return sorted(records, key=lambda r: (r.consumer, r.created_at, r.key_id))
+
+    def _items(self, consumer: str | None) -> Iterator[dict[str, Any]]:
+        if consumer is None:
+            pages = self.dynamodb.get_paginator("scan").paginate(TableName=self.table)
+        else:
+            pages = self.dynamodb.get_paginator("query").paginate(
+                TableName=self.table,
+                IndexName="by_consumer",
+                KeyConditionExpression="consumer = :c",
+                ExpressionAttributeValues={":c": {"S": consumer}},
+            )
+        for page in pages:
+            yield from page.get("Items", [])
+
+
+def new_record(
+    key_hash: str,
+    key_id: str,
+    consumer: str,
+    plan: str,
+    scopes: Sequence[str],
+    created: datetime,
+    expires: datetime | None,
+) -> KeyRecord:
+    return KeyRecord(
+        key_hash=key_hash,
+        key_id=key_id,
+        consumer=consumer,
+        plan=plan,
+        scopes=tuple(sorted(set(scopes))),
+        status=ACTIVE,
+        created_at=iso(created),
+        expires_at=iso(expires) if expires else None,
+        expires_epoch=parse_iso(iso(expires)).timestamp() if expires else None,
+    )
