@@ -50,7 +50,12 @@ build: install tools
 	$(SAM) validate --lint
 	$(SAM) build
 
-test: install tools
+# dynalite: a second DynamoDB implementation, for the quota race tests (npm registry).
+tools/dynalite/node_modules/.installed: tools/dynalite/package-lock.json
+	npm ci --prefix tools/dynalite --no-audit --no-fund --loglevel=error
+	@touch $@
+
+test: install tools tools/dynalite/node_modules/.installed
 	$(UV) run --frozen tollway routes check --infra infra
 	$(MAKE) --no-print-directory check-schemas check-layer-requirements
 	@# pytest exits 5 when it collects no test: that is not a failure of the checks.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from tollway.http.messages import Request, Response
 
@@ -26,6 +27,13 @@ _EMF_METRICS = [
     {"Name": "Latency", "Unit": "Milliseconds"},
 ]
 _EMF_DIRECTIVE = [{"Namespace": NAMESPACE, "Dimensions": [["service", "route"]], "Metrics": _EMF_METRICS}]
+
+
+def count(name: str, route_id: str | None = None) -> None:
+    """One occurrence of a rare event (a failing store), written now as its own EMF record."""
+    with single_metric(name=name, unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
+        metric.add_dimension("service", "tollway")
+        metric.add_dimension("route", route_id or "unmatched")
 
 
 def access_log(

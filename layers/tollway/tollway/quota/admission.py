@@ -1,0 +1,215 @@
+"""The admit step: spend the principal's plan for one request, in one DynamoDB round trip.
+
+    remembered exhausted? -> 429, no call
+    pick a shard          -> one conditional UpdateItem (tollway.quota.store)
+    admitted              -> RateLimit fields on the response
+    condition failed      -> remember it until the window ends; 429 naming the limit
+    DynamoDB unavailable  -> the route's quota_failure: closed 503, open admit uncounted
+
+Hot consumers: a plan with `shards: S` spreads each consumer over S counter items, each
+holding an equal part of the quota and of the burst (`limits.share`, parts adding up to
+the whole). A request goes to one shard chosen at random among those this container does
+not know to be exhausted. Never over-admits, since no shard passes its part; the price is
+early rejection: a request can find its shard full while another still has room (the
+container then avoids that shard until the window ends). RateLimit values for a sharded
+plan are estimates (the shard's remaining times S).
+
+Refunds: none. Units spent by a request that then fails before any backend is called
+(deadline already passed, breaker open) stay spent: usage events bill the same request,
+a refund would be a second write on every such failure, and counters that only grow are
+what lets a container remember a rejection without asking again.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping
+
+from tollway.config.models import Plan
+from tollway.errors import Forbidden, ServiceUnavailable, TooManyRequests
+from tollway.observability import count, logger
+from tollway.pipeline import Exchange
+from tollway.quota import limits
+from tollway.quota.memory import CounterMemory
+from tollway.quota.store import Budget, Counters, Exhausted, QuotaStore, StoreUnavailable
+
+
+class QuotaAdmission:
+    def __init__(
+        self,
+        store: QuotaStore,
+        plans: Mapping[str, Plan],
+        *,
+        now: Callable[[], float] = time.time,
+        choose: Callable[[int], int] = random.randrange,
+        memory: CounterMemory | None = None,
+    ) -> None:
+        self.store = store
+        self.plans = plans
+        self.now = now
+        self.choose = choose
+        self.memory = memory if memory is not None else CounterMemory()
+
+    async def admit(self, ex: Exchange) -> None:
+        plan = self.plans.get(ex.principal.plan)
+        if plan is None:
+            raise Forbidden(f"plan {ex.principal.plan!r} is not offered")
+        cost = ex.route.cost
+        if plan.rate is None and (plan.quota is None or cost == 0):
+            self._admit(ex, cost, [])  # nothing to count
+            if plan.quota is not None:
+                policy = limits.policy_field(None, plan.quota, limits.period(self.now(), plan.quota.per))
+                ex.extra_headers.append(("ratelimit-policy", policy))
+            return
+        Spend(self, plan, ex).run()
+
+    @staticmethod
+    def _admit(ex: Exchange, cost: int, headers: list[tuple[str, str]]) -> None:
+        ex.admitted = True
+        ex.cost_units = cost
+        ex.extra_headers.extend(headers)
+
+
+class Spend:
+    """One request's admission: the plan's windows at one instant, and the call."""
+
+    def __init__(self, admission: QuotaAdmission, plan: Plan, ex: Exchange) -> None:
+        self.admission = admission
+        self.plan = plan
+        self.ex = ex
+        self.cost = ex.route.cost
+        self.now = admission.now()
+        self.counter = limits.counter_period(self.now, plan)
+        self.window = limits.window(self.now, plan.rate) if plan.rate is not None else None
+        self.policy = limits.policy_field(plan.rate, plan.quota, self.counter if plan.quota else None)
+
+    def run(self) -> None:
+        memory = self.admission.memory
+        budgets = [self._budget(shard) for shard in range(self.plan.shards)]
+        verdicts = [self._verdict(budget, memory.get(budget.pk)) for budget in budgets]
+        open_ = [budget for budget, verdict in zip(budgets, verdicts, strict=True) if verdict is None]
+        if not open_:
+            limit = "rate" if "rate" in verdicts else "quota"
+            shown = budgets[verdicts.index(limit)]
+            raise self._rejection(limit, shown, memory.get(shown.pk))
+        budget = open_[self.admission.choose(len(open_))] if len(open_) > 1 else open_[0]
+        seen = memory.get(budget.pk)
+        try:
+            counters = self.admission.store.spend(budget, self.cost, self._stale(seen))
+        except Exhausted as exhausted:
+            counters = exhausted.counters or self._read(budget)
+            if counters is not None:
+                memory.put(budget.pk, counters)
+            limit = self._verdict(budget, counters) if counters is not None else None
+            limit = limit or ("quota" if self.plan.rate is None else "rate")
+            raise self._rejection(limit, budget, counters) from None
+        except StoreUnavailable as failure:
+            self._unavailable(failure)
+            return
+        memory.put(budget.pk, counters)
+        QuotaAdmission._admit(
+            self.ex,
+            self.cost,
+            [("ratelimit-policy", self.policy), ("ratelimit", self._limit_field(budget, counters))],
+        )
+
+    def _budget(self, shard: int) -> Budget:
+        plan, shards = self.plan, self.plan.shards
+        return Budget(
+            pk=f"{self.counter.key}#{shard}#{self.ex.principal.consumer_id}",
+            expires_at=limits.expires_at(self.counter),
+            quota=limits.share(plan.quota.limit, shards, shard) if plan.quota is not None else None,
+            rate=limits.share(limits.burst(plan.rate), shards, shard) if plan.rate is not None else None,
+            window=self.window.attribute if self.window is not None else None,
+        )
+
+    def _verdict(self, budget: Budget, counters: Counters | None) -> str | None:
+        """The limit this request would pass on `budget`, judging by `counters`; None: room."""
+        used = counters.used if counters is not None else 0
+        if budget.quota is not None and used + self.cost > budget.quota:
+            return "quota"
+        if (
+            budget.rate is not None
+            and counters is not None
+            and counters.window == budget.window
+            and counters.requests + 1 > budget.rate
+        ):
+            return "rate"
+        return None
+
+    def _stale(self, seen: Counters | None) -> list[str]:
+        """Window attributes older than the previous window: the one before it, and any seen."""
+        if self.window is None:
+            return []
+        current = self.window.index
+        stale = [f"r{current - 2}"]
+        if seen is not None:
+            stale += [name for name in seen.windows if int(name[1:]) < current - 1]
+        return stale
+
+    def _read(self, budget: Budget) -> Counters | None:
+        try:
+            return self.admission.store.read(budget)
+        except StoreUnavailable:
+            return None
+
+    def _limit_field(self, budget: Budget, counters: Counters | None) -> str:
+        plan, shards = self.plan, self.plan.shards
+        fields = []
+        if plan.rate is not None and self.window is not None and budget.rate is not None:
+            requests = counters.requests if counters is not None and counters.window == budget.window else 0
+            remaining = min(limits.burst(plan.rate), (budget.rate - requests) * shards)
+            fields.append(("rate", remaining, limits.seconds_until(self.now, self.window.end)))
+        if plan.quota is not None and budget.quota is not None:
+            used = counters.used if counters is not None else 0
+            remaining = min(plan.quota.limit, (budget.quota - used) * shards)
+            fields.append(("quota", remaining, limits.seconds_until(self.now, self.counter.end)))
+        return limits.limit_field(fields)
+
+    def _rejection(self, limit: str, budget: Budget, counters: Counters | None) -> TooManyRequests:
+        plan = self.plan
+        if limit == "quota":
+            assert plan.quota is not None and budget.quota is not None
+            end = self.counter.end
+            if self.cost > budget.quota:
+                detail = f"quota exceeded: this route costs {self.cost} units, more than the plan allows"
+            else:
+                detail = (
+                    f"quota exceeded: the plan allows {plan.quota.limit} units per {plan.quota.per} (UTC)"
+                )
+        else:
+            assert plan.rate is not None and self.window is not None
+            end = self.window.end
+            length = limits.window_ms(plan.rate) / 1000
+            detail = (
+                f"rate limit exceeded: the plan allows {limits.burst(plan.rate)} requests per {length:g} s"
+            )
+        headers = {"ratelimit-policy": self.policy, "ratelimit": self._limit_field(budget, counters)}
+        error = TooManyRequests(
+            detail, retry_after=limits.retry_after(self.now, end), limit=limit, headers=headers
+        )
+        error.extensions["violated-policies"] = [limit]
+        return error
+
+    def _unavailable(self, failure: StoreUnavailable) -> None:
+        route = self.ex.route
+        count("QuotaStoreFailures", route.id)
+        logger.warning(
+            "quota store unavailable",
+            extra={
+                "reason": failure.reason,
+                "quota_failure": route.quota_failure,
+                "route_id": route.id,
+                "consumer_id": self.ex.principal.consumer_id,
+                "request_id": self.ex.request.request_id,
+            },
+        )
+        if route.quota_failure == "open":
+            count("QuotaFailedOpen", route.id)
+            QuotaAdmission._admit(self.ex, self.cost, [("ratelimit-policy", self.policy)])
+            return
+        raise ServiceUnavailable(
+            "the quota store is unavailable; try again shortly",
+            headers={"retry-after": "1", "ratelimit-policy": self.policy},
+        )

@@ -1,0 +1,148 @@
+"""The counters in DynamoDB: one conditional UpdateItem spends rate and quota together.
+
+Item design (QuotaTable, key `pk`), one item per consumer, counter period and shard:
+
+    pk          "D2026-11-27#0#<consumer>" (day) / "M2026-11#0#<consumer>" (month);
+                the consumer id comes last, so any id is unambiguous
+    used        N  quota units spent in the period
+    r<index>    N  requests in rate window <index> (see tollway.quota.limits)
+    expires_at  N  TTL, epoch seconds: a day after the period ends
+
+Spending is one UpdateItem:
+
+    SET used = if_not_exists(used, 0) + :cost, r<i> = if_not_exists(r<i>, 0) + 1, expires_at = :exp
+    REMOVE <older window attributes>
+    CONDITION (attribute_not_exists(used) OR used <= :quota - :cost)
+          AND (attribute_not_exists(r<i>) OR r<i> <= :burst - 1)
+
+DynamoDB applies a conditional update atomically per item, so however many containers
+race, `used` never exceeds the quota and `r<i>` never exceeds the burst. Naming the window
+attribute after its window is what lets one expression both count in the current window
+and start a new one (`if_not_exists`) without a read. Window attributes older than the
+previous one are removed by later writes: the previous window's two-before attribute always,
+and any other stale one the writing container saw in its last answer (ReturnValues=ALL_NEW),
+so the item stays a few dozen bytes (1 WCU). The previous window is kept so that a
+container whose clock lags by less than a window cannot restart a counter another just left.
+
+A write that fails its condition comes back with the item as it was
+(ReturnValuesOnConditionCheckFailure=ALL_OLD), so the caller learns which limit was hit
+without another call; an emulator that does not return it (dynalite) costs one GetItem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+# A bound on the REMOVE list, so that the expression stays far under DynamoDB's 4 KB.
+MAX_REMOVALS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """What one counter item may hold: the shard's part of the plan for this period."""
+
+    pk: str
+    expires_at: int
+    quota: int | None  # units per period; None: no quota
+    rate: int | None  # requests per rate window; None: no rate limit
+    window: str | None  # the current window's attribute, "r<index>"
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    used: int
+    window: str | None  # the rate window `requests` counts in
+    requests: int
+    windows: tuple[str, ...]  # every window attribute the item held
+
+
+class Exhausted(Exception):
+    """The condition failed: admitting would pass a limit. `counters` is the item as it was."""
+
+    def __init__(self, counters: Counters | None) -> None:
+        super().__init__("limit reached")
+        self.counters = counters
+
+
+class StoreUnavailable(Exception):
+    """DynamoDB throttled, failed or could not be reached; `reason` is the error code."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class QuotaStore:
+    def __init__(self, client: Any, table: str) -> None:
+        self.client = client
+        self.table = table
+
+    def spend(self, budget: Budget, cost: int, stale: Iterable[str] = ()) -> Counters:
+        """Count one request of `cost` units, or raise Exhausted / StoreUnavailable."""
+        names = {"#u": "used", "#e": "expires_at"}
+        values: dict[str, Any] = {
+            ":z": {"N": "0"},
+            ":c": {"N": str(cost)},
+            ":e": {"N": str(budget.expires_at)},
+        }
+        sets = ["#u = if_not_exists(#u, :z) + :c", "#e = :e"]
+        conditions = []
+        if budget.quota is not None:
+            values[":q"] = {"N": str(budget.quota - cost)}
+            conditions.append("(attribute_not_exists(#u) OR #u <= :q)")
+        if budget.window is not None and budget.rate is not None:
+            names["#r"] = budget.window
+            values[":one"] = {"N": "1"}
+            values[":b"] = {"N": str(budget.rate - 1)}
+            sets.append("#r = if_not_exists(#r, :z) + :one")
+            conditions.append("(attribute_not_exists(#r) OR #r <= :b)")
+        expression = "SET " + ", ".join(sets)
+        removals = [name for name in dict.fromkeys(stale) if name != budget.window][:MAX_REMOVALS]
+        if removals:
+            names.update({f"#x{i}": name for i, name in enumerate(removals)})
+            expression += " REMOVE " + ", ".join(f"#x{i}" for i in range(len(removals)))
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": {"pk": {"S": budget.pk}},
+            "UpdateExpression": expression,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ReturnValues": "ALL_NEW",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if conditions:
+            request["ConditionExpression"] = " AND ".join(conditions)
+        try:
+            answer = self.client.update_item(**request)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "ClientError")
+            if code != "ConditionalCheckFailedException":
+                raise StoreUnavailable(code) from error
+            item = error.response.get("Item")
+            raise Exhausted(_counters(item, budget.window) if item is not None else None) from None
+        except BotoCoreError as error:
+            raise StoreUnavailable(type(error).__name__) from error
+        return _counters(answer.get("Attributes", {}), budget.window)
+
+    def read(self, budget: Budget) -> Counters:
+        """The item now (strongly consistent); for emulators that do not return ALL_OLD."""
+        try:
+            answer = self.client.get_item(
+                TableName=self.table, Key={"pk": {"S": budget.pk}}, ConsistentRead=True
+            )
+        except ClientError as error:
+            raise StoreUnavailable(error.response.get("Error", {}).get("Code", "ClientError")) from error
+        except BotoCoreError as error:
+            raise StoreUnavailable(type(error).__name__) from error
+        return _counters(answer.get("Item", {}), budget.window)
+
+
+def _counters(item: Mapping[str, Any], window: str | None) -> Counters:
+    windows = tuple(name for name in item if name[:1] == "r" and name[1:].isdigit())
+    requests = int(item[window]["N"]) if window is not None and window in item else 0
+    used = int(item["used"]["N"]) if "used" in item else 0
+    return Counters(used=used, window=window, requests=requests, windows=windows)

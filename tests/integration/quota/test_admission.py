@@ -1,0 +1,207 @@
+"""One container's admission against a real emulator: windows, costs, headers, memory."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from tollway.config.models import Plan
+from tollway.errors import Forbidden, TooManyRequests
+from tollway.quota.admission import QuotaAdmission
+from tollway.quota.store import QuotaStore
+
+from .conftest import CallCounter, Clock, Dynamo
+
+PLANS = {
+    "free": Plan.model_validate(
+        {"rate": {"limit": 5, "per": "second", "burst": 10}, "quota": {"limit": 1000, "per": "day"}}
+    ),
+    "tight": Plan.model_validate(
+        {"rate": {"limit": 2, "per": "second"}, "quota": {"limit": 5, "per": "day"}}
+    ),
+    "monthly": Plan.model_validate({"quota": {"limit": 2, "per": "month"}}),
+    "metered": Plan.model_validate({"quota": {"limit": 10, "per": "day"}}),
+    "unlimited": Plan(),
+}
+
+
+def epoch(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+def admission(dynamo: Dynamo, clock: Clock, **kwargs) -> tuple[QuotaAdmission, CallCounter]:
+    client = dynamo.client()
+    return QuotaAdmission(QuotaStore(client, dynamo.table), PLANS, now=clock, **kwargs), CallCounter(client)
+
+
+def items(dynamo: Dynamo, consumer: str) -> dict[str, dict]:
+    scanned = dynamo.client().scan(TableName=dynamo.table)["Items"]
+    return {i["pk"]["S"]: i for i in scanned if i["pk"]["S"].endswith(f"#{consumer}")}
+
+
+async def test_admitted_request_carries_ratelimit_fields(dynamo: Dynamo, consumer: str, exchange) -> None:
+    clock = Clock(epoch("2026-11-27T12:00:00.250"))
+    quota, calls = admission(dynamo, clock)
+    ex = exchange(consumer, "free")
+    await quota.admit(ex)
+    assert ex.admitted and ex.cost_units == 1
+    assert dict(ex.extra_headers) == {
+        "ratelimit-policy": '"rate";q=5;w=1;tollway-burst=10, "quota";q=1000;w=86400',
+        # burst 10 at 5/s: a 2 s window, 1.75 s of it left; 12 h of the UTC day left.
+        "ratelimit": '"rate";r=9;t=2, "quota";r=999;t=43200',
+    }
+    assert calls.calls == ["UpdateItem"]
+    [item] = items(dynamo, consumer).values()
+    assert item["pk"]["S"] == f"D2026-11-27#0#{consumer}"
+    assert item["used"]["N"] == "1"
+    assert int(item["expires_at"]["N"]) == epoch("2026-11-29T00:00:00")  # a day after the period
+
+
+async def test_rate_window_rolls_over_and_a_rejection_is_remembered(
+    dynamo: Dynamo, consumer: str, exchange
+) -> None:
+    clock = Clock(epoch("2026-11-27T12:00:00.400"))
+    quota, calls = admission(dynamo, clock)
+    for _ in range(2):
+        await quota.admit(exchange(consumer, "tight"))
+    with pytest.raises(TooManyRequests) as rejected:
+        await quota.admit(exchange(consumer, "tight"))
+    error = rejected.value
+    assert error.limit == "rate" and "rate limit" in error.detail
+    assert error.headers["retry-after"] == "1"
+    assert error.headers["ratelimit"] == '"rate";r=0;t=1, "quota";r=3;t=43200'
+    assert error.extensions["violated-policies"] == ["rate"]
+    first_rejection_calls = len(calls.calls)
+
+    # Remembered for the rest of the window: no DynamoDB call.
+    with pytest.raises(TooManyRequests):
+        await quota.admit(exchange(consumer, "tight"))
+    assert len(calls.calls) == first_rejection_calls
+
+    clock.now += 1.0
+    ex = exchange(consumer, "tight")
+    await quota.admit(ex)
+    assert ex.admitted
+    assert len(calls.calls) == first_rejection_calls + 1
+    [item] = items(dynamo, consumer).values()
+    assert item["used"]["N"] == "3"  # the rejected requests spent nothing
+
+
+async def test_old_window_attributes_are_removed(dynamo: Dynamo, consumer: str, exchange) -> None:
+    clock = Clock(epoch("2026-11-27T12:00:00.100"))
+    quota, _ = admission(dynamo, clock)
+    for step in range(5):
+        clock.now += 1 + 3 * step  # gaps of 1, 4, 7, 10, 13 windows
+        await quota.admit(exchange(consumer, "tight"))
+    [item] = items(dynamo, consumer).values()
+    windows = sorted(name for name in item if name.startswith("r"))
+    assert len(windows) <= 2, windows
+
+
+async def test_quota_day_rolls_over_at_utc_midnight(dynamo: Dynamo, consumer: str, exchange) -> None:
+    clock = Clock(epoch("2026-11-27T23:59:59.900"))
+    quota, calls = admission(dynamo, clock)
+    for _ in range(10):
+        await quota.admit(exchange(consumer, "metered"))
+    with pytest.raises(TooManyRequests) as rejected:
+        await quota.admit(exchange(consumer, "metered"))
+    assert rejected.value.limit == "quota"
+    assert "quota exceeded" in rejected.value.detail
+    assert rejected.value.headers["retry-after"] == "1"
+    calls_before = len(calls.calls)
+    with pytest.raises(TooManyRequests):
+        await quota.admit(exchange(consumer, "metered"))
+    assert len(calls.calls) == calls_before  # remembered until midnight
+
+    clock.now = epoch("2026-11-28T00:00:00.100")
+    await quota.admit(exchange(consumer, "metered"))
+    assert {pk: i["used"]["N"] for pk, i in items(dynamo, consumer).items()} == {
+        f"D2026-11-27#0#{consumer}": "10",
+        f"D2026-11-28#0#{consumer}": "1",
+    }
+
+
+async def test_quota_month_is_the_calendar_month(dynamo: Dynamo, consumer: str, exchange) -> None:
+    clock = Clock(epoch("2026-12-31T23:00:00"))
+    quota, _ = admission(dynamo, clock)
+    ex = exchange(consumer, "monthly")
+    await quota.admit(ex)
+    assert dict(ex.extra_headers)["ratelimit-policy"] == f'"quota";q=2;w={31 * 86400}'
+    assert dict(ex.extra_headers)["ratelimit"] == '"quota";r=1;t=3600'
+    await quota.admit(exchange(consumer, "monthly"))
+    with pytest.raises(TooManyRequests) as rejected:
+        await quota.admit(exchange(consumer, "monthly"))
+    assert rejected.value.headers["retry-after"] == "3600"
+    clock.now = epoch("2027-01-01T00:00:01")
+    await quota.admit(exchange(consumer, "monthly"))
+    assert set(items(dynamo, consumer)) == {f"M2026-12#0#{consumer}", f"M2027-01#0#{consumer}"}
+
+
+async def test_cost_units_are_spent_and_checked(dynamo: Dynamo, consumer: str, exchange) -> None:
+    quota, calls = admission(dynamo, Clock(epoch("2026-11-27T08:00:00")))
+    for _ in range(3):
+        ex = exchange(consumer, "metered", cost=3)
+        await quota.admit(ex)
+        assert ex.cost_units == 3
+    with pytest.raises(TooManyRequests) as rejected:  # 9 + 3 > 10
+        await quota.admit(exchange(consumer, "metered", cost=3))
+    assert rejected.value.headers["ratelimit"].startswith('"quota";r=1;')
+    await quota.admit(exchange(consumer, "metered", cost=1))  # 9 + 1 fits
+    calls_before = len(calls.calls)
+    free = exchange(consumer, "metered", cost=0)
+    await quota.admit(free)  # costs nothing, counts nothing: no call
+    assert free.admitted and free.cost_units == 0
+    assert len(calls.calls) == calls_before
+    [item] = items(dynamo, consumer).values()
+    assert item["used"]["N"] == "10"
+
+
+async def test_plan_without_limits_and_unknown_plan(moto_dynamo: Dynamo, consumer: str, exchange) -> None:
+    quota, calls = admission(moto_dynamo, Clock(epoch("2026-11-27T08:00:00")))
+    ex = exchange(consumer, "unlimited")
+    await quota.admit(ex)
+    assert ex.admitted and ex.extra_headers == [] and calls.calls == []
+    with pytest.raises(Forbidden):
+        await quota.admit(exchange(consumer, "no-such-plan"))
+
+
+async def test_round_trips_and_write_units(moto_dynamo: Dynamo, consumer: str, exchange) -> None:
+    clock = Clock(epoch("2026-11-27T08:00:00.100"))
+    containers = []
+    for _ in range(2):
+        client = moto_dynamo.client()
+        counter = CallCounter(client, capacity=True)
+        containers.append((QuotaAdmission(QuotaStore(client, moto_dynamo.table), PLANS, now=clock), counter))
+    (first, first_calls), (second, second_calls) = containers
+    for _ in range(2):
+        await first.admit(exchange(consumer, "tight"))
+    assert first_calls.calls == ["UpdateItem", "UpdateItem"]  # one round trip per admitted request
+    with pytest.raises(TooManyRequests):
+        await first.admit(exchange(consumer, "tight"))
+    assert len(first_calls.calls) == 2  # its last answer showed the window full: no call
+
+    with pytest.raises(TooManyRequests) as rejected:
+        await second.admit(exchange(consumer, "tight"))
+    assert rejected.value.limit == "rate"
+    assert second_calls.calls == ["UpdateItem"]  # moto returns the old item: no extra read
+    with pytest.raises(TooManyRequests):
+        await second.admit(exchange(consumer, "tight"))
+    assert second_calls.calls == ["UpdateItem"]  # remembered: no call at all
+    capacity = first_calls.capacity + second_calls.capacity
+    assert capacity and all(0 < units <= 1 for units in capacity)
+
+
+async def test_a_rejection_names_its_limit_on_both_emulators(dynamo: Dynamo, consumer: str, exchange) -> None:
+    clock = Clock(epoch("2026-11-27T08:00:00.100"))
+    first, _ = admission(dynamo, clock)
+    for _ in range(5):
+        clock.now += 1  # a new rate window each time: only the quota (5 a day) binds
+        await first.admit(exchange(consumer, "tight"))
+    second, calls = admission(dynamo, clock)  # another container, that knows nothing yet
+    with pytest.raises(TooManyRequests) as rejected:
+        await second.admit(exchange(consumer, "tight"))
+    assert rejected.value.limit == "quota"
+    assert rejected.value.headers["ratelimit"].endswith('"quota";r=0;t=57595')
+    # DynamoDB and moto return the old item with the failed condition; dynalite does not,
+    # so there the first rejection reads it once.
+    assert calls.calls == (["UpdateItem"] if dynamo.name == "moto" else ["UpdateItem", "GetItem"])

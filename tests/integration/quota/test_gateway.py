@@ -1,0 +1,89 @@
+"""Through the real ASGI app under uvicorn, to a real loopback backend, counting in moto.
+
+Authentication is not under test here: a tiny authenticator stands in for it and returns
+the principal a verified API key would.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+from tollway.auth.principal import Principal
+from tollway.config.compile import CompiledRoute, compile_infra
+from tollway.errors import Unauthorized
+from tollway.http.app import GatewayApp
+from tollway.http.messages import Request
+from tollway.pipeline import Gateway
+from tollway.quota.admission import QuotaAdmission
+from tollway.quota.store import QuotaStore
+from tollway.upstream.dispatch import HttpUpstream
+
+from tests.conftest import INFRA
+
+from .conftest import Clock, Dynamo
+
+
+async def backend(scope, receive, send) -> None:
+    if scope["type"] != "http":
+        return
+    body = json.dumps({"id": scope["path"].rsplit("/", 1)[-1], "name": "Ada"}).encode()
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class KeyHolders:
+    """Accepts `X-API-Key: <consumer>` as that consumer on the `free` plan."""
+
+    async def authenticate(self, request: Request, route: CompiledRoute) -> Principal:
+        consumer = request.headers.get("x-api-key")
+        if not consumer:
+            raise Unauthorized("no key")
+        return Principal(consumer, "free", frozenset({"users:read", "profile:read"}), "api_key", "k")
+
+
+def test_authenticated_route_spends_quota_and_public_route_does_not(
+    moto_dynamo: Dynamo, consumer: str, serve
+) -> None:
+    config = compile_infra(INFRA, "dev", {"TOLLWAY_SERVICE_USERS": serve(backend)})
+    dynamodb = moto_dynamo.client()
+    gateway = Gateway(
+        config,
+        authenticator=KeyHolders(),
+        upstream=HttpUpstream(httpx.AsyncClient()),
+        # A frozen clock, mid-window: all eleven requests meet the same 2 s rate window.
+        admission=QuotaAdmission(
+            QuotaStore(dynamodb, moto_dynamo.table), config.plans, now=Clock(1_795_000_000.5)
+        ),
+    )
+    url = serve(GatewayApp(gateway))
+
+    def used() -> list[int]:
+        return [int(i["used"]["N"]) for i in dynamodb.scan(TableName=moto_dynamo.table)["Items"]]
+
+    with httpx.Client(base_url=url) as http:
+        public = http.get("/v1/status")
+        assert public.status_code == 200
+        assert "ratelimit" not in public.headers
+        assert used() == []
+
+        answers = [http.get("/v1/users/7", headers={"x-api-key": consumer}) for _ in range(11)]
+    # The free plan: 5/s with a burst of 10, 1000 units a day.
+    assert [a.status_code for a in answers[:10]] == [200] * 10
+    first = answers[0]
+    assert first.json() == {"id": "7", "name": "Ada"}
+    assert first.headers["ratelimit-policy"] == '"rate";q=5;w=1;tollway-burst=10, "quota";q=1000;w=86400'
+    assert first.headers["ratelimit"] == '"rate";r=9;t=2, "quota";r=999;t=46400'
+
+    rejected = answers[10]
+    assert rejected.status_code == 429
+    assert rejected.headers["content-type"] == "application/problem+json"
+    assert rejected.headers["retry-after"] == "2"
+    assert rejected.headers["ratelimit"] == '"rate";r=0;t=2, "quota";r=990;t=46400'
+    assert rejected.headers["x-request-id"]
+    problem = rejected.json()
+    assert problem["status"] == 429 and "rate limit" in problem["detail"]
+    assert problem["violated-policies"] == ["rate"]
+    assert used() == [10]
