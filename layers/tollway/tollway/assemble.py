@@ -42,10 +42,20 @@ def build_app(settings: Settings, *, http_client=None) -> GatewayApp:
         on_startup.append(flusher.start)
         on_shutdown.insert(0, flusher.stop)
     # <<< usage wiring
+    # >>> discovery wiring
+    directory = None
+    from tollway.discovery.directory import references
+
+    if refs := references(config):
+        from tollway import aws
+        from tollway.discovery.directory import build_directory
+
+        directory = build_directory(refs, aws.client)
+    # <<< discovery wiring
     gateway = Gateway(
         config,
         authenticator=authenticator,
-        upstream=HttpUpstream(client),
+        upstream=HttpUpstream(client, directory=directory),
         admission=admission,
         usage=usage,
         access_log=access_log,

@@ -109,7 +109,9 @@ class FakeAuthenticator:
         return Principal(consumer_id=consumer, plan="free", scopes=frozenset(), credential="api_key")
 
 
-def write_infra(root: Path, services: dict[str, str], routes: list[dict[str, Any]], **defaults: Any) -> Path:
+def write_infra(
+    root: Path, services: dict[str, str | list[str]], routes: list[dict[str, Any]], **defaults: Any
+) -> Path:
     (root / "routes").mkdir(parents=True, exist_ok=True)
     gateway = {"stages": {"test": {"services": services}}, "defaults": {"timeout_ms": 2000, **defaults}}
     (root / "gateway.yaml").write_text(yaml.safe_dump(gateway))
@@ -136,11 +138,17 @@ class Recorder:
 
 @asynccontextmanager
 async def gateway(
-    infra: Path, *, clock: Callable[[], float] | None = None, usage: Recorder | None = None
+    infra: Path,
+    *,
+    clock: Callable[[], float] | None = None,
+    usage: Recorder | None = None,
+    rng: Callable[[], float] | None = None,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, HttpUpstream]]:
+    """`rng` also sets where each service's rotation starts (0.0: at its first instance)."""
     config = compile_infra(infra, "test")
     backend_client = make_client()
-    upstream = HttpUpstream(backend_client, clock=clock) if clock else HttpUpstream(backend_client)
+    options: dict[str, Any] = {"clock": clock, "rng": rng}
+    upstream = HttpUpstream(backend_client, **{k: v for k, v in options.items() if v is not None})
     app = GatewayApp(Gateway(config, authenticator=FakeAuthenticator(), upstream=upstream, usage=usage))
     transport = httpx.ASGITransport(app=app)
     try:

@@ -213,7 +213,7 @@ def test_service_url_from_environment(tmp_path: Path) -> None:
     infra = write_infra(tmp_path, {"profiles.yaml": GOOD_ROUTE})
     config = compile_infra(infra, "dev", {"TOLLWAY_SERVICE_USERS": "http://127.0.0.1:8080/"})
     assert config.services["users"] == "http://127.0.0.1:8080"
-    assert config.routes[0].backends[0].base_url == "http://127.0.0.1:8080"
+    assert str(config.routes[0].backends[0].target) == "http://127.0.0.1:8080"
 
 
 def test_cli_check_exits_1_and_prints_every_problem(

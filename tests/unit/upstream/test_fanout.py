@@ -8,6 +8,7 @@ import time
 import pytest
 from tollway.config.models import Breaker, Retry
 from tollway.config.templates import Template
+from tollway.discovery.target import ServiceTarget
 from tollway.upstream.call import BackendFailure
 from tollway.upstream.fanout import DeadlinePassed, RequiredBackendFailed, fan_out
 
@@ -23,8 +24,8 @@ def backend(name: str, *deps: str, required: bool = True):
     from tollway.config.compile import CompiledBackend
 
     return CompiledBackend(
-        name=name, service="s", base_url="http://x", path=Template.parse("/"), query=(), method=None,
-        headers=(), body=None, timeout_s=1.0, required=required, pick=None, rename={},
+        name=name, service="s", target=ServiceTarget(("http://x",)), path=Template.parse("/"), query=(),
+        method=None, headers=(), body=None, timeout_s=1.0, required=required, pick=None, rename={},
         depends_on=frozenset(deps), retry=Retry(), breaker=Breaker(), cache=None,
     )  # fmt: skip
 

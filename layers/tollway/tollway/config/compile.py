@@ -31,6 +31,7 @@ from tollway.config.templates import (
     json_template_refs,
     parse_json_template,
 )
+from tollway.discovery.target import ServiceTarget, parse_target
 from tollway.policy.cors import CorsPolicy
 from tollway.policy.ip import IpPolicy
 from tollway.policy.validation import RequestValidator
@@ -40,7 +41,7 @@ from tollway.policy.validation import RequestValidator
 class CompiledBackend:
     name: str
     service: str
-    base_url: str | None  # None: the service has no URL in this stage
+    target: ServiceTarget | None  # None: the service has no URL in this stage
     path: Template
     query: tuple[tuple[str, Template], ...]
     method: str | None  # None: the caller's method
@@ -86,7 +87,7 @@ class CompiledConfig:
     plans: Mapping[str, Plan]
     issuers: tuple[JwtIssuer, ...]
     gateway: Gateway
-    services: Mapping[str, str]
+    services: Mapping[str, str]  # each service's URLs (comma-separated) or discovery reference
 
     @property
     def defaults(self) -> Defaults:
@@ -129,14 +130,19 @@ def _compile(
             ConfigProblem(gdoc.file, gdoc.line(("stages",)), "gateway", f"unknown stage {stage!r}")
         )
         return None
-    services = dict(gateway.stages[stage].services)
+    # The models checked every spec's syntax: parsing them again cannot fail.
+    services = {name: parse_target(spec) for name, spec in gateway.stages[stage].services.items()}
     known_services = {name for s in gateway.stages.values() for name in s.services}
     for key, value in environ.items():
         if key.startswith("TOLLWAY_SERVICE_") and value:
             name = key.removeprefix("TOLLWAY_SERVICE_").lower()
             for known in known_services:
                 if known.upper() == name.upper():
-                    services[known] = value.rstrip("/")
+                    try:
+                        services[known] = parse_target(value)
+                    except ValueError as exc:
+                        where = gdoc.line(("stages", stage, "services", known))
+                        problems.append(ConfigProblem(gdoc.file, where, "gateway", f"{key}: {exc}"))
 
     for i, issuer in enumerate(gateway.auth.jwt):
         if issuer.default_plan not in plans.plans:
@@ -208,7 +214,7 @@ def _compile(
         plans=MappingProxyType(dict(plans.plans)),
         issuers=tuple(gateway.auth.jwt),
         gateway=gateway,
-        services=MappingProxyType(services),
+        services=MappingProxyType({name: str(target) for name, target in services.items()}),
     )
 
 
@@ -277,7 +283,7 @@ def _compile_backends(lr, services, known_services, defaults, problem) -> tuple[
         out[b.name] = CompiledBackend(
             name=b.name,
             service=b.service,
-            base_url=services.get(b.service),
+            target=services.get(b.service),
             path=path,
             query=query,
             method=b.method,

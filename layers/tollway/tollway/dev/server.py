@@ -24,6 +24,7 @@ from tollway.config.compile import compile_infra
 from tollway.dev.backends import DEMO_SERVICES
 from tollway.dev.serve import ServedApp, serve_in_thread
 from tollway.dev.template import provision, read_template
+from tollway.discovery.target import parse_target
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "dev",
@@ -75,11 +76,19 @@ def start_emulator(host: str, port: int) -> tuple[str, Callable[[], None]]:
 
 
 def start_demo_backends(services: dict[str, str]) -> list[ServedApp]:
+    """A demo service for each loopback instance of users, orders and reviews."""
     served = []
-    for name, url in services.items():
-        parts = urlsplit(url)
-        if name in DEMO_SERVICES and parts.hostname in ("127.0.0.1", "localhost") and parts.port:
-            served.append(serve_in_thread(DEMO_SERVICES[name], host=parts.hostname, port=parts.port))
+    for name, spec in services.items():
+        if name not in DEMO_SERVICES:
+            continue
+        try:
+            urls = parse_target(spec).urls
+        except ValueError:
+            continue
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.hostname in ("127.0.0.1", "localhost") and parts.port:
+                served.append(serve_in_thread(DEMO_SERVICES[name], host=parts.hostname, port=parts.port))
     return served
 
 
@@ -96,10 +105,12 @@ def start(options: DevOptions) -> tuple[DevStack, uvicorn.Server]:
     stack = DevStack(env={}, aws_url=aws_url, gateway_url=f"http://{options.host}:{options.port}")
     stack.stoppers.append(stop_emulator)
 
-    env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": aws_url}
+    # Cloud Map's data-plane calls would go to data-<host>: the emulator serves one host.
+    env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": aws_url, "AWS_DISABLE_HOST_PREFIX_INJECTION": "true"}
     for key, value in FAKE_CREDENTIALS.items():
         os.environ.setdefault(key, value)
     os.environ["AWS_ENDPOINT_URL"] = aws_url
+    os.environ["AWS_DISABLE_HOST_PREFIX_INJECTION"] = "true"
     os.environ.setdefault("TOLLWAY_DEV_JWT_SECRET", DEV_JWT_SECRET)
     env["TOLLWAY_DEV_JWT_SECRET"] = os.environ["TOLLWAY_DEV_JWT_SECRET"]
 

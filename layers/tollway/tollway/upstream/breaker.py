@@ -1,4 +1,4 @@
-"""A circuit breaker per backend service, per container, so that a dead backend costs nothing.
+"""A circuit breaker per backend instance (URL), per container, so that a dead one costs nothing.
 
 closed: calls pass; `failures` consecutive failures open it.
 open: calls fail at once, without a connection attempt, for `cooldown_s`.
@@ -63,7 +63,7 @@ class CircuitBreaker:
 
 
 class Breakers:
-    """One breaker per service URL; the first backend config seen for a URL sets its thresholds."""
+    """One breaker per instance URL; the first backend config seen for a URL sets its thresholds."""
 
     def __init__(self, clock: Clock = time.monotonic) -> None:
         self.clock = clock

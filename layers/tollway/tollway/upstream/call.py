@@ -1,7 +1,16 @@
-"""One backend call: circuit breaker, per-attempt timeout inside the deadline, retries, size cap.
+"""One backend call: instance choice, circuit breakers, per-try timeouts, retries, size cap.
 
 `BackendCaller.send` returns the backend's `Answer` (any status; the caller decides what a
 4xx means) or raises `BackendFailure`, which never carries the backend's body.
+
+Each try goes to the instance the service's rotation picks (`balancer.py`), skipping those
+whose breaker is open; each instance URL has its own breaker. Two ways to try again:
+- failover: a refused connection sends nothing, so an idempotent call moves on to the next
+  instance at once, without spending a retry or waiting a backoff, as long as one is left;
+- retry: a 5xx, a timeout or a broken connection spends one of `retry.attempts` (idempotent
+  methods only) and the next try, after a backoff, goes to the next instance.
+A POST or PATCH is sent once: a refused connection is its 502 (over a pooled connection
+the client cannot always tell "refused" from "sent, then lost"). All within the deadline.
 """
 
 from __future__ import annotations
@@ -11,14 +20,32 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 import httpx
 
 from tollway.config.compile import CompiledBackend
+from tollway.discovery.target import Reference
+from tollway.upstream.balancer import Balancers
 from tollway.upstream.breaker import Breakers
 from tollway.upstream.request import BackendRequest
-from tollway.upstream.retry import RETRY_STATUSES, attempts_for, backoff_s
+from tollway.upstream.retry import IDEMPOTENT, RETRY_STATUSES, attempts_for, backoff_s
+
+# Raised before a request was written: safe to send it to another instance.
+REFUSED = (httpx.ConnectError, aiohttp.ClientConnectorError, ConnectionRefusedError)
+
+
+def refused(exc: BaseException) -> bool:
+    # httpx-aiohttp 0.1 maps aiohttp's ClientConnectorError (refused, DNS, TLS handshake)
+    # to httpx.ConnectTimeout: the cause tells what happened.
+    return isinstance(exc, REFUSED) or isinstance(exc.__cause__, REFUSED)
+
+
+class Directory(Protocol):
+    """The current instances of a discovered service; never blocks on a lookup."""
+
+    def instances(self, reference: Reference) -> tuple[str, ...]: ...
 
 
 class BackendFailure(Exception):
@@ -48,31 +75,53 @@ class BackendCaller:
         client: httpx.AsyncClient,
         breakers: Breakers,
         rng: Callable[[], float] = random.random,
+        directory: Directory | None = None,
     ) -> None:
         self.client = client
         self.breakers = breakers
         self.rng = rng
+        self.balancers = Balancers(rng)
+        self.directory = directory
+
+    def instances(self, backend: CompiledBackend) -> tuple[str, ...]:
+        target = backend.target
+        if target is None:
+            raise BackendFailure(f"service {backend.service} has no URL in this stage")
+        if target.reference is None:
+            return target.urls
+        found = self.directory.instances(target.reference) if self.directory is not None else ()
+        if not found:
+            raise BackendFailure(f"service {backend.service} has no known instances")
+        return found
 
     async def send(
         self, backend: CompiledBackend, request: BackendRequest, deadline: float, limit: int, *, raw: bool
     ) -> Answer:
         """`raw`: keep the body as sent (content-encoding and all) for passing it through."""
-        if backend.base_url is None:
-            raise BackendFailure(f"service {backend.service} has no URL in this stage")
-        breaker = self.breakers.get(backend.base_url, backend.breaker)
+        instances = self.instances(backend)
+        rotation = self.balancers.for_(backend.service)
+        breakers, config = self.breakers, backend.breaker
+
+        def allow(url: str) -> bool:
+            return breakers.get(url, config).allow()
+
         attempts = attempts_for(request.method, backend.retry)
+        skip: set[str] = set()  # instances that refused this request's connection
         failure: BackendFailure | None = None
         answer: Answer | None = None
-        for attempt in range(1, attempts + 1):
+        attempt = 0
+        while True:
             budget = min(backend.timeout_s, deadline - time.monotonic())
             if budget <= 0:
                 raise BackendFailure("no time left before the deadline", timed_out=True)
-            if not breaker.allow():
-                raise BackendFailure("circuit open")
+            url = rotation.pick(instances, allow, skip)
+            if url is None:
+                break
+            breaker = breakers.get(url, config)
             failure = answer = None
             try:
                 async with asyncio.timeout(budget):
-                    answer = await self._once(request, limit, raw)
+                    answer = await self._once(url, request, limit, raw)
             except ResponseTooLarge:
                 breaker.success()
                 raise
@@ -82,7 +131,13 @@ class BackendCaller:
             # The aiohttp transport maps most of its errors to httpx's, not all of them.
             except (httpx.HTTPError, aiohttp.ClientError, OSError) as exc:
                 breaker.failure()
-                failure = BackendFailure(f"connection failed ({type(exc).__name__})")
+                if refused(exc):
+                    failure = BackendFailure("could not connect")
+                    if request.method in IDEMPOTENT:
+                        skip.add(url)
+                        continue
+                else:
+                    failure = BackendFailure(f"connection failed ({type(exc).__name__})")
             except BaseException:
                 breaker.release()
                 raise
@@ -93,19 +148,20 @@ class BackendCaller:
                     breaker.success()
                 if answer.status not in RETRY_STATUSES:
                     return answer
+            attempt += 1
             pause = backoff_s(backend.retry, attempt, self.rng)
             # A retry that could not finish by the deadline only adds load.
-            if attempt == attempts or time.monotonic() + pause >= deadline:
+            if attempt >= attempts or time.monotonic() + pause >= deadline:
                 break
             await asyncio.sleep(pause)
         if answer is not None:
             return answer
-        assert failure is not None
-        raise failure
+        raise failure or BackendFailure("circuit open")
 
-    async def _once(self, request: BackendRequest, limit: int, raw: bool) -> Answer:
+    async def _once(self, base_url: str, request: BackendRequest, limit: int, raw: bool) -> Answer:
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers]
-        built = self.client.build_request(request.method, request.url, headers=headers, content=request.body)
+        url = base_url + request.path
+        built = self.client.build_request(request.method, url, headers=headers, content=request.body)
         response = await self.client.send(built, stream=True)
         try:
             declared = response.headers.get("content-length")

@@ -127,7 +127,7 @@ class Composite:
         if backend.cache is not None and ex.request.method in CACHEABLE:
             cache = self.caches.for_((ex.route.id, backend.name), backend.cache)
             consumer = None if backend.cache.shared else ex.principal.consumer_id
-            key = (request.method, request.url, request.body, consumer)
+            key = (request.method, request.path, request.body, consumer)
             hit = cache.get(key)
             if hit is not None:
                 return hit[0], hit[1], None

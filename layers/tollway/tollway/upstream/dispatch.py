@@ -1,7 +1,8 @@
 """The pipeline's innermost step: call the route's backends and compose one response.
 
 One `HttpUpstream` per container holds what outlives a request: the shared HTTP client,
-the circuit breakers (one per backend service URL) and the response caches.
+the circuit breakers (one per instance URL), the round-robin rotations (one per service),
+the discovered services' instances and the response caches.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from tollway.http.messages import Response
 from tollway.pipeline import Exchange
 from tollway.upstream.breaker import Breakers
 from tollway.upstream.cache import Caches, storable_ttl
-from tollway.upstream.call import BackendCaller
+from tollway.upstream.call import BackendCaller, Directory
 from tollway.upstream.composite import CACHEABLE, Composite
 from tollway.upstream.proxy import proxy
 
@@ -28,12 +29,14 @@ class HttpUpstream:
         *,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
+        directory: Directory | None = None,
     ) -> None:
-        """`clock` drives breaker cool-downs and cache expiry; `rng` the retry jitter."""
+        """`clock` drives breaker cool-downs and cache expiry; `rng` the retry jitter and
+        where each rotation starts; `directory` resolves `ssm:` and `cloudmap:` services."""
         self.client = client
         self.breakers = Breakers(clock)
         self.caches = Caches(clock)
-        self.caller = BackendCaller(client, self.breakers, rng)
+        self.caller = BackendCaller(client, self.breakers, rng, directory)
         self.composite = Composite(self.caller, self.caches)
 
     async def call(self, exchange: Exchange) -> Response:

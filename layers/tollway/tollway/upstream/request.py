@@ -28,7 +28,7 @@ NOT_TO_COMPOSED = frozenset({"content-type", "content-encoding", "accept", "acce
 @dataclass(frozen=True, slots=True)
 class BackendRequest:
     method: str
-    url: str
+    path: str  # with its query: the balancer prefixes an instance's base URL per try
     headers: list[tuple[str, str]]
     body: bytes | None
 
@@ -57,7 +57,7 @@ def build_request(
     backend: CompiledBackend, ex: Exchange, results: dict[str, Any], *, composed: bool
 ) -> BackendRequest:
     try:
-        url = backend_url(backend, ex, results, forward_query=not composed)
+        path = backend_path(backend, ex, results, forward_query=not composed)
         headers = backend_headers(backend, ex, results)
         body: bytes | None
         if backend.body is not None:
@@ -73,20 +73,19 @@ def build_request(
             headers.append(("accept", "application/json"))
         if backend.body is not None and not _templated(backend, "content-type"):
             headers.append(("content-type", "application/json"))
-    return BackendRequest(backend_method(backend, ex, composed), url, headers, body)
+    return BackendRequest(backend_method(backend, ex, composed), path, headers, body)
 
 
 def _templated(backend: CompiledBackend, name: str) -> bool:
     return any(k == name for k, _ in backend.headers)
 
 
-def backend_url(backend: CompiledBackend, ex: Exchange, results: dict[str, Any], forward_query: bool) -> str:
+def backend_path(backend: CompiledBackend, ex: Exchange, results: dict[str, Any], forward_query: bool) -> str:
     path = backend.path.render(ex.params, results, encode_segment)
     pairs = [f"{encode_query(k)}={t.render(ex.params, results, encode_query)}" for k, t in backend.query]
     if forward_query and ex.request.query_string:
         pairs.append(ex.request.query_string.decode("latin-1"))
-    url = f"{backend.base_url}{path}"
-    return f"{url}?{'&'.join(pairs)}" if pairs else url
+    return f"{path}?{'&'.join(pairs)}" if pairs else path
 
 
 def backend_headers(backend: CompiledBackend, ex: Exchange, results: dict[str, Any]) -> list[tuple[str, str]]:
