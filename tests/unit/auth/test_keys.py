@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from tollway.auth.cache import TtlLru
+from tollway.lru import ExpiringLru
 from tollway.auth.keys import KeyVerifier, issued_key_id, key_hash, new_key
 from tollway.auth.store import REVOKED, KeyRecord, new_record
 from tollway.config.models import ApiKeys
@@ -78,7 +78,7 @@ def test_the_hash_is_hex_sha256_and_the_record_never_holds_the_key():
 
 def test_entries_expire_after_their_ttl():
     clock = Clock()
-    cache: TtlLru[int] = TtlLru(10, 5, clock)
+    cache: ExpiringLru[int] = ExpiringLru(10, 5, clock)
     cache.put("a", 1)
     clock.now += 4.9
     assert cache.get("a") == 1
@@ -87,7 +87,7 @@ def test_entries_expire_after_their_ttl():
 
 
 def test_a_full_cache_evicts_the_least_recently_used():
-    cache: TtlLru[int] = TtlLru(2, 60, Clock())
+    cache: ExpiringLru[int] = ExpiringLru(2, 60, Clock())
     cache.put("a", 1)
     cache.put("b", 2)
     cache.get("a")
@@ -97,7 +97,7 @@ def test_a_full_cache_evicts_the_least_recently_used():
 
 
 def test_a_zero_ttl_caches_nothing():
-    cache: TtlLru[int] = TtlLru(2, 0, Clock())
+    cache: ExpiringLru[int] = ExpiringLru(2, 0, Clock())
     cache.put("a", 1)
     assert cache.get("a") is None
 

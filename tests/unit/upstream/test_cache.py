@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 from tollway.config.models import Cache
-from tollway.upstream.cache import LruCache, storable_ttl
+from tollway.lru import ExpiringLru
+from tollway.upstream.cache import storable_ttl
 
 
 class Clock:
@@ -14,7 +15,7 @@ class Clock:
 
 def test_entries_expire_and_the_least_recently_used_goes_first():
     clock = Clock()
-    cache = LruCache(2, clock)
+    cache = ExpiringLru(2, clock=clock)
     cache.put("a", 1, 10)
     cache.put("b", 2, 10)
     assert cache.get("a") == 1  # now b is the least recently used

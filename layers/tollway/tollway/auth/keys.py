@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tollway.auth.cache import TtlLru
+from tollway.lru import ExpiringLru
 from tollway.auth.challenge import invalid_token
 from tollway.auth.store import ACTIVE, KeyRecord, KeyStore
 from tollway.config.models import ApiKeys
@@ -83,9 +83,9 @@ class KeyVerifier:
         self.store = store
         self.extra_keys = frozenset(extra_keys)
         self.clock = clock
-        self.found: TtlLru[KeyRecord] = TtlLru(options.cache_size, options.cache_ttl_s, monotonic)
+        self.found: ExpiringLru[KeyRecord] = ExpiringLru(options.cache_size, options.cache_ttl_s, monotonic)
         # A separate map: a flood of unknown keys cannot evict the keys of real consumers.
-        self.unknown: TtlLru[bool] = TtlLru(options.cache_size, options.negative_cache_ttl_s, monotonic)
+        self.unknown: ExpiringLru[bool] = ExpiringLru(options.cache_size, options.negative_cache_ttl_s, monotonic)
 
     def verify(self, key: str) -> KeyRecord:
         if issued_key_id(key) is None and key not in self.extra_keys:

@@ -10,42 +10,12 @@ forbids it in a shared cache, `max-age` caps the configured `ttl_s`.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
-from typing import Any
 
 from tollway.config.models import Cache
+from tollway.lru import ExpiringLru
 
 Clock = Callable[[], float]
-
-
-class LruCache:
-    def __init__(self, max_entries: int, clock: Clock = time.monotonic) -> None:
-        self.max_entries = max_entries
-        self.clock = clock
-        self._entries: OrderedDict[Hashable, tuple[float, Any]] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, key: Hashable) -> Any | None:
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        expires, value = entry
-        if self.clock() >= expires:
-            del self._entries[key]
-            return None
-        self._entries.move_to_end(key)
-        return value
-
-    def put(self, key: Hashable, value: Any, ttl_s: float) -> None:
-        if ttl_s <= 0:
-            return
-        self._entries[key] = (self.clock() + ttl_s, value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
 
 
 def storable_ttl(config: Cache, cache_controls: Iterable[str | None]) -> float:
@@ -69,10 +39,10 @@ class Caches:
 
     def __init__(self, clock: Clock = time.monotonic) -> None:
         self.clock = clock
-        self._caches: dict[Hashable, LruCache] = {}
+        self._caches: dict[Hashable, ExpiringLru] = {}
 
-    def for_(self, owner: Hashable, config: Cache) -> LruCache:
+    def for_(self, owner: Hashable, config: Cache) -> ExpiringLru:
         cache = self._caches.get(owner)
         if cache is None:
-            cache = self._caches[owner] = LruCache(config.max_entries, self.clock)
+            cache = self._caches[owner] = ExpiringLru(config.max_entries, clock=self.clock)
         return cache
