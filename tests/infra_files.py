@@ -29,5 +29,7 @@ def write_infra(
     lines.append(f"defaults: {defaults}")
     (infra / "gateway.yaml").write_text("\n".join(lines) + "\n" + textwrap.dedent(auth))
     (infra / "plans.yaml").write_text(plans)
-    (infra / "routes" / f"{team}.yaml").write_text(f"team: {team}\nroutes:\n" + textwrap.indent(textwrap.dedent(routes), "  "))
+    (infra / "routes" / f"{team}.yaml").write_text(
+        f"team: {team}\nroutes:\n" + textwrap.indent(textwrap.dedent(routes), "  ")
+    )
     return infra

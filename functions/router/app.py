@@ -5,7 +5,6 @@ from pathlib import Path
 
 from mangum import Mangum
 from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
-
 from tollway.assemble import build_app
 from tollway.settings import Settings
 from tollway.usage import extension

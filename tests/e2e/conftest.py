@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from tollway.dev.serve import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,11 +50,24 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
         env[f"TOLLWAY_SERVICE_{service}"] = f"http://127.0.0.1:{free_port()}"
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "tollway.cli", "dev",
-            "--infra", str(ROOT / "infra"), "--template", str(ROOT / "template.yaml"),
-            "--port", str(port), "--aws-port", str(aws_port),
+            sys.executable,
+            "-m",
+            "tollway.cli",
+            "dev",
+            "--infra",
+            str(ROOT / "infra"),
+            "--template",
+            str(ROOT / "template.yaml"),
+            "--port",
+            str(port),
+            "--aws-port",
+            str(aws_port),
         ],
-        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     output: list[str] = []
     deadline = time.monotonic() + 60

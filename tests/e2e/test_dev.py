@@ -21,7 +21,6 @@ def test_dev_env_points_other_commands_at_the_emulator(dev_server: DevServer) ->
     assert env["TOLLWAY_USAGE_QUEUE_URL"].endswith("/UsageQueue")
 
 
-
 def test_errors_are_problems(dev_server: DevServer) -> None:
     response = httpx.get(f"{dev_server.url}/v1/nothing")
     assert response.status_code == 404
@@ -48,8 +47,17 @@ def test_a_key_created_from_a_second_terminal_works(dev_server: DevServer) -> No
     import json
 
     created = dev_server.tollway(
-        "keys", "create", "--consumer", "e2e", "--plan", "pro", "--scopes", "users:read", "--json",
-        "--infra", str(ROOT / "infra"),
+        "keys",
+        "create",
+        "--consumer",
+        "e2e",
+        "--plan",
+        "pro",
+        "--scopes",
+        "users:read",
+        "--json",
+        "--infra",
+        str(ROOT / "infra"),
     )
     assert created.returncode == 0, created.stderr
     key = json.loads(created.stdout)["key"]

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from tests.infra_files import write_infra
 from tollway.assemble import build_app
 from tollway.settings import Settings
+
+from tests.infra_files import write_infra
 
 ROUTES = """\
 - id: open

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tollway.assemble import build_app
+from tollway.settings import Settings
 
 from tests.backends import loopback_backend
 from tests.infra_files import write_infra
-from tollway.assemble import build_app
-from tollway.settings import Settings
 
 ROUTES = """\
 - id: echo

@@ -24,11 +24,23 @@ PROBLEM = {
     },
 }
 HEADERS = {
-    "X-Request-Id": {"description": "The caller's request id if sane, else a new one", "schema": {"type": "string"}},
-    "RateLimit": {"description": "IETF RateLimit fields: the consumer's remaining quota", "schema": {"type": "string"}},
-    "RateLimit-Policy": {"description": "IETF RateLimit policy of the consumer's plan", "schema": {"type": "string"}},
+    "X-Request-Id": {
+        "description": "The caller's request id if sane, else a new one",
+        "schema": {"type": "string"},
+    },
+    "RateLimit": {
+        "description": "IETF RateLimit fields: the consumer's remaining quota",
+        "schema": {"type": "string"},
+    },
+    "RateLimit-Policy": {
+        "description": "IETF RateLimit policy of the consumer's plan",
+        "schema": {"type": "string"},
+    },
     "Retry-After": {"description": "Seconds until the limit frees capacity", "schema": {"type": "integer"}},
-    "Tollway-Partial": {"description": "Optional backends missing from a composed response", "schema": {"type": "string"}},
+    "Tollway-Partial": {
+        "description": "Optional backends missing from a composed response",
+        "schema": {"type": "string"},
+    },
 }
 PROBLEMS = {
     "400": "The request failed validation",

@@ -104,9 +104,7 @@ async def test_unreachable_store_fails_closed(consumer, exchange) -> None:
         await quota.admit(exchange(consumer, "free"))
 
 
-async def test_throttled_real_client_fails_per_route(
-    moto_dynamo: Dynamo, consumer, exchange, capsys
-) -> None:
+async def test_throttled_real_client_fails_per_route(moto_dynamo: Dynamo, consumer, exchange, capsys) -> None:
     client = moto_dynamo.client()
     quota = QuotaAdmission(QuotaStore(client, moto_dynamo.table), PLANS, now=Clock(NOW))
     with Stubber(client) as stub:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from tollway.lru import ExpiringLru
 from tollway.auth.keys import KeyVerifier, issued_key_id, key_hash, new_key
 from tollway.auth.store import REVOKED, KeyRecord, new_record
 from tollway.config.models import ApiKeys
 from tollway.errors import ServiceUnavailable, Unauthorized
+from tollway.lru import ExpiringLru
 
 from .helpers import MemoryStore
 

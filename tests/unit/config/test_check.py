@@ -6,7 +6,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from tollway.cli import main
 from tollway.config.compile import compile_infra
 from tollway.config.errors import ConfigError
@@ -123,8 +122,7 @@ def test_every_problem_is_reported_with_its_line(tmp_path: Path) -> None:
         "infra/routes/profiles.yaml:11: route a: duplicate route id (first defined at "
         "infra/routes/profiles.yaml:3)",
         "infra/routes/profiles.yaml:17: route a: backends[0].service: unknown service 'nowhere'",
-        "infra/routes/profiles.yaml:18: route a: backends[0].path: {missing} is not a parameter "
-        "of path /b",
+        "infra/routes/profiles.yaml:18: route a: backends[0].path: {missing} is not a parameter of path /b",
         "infra/routes/profiles.yaml:19: route a: unknown key 'backends[0].tmeout_ms'",
         "infra/routes/profiles.yaml:25: route c: backends form a dependency cycle: p -> q",
         "infra/routes/profiles.yaml:28: route c: backends[2].path: {ghost.id} refers to unknown "

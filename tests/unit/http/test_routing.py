@@ -1,5 +1,4 @@
 import pytest
-
 from tollway.errors import MethodNotAllowed, NotFound
 from tollway.http.routing import Router
 

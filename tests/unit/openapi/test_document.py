@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from openapi_spec_validator import validate
-
 from tollway.cli import main
 from tollway.config.compile import compile_infra
 from tollway.openapi import document
@@ -37,7 +36,10 @@ def test_protected_routes_declare_security_and_problem_responses(doc: dict) -> N
     assert {"ApiKey": []} in op["security"]
     assert {"401", "403", "404", "405", "413", "429", "502", "504"} <= set(op["responses"])
     assert op["parameters"][0] == {
-        "name": "user_id", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}
+        "name": "user_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "minLength": 1},
     }
     assert "RateLimit" in op["responses"]["200"]["headers"]
     public = doc["paths"]["/v1/status"]["get"]

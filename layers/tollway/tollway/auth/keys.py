@@ -22,11 +22,11 @@ from collections.abc import Callable, Collection
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tollway.lru import ExpiringLru
 from tollway.auth.challenge import invalid_token
 from tollway.auth.store import ACTIVE, KeyRecord, KeyStore
 from tollway.config.models import ApiKeys
 from tollway.errors import ServiceUnavailable
+from tollway.lru import ExpiringLru
 
 PREFIX = "tw_"
 _ISSUED = re.compile(r"^tw_([a-z2-7]{12})_[a-z2-7]{40}([a-z2-7]{6})$")
@@ -85,7 +85,9 @@ class KeyVerifier:
         self.clock = clock
         self.found: ExpiringLru[KeyRecord] = ExpiringLru(options.cache_size, options.cache_ttl_s, monotonic)
         # A separate map: a flood of unknown keys cannot evict the keys of real consumers.
-        self.unknown: ExpiringLru[bool] = ExpiringLru(options.cache_size, options.negative_cache_ttl_s, monotonic)
+        self.unknown: ExpiringLru[bool] = ExpiringLru(
+            options.cache_size, options.negative_cache_ttl_s, monotonic
+        )
 
     def verify(self, key: str) -> KeyRecord:
         if issued_key_id(key) is None and key not in self.extra_keys:
