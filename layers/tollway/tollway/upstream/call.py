@@ -29,6 +29,7 @@ from tollway.config.compile import CompiledBackend
 from tollway.discovery.target import Reference
 from tollway.upstream.balancer import Balancers
 from tollway.upstream.breaker import Breakers
+from tollway.upstream.client import transport_of
 from tollway.upstream.request import BackendRequest
 from tollway.upstream.retry import IDEMPOTENT, RETRY_STATUSES, attempts_for, backoff_s
 
@@ -77,7 +78,7 @@ class BackendCaller:
         rng: Callable[[], float] = random.random,
         directory: Directory | None = None,
     ) -> None:
-        self.client = client
+        self.transport = transport_of(client)
         self.breakers = breakers
         self.rng = rng
         self.balancers = Balancers(rng)
@@ -161,8 +162,8 @@ class BackendCaller:
     async def _once(self, base_url: str, request: BackendRequest, limit: int, raw: bool) -> Answer:
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers]
         url = base_url + request.path
-        built = self.client.build_request(request.method, url, headers=headers, content=request.body)
-        response = await self.client.send(built, stream=True)
+        built = httpx.Request(request.method, url, headers=headers, content=request.body)
+        response = await self.transport.handle_async_request(built)
         try:
             declared = response.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > limit:
