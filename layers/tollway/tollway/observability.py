@@ -8,6 +8,7 @@ anyway — no extra call, no flush to forget.
 
 from __future__ import annotations
 
+import logging
 import time
 
 from aws_lambda_powertools import Logger, Metrics
@@ -17,6 +18,8 @@ from tollway.http.messages import Request, Response
 
 NAMESPACE = "Tollway"
 logger = Logger(service="tollway")
+# httpx logs every request URL at INFO: a caller's misplaced key in a query would land in logs.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 metrics = Metrics(namespace=NAMESPACE, service="tollway")
 
 _EMF_METRICS = [

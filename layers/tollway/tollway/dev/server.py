@@ -8,6 +8,7 @@ and the gateway itself under uvicorn.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -59,10 +60,9 @@ class DevStack:
 
     def stop(self) -> None:
         while self.stoppers:
-            try:
+            # Shutting down: one part failing to stop must not keep the others running.
+            with contextlib.suppress(Exception):
                 self.stoppers.pop()()
-            except Exception:  # noqa: BLE001 - shutting down: keep stopping the rest
-                pass
 
 
 def start_emulator(host: str, port: int) -> tuple[str, Callable[[], None]]:

@@ -6,12 +6,13 @@ framework underneath, so a request costs only what the pipeline does.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
 from tollway.errors import PayloadTooLarge
-from tollway.http.headers import request_id
+from tollway.http.headers import request_id, well_formed
 from tollway.http.messages import Request, Response
 from tollway.pipeline import Gateway
 
@@ -21,6 +22,16 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 # RFC 3986 pchar plus "/": what may stay unescaped when re-encoding a decoded path.
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
+# Bytes no URL may carry. Uvicorn refuses them in a query; an API Gateway event need not.
+_NOT_IN_URL = re.compile(rb"[\x00-\x20\x7f]")
+
+
+def url_safe_query(query: bytes) -> bytes:
+    """The query as sent, with control bytes and spaces percent-encoded, so that forwarding
+    it can only ever produce a valid backend URL."""
+    if _NOT_IN_URL.search(query) is None:
+        return query
+    return _NOT_IN_URL.sub(lambda m: b"%%%02X" % m.group()[0], query)
 
 
 class GatewayApp:
@@ -61,6 +72,8 @@ class GatewayApp:
         for raw_name, raw_value in scope["headers"]:
             name = raw_name.decode("latin-1").lower()
             value = raw_value.decode("latin-1")
+            if not well_formed(name, value):
+                continue  # dropped, like a field nginx ignores: it could only split a backend's head
             if name in headers:
                 headers[name] += ("; " if name == "cookie" else ", ") + value
             else:
@@ -72,7 +85,7 @@ class GatewayApp:
         request = Request(
             method=scope["method"],
             path=scope["path"],
-            query_string=scope.get("query_string", b""),
+            query_string=url_safe_query(scope.get("query_string", b"")),
             headers=headers,
             body=b"",
             client_ip=client[0] if client else "",

@@ -41,6 +41,20 @@ NOT_TO_BACKEND = HOP_BY_HOP | {
 NOT_TO_CALLER = HOP_BY_HOP | {"content-length", "x-request-id", "server", "date"}
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+# RFC 9110 §5.1/§5.5: a field name is a token; a value holds no control character but HTAB.
+_FIELD_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]+$")
+_FIELD_VALUE_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def field_value_ok(value: str) -> bool:
+    """No control character but HTAB: nothing that could end or split a header line."""
+    return _FIELD_VALUE_CONTROL.search(value) is None
+
+
+def well_formed(name: str, value: str) -> bool:
+    """Whether a (lower-case) request field may be used: uvicorn refuses the others, but
+    an API Gateway event reaches the app without that check."""
+    return _FIELD_NAME.match(name) is not None and _FIELD_VALUE_CONTROL.search(value) is None
 
 
 def request_id(offered: str | None) -> str:

@@ -17,7 +17,7 @@ import orjson
 from tollway.config.compile import CompiledBackend
 from tollway.config.templates import ParamValueError, TemplateValueError, render_json_template
 from tollway.errors import BadRequest
-from tollway.http.headers import NOT_TO_BACKEND, connection_tokens
+from tollway.http.headers import NOT_TO_BACKEND, connection_tokens, field_value_ok
 from tollway.pipeline import Exchange
 
 # Headers of the caller's request that describe its body or its wishes for the answer's
@@ -104,7 +104,7 @@ def backend_headers(backend: CompiledBackend, ex: Exchange, results: dict[str, A
             headers.append(("x-tollway-scopes", " ".join(sorted(principal.scopes))))
     for name, template in backend.headers:
         value = template.render(ex.params, results)
-        if "\r" in value or "\n" in value or "\0" in value:
+        if not field_value_ok(value):
             from_caller = all(ref.backend is None for ref in template.refs)
             error = ParamValueError if from_caller else TemplateValueError
             raise error(f"header {name} would contain a control character")
