@@ -22,6 +22,8 @@ from tests.infra_files import write_infra
 
 # Budget of generated cases per fuzz test: small in `make test`, large in `make fuzz`.
 EXAMPLES = int(os.environ.get("TOLLWAY_FUZZ_EXAMPLES", "100"))
+# `make test` runs a fixed, repeatable set of cases; `make fuzz` (which sets the budget) explores.
+DERANDOMIZE = "TOLLWAY_FUZZ_EXAMPLES" not in os.environ
 
 ISSUER = "https://fuzz.tollway.local/"
 JWT_SECRET = "a-fuzzing-secret-of-at-least-32-bytes"

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.backends import loopback_backend
-from tests.fuzz.stack import EXAMPLES, JWT_SECRET, credentials, write_fuzz_infra
+from tests.fuzz.stack import DERANDOMIZE, EXAMPLES, JWT_SECRET, credentials, write_fuzz_infra
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = [json.loads(p.read_text()) for p in sorted((ROOT / "tests" / "events").glob("http_api_v2_*.json"))]
@@ -183,7 +183,13 @@ def test_the_handler_answers_every_event_without_raising_or_a_5xx(router) -> Non
     module, key = router
     seen: Counter[int] = Counter()
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=DERANDOMIZE,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(event=events(key))
     def invoke(event: dict[str, Any]) -> None:
         result = module.handler(event, Context())

@@ -21,12 +21,13 @@ from schemathesis import GenerationMode
 from tollway.config.compile import compile_infra
 from tollway.openapi import document
 
-from tests.fuzz.stack import EXAMPLES, KINDS, VALID, Credentials
+from tests.fuzz.stack import DERANDOMIZE, EXAMPLES, KINDS, VALID, Credentials
 
 SETTINGS = settings(
     max_examples=EXAMPLES,
     deadline=None,
     database=None,
+    derandomize=DERANDOMIZE,
     suppress_health_check=list(HealthCheck),
 )
 CREDENTIAL_HEADERS = {"x-api-key", "authorization"}
@@ -149,6 +150,7 @@ def test_stateful_sequences_meet_the_invariants(served) -> None:
             stateful_step_count=10,
             deadline=None,
             database=None,
+            derandomize=DERANDOMIZE,
             suppress_health_check=list(HealthCheck),
         )
     )

@@ -51,7 +51,10 @@ properties:
   items:
     type: array
     minItems: 1
-    items: {type: object, required: [sku, qty], properties: {sku: {type: string}, qty: {type: integer, minimum: 1}}}
+    items:
+      type: object
+      required: [sku, qty]
+      properties: {sku: {type: string}, qty: {type: integer, minimum: 1}}
 """
 
 

@@ -1,57 +1,45 @@
-"""Wire one container's gateway: compile config, create clients once, build the app."""
+"""Wire one container's gateway: compile config, create clients once, build the app.
+
+Everything created here lives as long as the container: the HTTP client (backends,
+JWKS and DynamoDB quota calls share its pool), one boto3 DynamoDB client (key lookups,
+and the endpoint and credentials of the quota calls), the SQS client of the usage
+emitter, and the discovery resolvers.
+"""
 
 from __future__ import annotations
 
-from tollway.config.compile import CompiledConfig, compile_infra
+from functools import cache
+from typing import Any
+
+import httpx
+
+from tollway import aws
+from tollway.auth.authenticator import build_authenticator
+from tollway.config.compile import compile_infra
+from tollway.discovery.directory import build_directory, references
 from tollway.http.app import GatewayApp
 from tollway.observability import access_log
-from tollway.pipeline import Gateway
+from tollway.pipeline import Admission, Gateway, UsageRecorder
 from tollway.settings import Settings
 from tollway.upstream.client import make_client
 from tollway.upstream.dispatch import HttpUpstream
 
 
-def build_app(settings: Settings, *, http_client=None) -> GatewayApp:
-    config: CompiledConfig = compile_infra(settings.infra, settings.stage, settings.environ)
+def build_app(settings: Settings, *, http_client: httpx.AsyncClient | None = None) -> GatewayApp:
+    config = compile_infra(settings.infra, settings.stage, settings.environ)
     client = http_client or make_client()
-    # >>> auth wiring
-    from tollway.auth.authenticator import build_authenticator
-
-    authenticator = build_authenticator(config, settings, client)
-    # <<< auth wiring
-    # >>> quota wiring
-    admission = None
-    if settings.quota_table is not None:
-        from tollway import aws
-        from tollway.quota.admission import QuotaAdmission
-        from tollway.quota.store import QuotaStore
-
-        admission = QuotaAdmission(QuotaStore(aws.client("dynamodb"), settings.quota_table), config.plans)
-    # <<< quota wiring
-    # >>> usage wiring
-    usage = None
+    dynamodb = cache(lambda: aws.client("dynamodb"))  # created only if a table needs it
     on_startup: list = []
     on_shutdown: list = [client.aclose]
-    if settings.usage_queue_url:
-        from tollway.aws import client as aws_client
-        from tollway.usage.emitter import SQS_CONFIG, BackgroundFlusher, UsageEmitter
 
-        usage = UsageEmitter(aws_client("sqs", config=SQS_CONFIG), settings.usage_queue_url)
-        # Under uvicorn (lifespan on); on Lambda (lifespan off) the extension flushes instead.
-        flusher = BackgroundFlusher(usage)
-        on_startup.append(flusher.start)
-        on_shutdown.insert(0, flusher.stop)
-    # <<< usage wiring
-    # >>> discovery wiring
-    directory = None
-    from tollway.discovery.directory import references
+    authenticator = build_authenticator(
+        config, settings, client, dynamodb=dynamodb() if settings.keys_table else None
+    )
+    admission = _admission(settings, config, client, dynamodb) if settings.quota_table else None
+    usage = _usage(settings, on_startup, on_shutdown) if settings.usage_queue_url else None
+    refs = references(config)
+    directory = build_directory(refs, aws.client) if refs else None
 
-    if refs := references(config):
-        from tollway import aws
-        from tollway.discovery.directory import build_directory
-
-        directory = build_directory(refs, aws.client)
-    # <<< discovery wiring
     gateway = Gateway(
         config,
         authenticator=authenticator,
@@ -61,3 +49,25 @@ def build_app(settings: Settings, *, http_client=None) -> GatewayApp:
         access_log=access_log,
     )
     return GatewayApp(gateway, on_startup=on_startup, on_shutdown=on_shutdown)
+
+
+def _admission(settings: Settings, config: Any, client: httpx.AsyncClient, dynamodb: Any) -> Admission:
+    from tollway.dynamo import DynamoCaller
+    from tollway.quota.admission import QuotaAdmission
+    from tollway.quota.store import QuotaStore
+
+    # The boto3 client only lends its endpoint, region and credentials; calls go through
+    # the shared HTTP client's pool (see tollway.dynamo).
+    caller = DynamoCaller.from_client(client, dynamodb())
+    return QuotaAdmission(QuotaStore(caller, settings.quota_table), config.plans)
+
+
+def _usage(settings: Settings, on_startup: list, on_shutdown: list) -> UsageRecorder:
+    from tollway.usage.emitter import SQS_CONFIG, BackgroundFlusher, UsageEmitter
+
+    emitter = UsageEmitter(aws.client("sqs", config=SQS_CONFIG), settings.usage_queue_url)
+    # Under uvicorn (lifespan on); on Lambda (lifespan off) the extension flushes instead.
+    flusher = BackgroundFlusher(emitter)
+    on_startup.append(flusher.start)
+    on_shutdown.insert(0, flusher.stop)
+    return emitter

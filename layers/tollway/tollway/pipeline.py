@@ -186,6 +186,8 @@ class Gateway:
         access_log: AccessLog | None = None,
     ) -> None:
         self.config = config
+        self.upstream = upstream
+        self.admission = admission
         self.usage = usage
         self.access_log = access_log
         self.router: Router[tuple[CompiledRoute, Handler]] = Router()

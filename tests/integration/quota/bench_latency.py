@@ -1,37 +1,52 @@
-"""The quota step's cost against a moto server on loopback: calls, capacity units, latency.
+"""The quota step's cost against a moto server on loopback: CPU and latency per admission.
 
-    uv run python -m tests.integration.quota.bench_latency
+    uv run python -m tests.integration.quota.bench_latency [N]
 
-Not a test (pytest does not collect it): it prints medians over 500 calls.
+Not a test (pytest does not collect it). moto runs as a child process, so its CPU is not
+counted here, behind uvicorn, so that calls reuse their connection as DynamoDB's do
+(werkzeug, moto's own server, closes every connection after one answer). One event loop,
+one container per path, all on the same moto:
+
+    boto3        the store on `BotoCaller`: botocore, blocking (the path before tollway.dynamo)
+    lean         the store on `DynamoCaller`, straight to the shared client's transport
+    lean-send    the same through the public `httpx.AsyncClient.send`
+
+N admissions per path (default 2,000) in interleaved rounds; CPU is `time.process_time`
+per admission (median of the rounds), latency the median admission's wall time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import statistics
+import sys
 import time
 import uuid
 from dataclasses import replace
 from typing import Any
 
 import boto3
-from moto.server import ThreadedMotoServer
+import httpx
 from tollway import aws
 from tollway.auth.principal import Principal
 from tollway.config.compile import compile_infra
 from tollway.config.models import Plan
-from tollway.dev.serve import free_port
+from tollway.dynamo import BotoCaller, Caller, DynamoCaller
 from tollway.errors import TooManyRequests
 from tollway.http.messages import Request
 from tollway.pipeline import Exchange
 from tollway.quota.admission import QuotaAdmission
 from tollway.quota.store import QuotaStore
+from tollway.upstream.client import make_client
 
+from tests.bench.infra import FAKE_AWS
+from tests.bench.procs import Procs, free_port, wait_http
 from tests.conftest import INFRA
 
-N = 500
+from .conftest import CountingTransport
+
+ROUNDS = 5
 PLANS = {
     "big": Plan.model_validate(
         {"rate": {"limit": 100_000, "per": "minute"}, "quota": {"limit": 10**9, "per": "month"}}
@@ -42,89 +57,121 @@ PLANS = {
 }
 
 
-def median_us(samples: list[float]) -> str:
-    return f"{statistics.median(samples) * 1e6:.0f} µs"
+MOTO = (
+    "import sys, uvicorn; from uvicorn.middleware.wsgi import WSGIMiddleware; "
+    "from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app; "
+    "app = WSGIMiddleware(DomainDispatcherApplication(create_backend_app)); "
+    "uvicorn.run(app, host='127.0.0.1', port=int(sys.argv[1]), log_level='warning')"
+)
 
 
-async def main() -> None:
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+def moto_server(procs: Procs) -> str:
+    """The moto server's app behind uvicorn: HTTP/1.1 keep-alive, in a child process."""
     port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    client = boto3.client(
-        "dynamodb", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1", config=aws.HOT_PATH
-    )
-    client.create_table(
-        TableName="QuotaTable",
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    calls: list[str] = []
-    units: list[float] = []
+    proc = procs.start("moto-keepalive", [sys.executable, "-c", MOTO, str(port)])
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/moto-api/", proc, timeout_s=30)
+    return url
 
-    def ask_capacity(params: dict[str, Any], **_: Any) -> None:
-        params.setdefault("ReturnConsumedCapacity", "TOTAL")
 
-    def after(model: Any, parsed: dict[str, Any], **_: Any) -> None:
-        calls.append(model.name)
-        units.append(parsed.get("ConsumedCapacity", {}).get("CapacityUnits", 0))
+class ViaClientSend(DynamoCaller):
+    async def _send(self, request: httpx.Request) -> tuple[int, bytes]:
+        response = await self.http.send(request)
+        return response.status_code, response.content
 
-    client.meta.events.register("provide-client-params.dynamodb", ask_capacity)
-    client.meta.events.register("after-call.dynamodb", after)
-    route = replace(next(r for r in compile_infra(INFRA, "dev").routes if not r.public), cost=1)
 
-    def exchange(plan: str, consumer: str) -> Exchange:
-        request = Request("GET", "/", b"", {}, b"", "127.0.0.1", "http", "bench")
-        principal = Principal(consumer, plan, frozenset(), "api_key")
-        return Exchange(request, route, {}, time.monotonic(), principal=principal)
+def exchange(route: Any, plan: str, consumer: str) -> Exchange:
+    request = Request("GET", "/", b"", {}, b"", "127.0.0.1", "http", "bench")
+    principal = Principal(consumer, plan, frozenset(), "api_key")
+    return Exchange(request, route, {}, time.monotonic(), principal=principal)
 
-    async def timed(admission: QuotaAdmission, plan: str, consumer: str) -> list[float]:
-        samples = []
-        for _ in range(N):
-            started = time.perf_counter()
-            with contextlib.suppress(TooManyRequests):
-                await admission.admit(exchange(plan, consumer))
-            samples.append(time.perf_counter() - started)
-        return samples
 
-    first = QuotaAdmission(QuotaStore(client, "QuotaTable"), PLANS)
-    consumer = uuid.uuid4().hex
-    await timed(first, "big", consumer)  # warm-up
-    calls.clear()
-    units.clear()
-    samples = await timed(first, "big", consumer)
-    per_request = f"{len(calls) / N:.2f} calls and {sum(units) / N:.2f} capacity units (moto)"
-    print(f"admitted: median {median_us(samples)}; {per_request} per request")
-
-    limited = uuid.uuid4().hex
-    await first.admit(exchange("tiny", limited))
-    second = QuotaAdmission(QuotaStore(client, "QuotaTable"), PLANS)  # another container
-    calls.clear()
-    units.clear()
-    try:
-        await second.admit(exchange("tiny", limited))
-    except TooManyRequests as rejected:
-        print(f"first rejection in a container ({rejected.limit}): calls {calls}")
-    calls.clear()
-    samples = await timed(second, "tiny", limited)
-    print(f"remembered rejections: median {median_us(samples)}; {len(calls) / N:.2f} calls per request")
-
+async def run(
+    admission: QuotaAdmission, route: Any, plan: str, consumer: str, n: int
+) -> tuple[float, list[float]]:
+    """(CPU seconds, wall seconds of each admission) for n admissions."""
     samples = []
-    for _ in range(N):
+    cpu = time.process_time()
+    for _ in range(n):
         started = time.perf_counter()
-        client.update_item(
-            TableName="QuotaTable",
-            Key={"pk": {"S": "reference"}},
-            UpdateExpression="SET u = if_not_exists(u, :z) + :c",
-            ConditionExpression="attribute_not_exists(u) OR u <= :q",
-            ExpressionAttributeValues={":z": {"N": "0"}, ":c": {"N": "1"}, ":q": {"N": "1000000"}},
-        )
+        with contextlib.suppress(TooManyRequests):
+            await admission.admit(exchange(route, plan, consumer))
         samples.append(time.perf_counter() - started)
-    print(f"reference, a bare conditional UpdateItem: median {median_us(samples)}")
-    server.stop()
+    return time.process_time() - cpu, samples
+
+
+async def main(n: int) -> None:
+    with Procs() as procs:
+        url = moto_server(procs)
+        boto = boto3.client(
+            "dynamodb",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id=FAKE_AWS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=FAKE_AWS["AWS_SECRET_ACCESS_KEY"],
+            config=aws.HOT_PATH,
+        )
+        boto.create_table(
+            TableName="QuotaTable",
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        route = replace(next(r for r in compile_infra(INFRA, "dev").routes if not r.public), cost=1)
+        transport = CountingTransport(make_client()._transport)
+        http = make_client(transport)
+        callers: dict[str, Caller] = {
+            "boto3": BotoCaller(boto),
+            "lean": DynamoCaller.from_client(http, boto),
+            "lean-send": ViaClientSend.from_client(http, boto),
+        }
+        admissions = {name: QuotaAdmission(QuotaStore(c, "QuotaTable"), PLANS) for name, c in callers.items()}
+        consumers = {name: uuid.uuid4().hex for name in callers}
+        for name, admission in admissions.items():  # warm-up: connections, caches
+            await run(admission, route, "big", consumers[name], 100)
+        cpu: dict[str, list[float]] = {name: [] for name in callers}
+        wall: dict[str, list[float]] = {name: [] for name in callers}
+        per_round = max(1, n // ROUNDS)
+        for _ in range(ROUNDS):
+            for name, admission in admissions.items():
+                spent, samples = await run(admission, route, "big", consumers[name], per_round)
+                cpu[name].append(spent / per_round)
+                wall[name].extend(samples)
+        print(f"{per_round * ROUNDS} admissions per path, {ROUNDS} rounds, moto behind uvicorn")
+        print(f"{'path':<10} {'CPU µs/admission':>17} {'wall median µs':>15} {'wall p99 µs':>12}")
+        for name in callers:
+            ordered = sorted(wall[name])
+            print(
+                f"{name:<10} {statistics.median(cpu[name]) * 1e6:>17.0f} "
+                f"{statistics.median(ordered) * 1e6:>15.0f} {ordered[int(len(ordered) * 0.99)] * 1e6:>12.0f}"
+            )
+
+        transport.calls.clear()
+        lean = admissions["lean"]
+        await run(lean, route, "big", consumers["lean"], 100)
+        print(f"lean: {len(transport.calls) / 100:.2f} HTTP requests per admitted request")
+        limited = uuid.uuid4().hex
+        await lean.admit(exchange(route, "tiny", limited))
+        other = QuotaAdmission(QuotaStore(DynamoCaller.from_client(http, boto), "QuotaTable"), PLANS)
+        transport.calls.clear()
+        await run(other, route, "tiny", limited, 1)
+        print(f"lean: first rejection in another container: {transport.calls}")
+        transport.calls.clear()
+        spent, samples = await run(other, route, "tiny", limited, 500)
+        print(
+            f"lean: remembered rejections: {len(transport.calls) / 500:.2f} requests, "
+            f"{spent / 500 * 1e6:.0f} µs CPU, median {statistics.median(samples) * 1e6:.0f} µs each"
+        )
+
+        signer = callers["lean"].signer  # type: ignore[attr-defined]
+        frozen = callers["lean"].credentials.get_frozen_credentials()  # type: ignore[attr-defined]
+        body = b'{"TableName":"QuotaTable","Key":{"pk":{"S":"x"}}}' * 8
+        started = time.process_time()
+        for _ in range(10_000):
+            signer.headers(body, "DynamoDB_20120810.UpdateItem", frozen, time.time())
+        print(f"SigV4 of a 400-byte body: {(time.process_time() - started) / 10_000 * 1e6:.1f} µs CPU")
+        await http.aclose()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 2000))

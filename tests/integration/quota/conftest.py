@@ -1,5 +1,8 @@
 """Two independent DynamoDB implementations on loopback: the moto server and dynalite.
 
+Each test "container" talks to them the way the gateway does: a `tollway.dynamo` caller on
+the gateway's HTTP client, whose transport counts the requests (`container` fixture).
+
 dynalite (npm, pinned in tools/dynalite) is started once per session as
 `node tools/dynalite/node_modules/dynalite/cli.js --port N` and stopped by its pid; the
 QuotaTable is created there with the key schema of template.yaml.
@@ -13,24 +16,28 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 from botocore.config import Config
+from httpx_aiohttp import AiohttpTransport
 from tollway.auth.principal import Principal
 from tollway.config.compile import CompiledRoute, compile_infra
 from tollway.dev.serve import free_port
 from tollway.dev.template import read_template
+from tollway.dynamo import DynamoCaller
 from tollway.http.messages import Request
 from tollway.pipeline import Exchange
+from tollway.upstream.client import LIMITS, make_client
 
 from tests.conftest import INFRA, ROOT, TEMPLATE
 
 DYNALITE = ROOT / "tools" / "dynalite" / "node_modules" / "dynalite" / "cli.js"
-# Few retries: the tests inject failures on purpose and should see them at once.
+# For the tests' own look at the tables: few retries, short timeouts.
 CLIENT_CONFIG = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=1, read_timeout=2)
 
 
@@ -41,7 +48,7 @@ class Dynamo:
     table: str
 
     def client(self, config: Config = CLIENT_CONFIG) -> Any:
-        """A new client, as a separate container would have."""
+        """A boto3 client, to inspect the table (the gateway's calls go through `Container`)."""
         return boto3.client("dynamodb", endpoint_url=self.url, region_name="us-east-1", config=config)
 
 
@@ -171,21 +178,49 @@ class Clock:
         return self.now
 
 
-class CallCounter:
-    """Counts DynamoDB calls (and consumed capacity) a client makes, by botocore event hooks."""
+class CountingTransport(httpx.AsyncBaseTransport):
+    """The container's HTTP transport, counting the DynamoDB operations sent through it."""
 
-    def __init__(self, client: Any, capacity: bool = False) -> None:
-        self.calls: list[str] = []
-        self.capacity: list[float] = []
-        client.meta.events.register("after-call.dynamodb", self._after)
-        if capacity:
-            client.meta.events.register("provide-client-params.dynamodb", self._ask_capacity)
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.calls: list[str] = []  # "UpdateItem", "GetItem", ...: one per HTTP request
 
-    def _ask_capacity(self, params: dict[str, Any], **_: Any) -> None:
-        params.setdefault("ReturnConsumedCapacity", "TOTAL")
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.calls.append(request.headers.get("x-amz-target", "").rpartition(".")[2])
+        return await self.inner.handle_async_request(request)
 
-    def _after(self, model: Any, parsed: dict[str, Any], **_: Any) -> None:
-        self.calls.append(model.name)
-        units = parsed.get("ConsumedCapacity", {}).get("CapacityUnits")
-        if units is not None:
-            self.capacity.append(units)
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@dataclass
+class Container:
+    """What one warm container holds: its shared HTTP client and the DynamoDB caller on it."""
+
+    http: httpx.AsyncClient
+    transport: CountingTransport
+    caller: DynamoCaller
+
+
+def new_container(dynamo: Dynamo | str) -> Container:
+    """The gateway's own HTTP client (aiohttp transport, counted) and a caller configured the
+    way build_app configures it: from a boto3 client's endpoint, region and credentials."""
+    transport = CountingTransport(AiohttpTransport(limits=LIMITS, trust_env=False))
+    http = make_client(transport)
+    url = dynamo if isinstance(dynamo, str) else dynamo.url
+    boto = boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1")
+    return Container(http, transport, DynamoCaller.from_client(http, boto, pause=lambda: 0.0))
+
+
+@pytest.fixture
+async def container() -> AsyncIterator[Callable[[Dynamo | str], Container]]:
+    """Make containers for one test (each closed at its end): `box = container(dynamo)`."""
+    made: list[Container] = []
+
+    def make(dynamo: Dynamo | str) -> Container:
+        made.append(new_container(dynamo))
+        return made[-1]
+
+    yield make
+    for box in made:
+        await box.http.aclose()

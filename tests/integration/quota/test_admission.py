@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 from tollway.config.models import Plan
 from tollway.errors import Forbidden, TooManyRequests
 from tollway.quota.admission import QuotaAdmission
-from tollway.quota.store import QuotaStore
+from tollway.quota.store import Budget, QuotaStore
 
-from .conftest import CallCounter, Clock, Dynamo
+from .conftest import Clock, CountingTransport, Dynamo
 
 PLANS = {
     "free": Plan.model_validate(
@@ -29,9 +30,16 @@ def epoch(text: str) -> float:
     return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
 
 
-def admission(dynamo: Dynamo, clock: Clock, **kwargs) -> tuple[QuotaAdmission, CallCounter]:
-    client = dynamo.client()
-    return QuotaAdmission(QuotaStore(client, dynamo.table), PLANS, now=clock, **kwargs), CallCounter(client)
+@pytest.fixture
+def admission(container):
+    """`quota, calls = admission(dynamo, clock)`: a new container's admission step, and the
+    DynamoDB operations its HTTP transport carried."""
+
+    def make(dynamo: Dynamo, clock: Clock, **kwargs) -> tuple[QuotaAdmission, CountingTransport]:
+        box = container(dynamo)
+        return QuotaAdmission(QuotaStore(box.caller, dynamo.table), PLANS, now=clock, **kwargs), box.transport
+
+    return make
 
 
 def items(dynamo: Dynamo, consumer: str) -> dict[str, dict]:
@@ -39,7 +47,9 @@ def items(dynamo: Dynamo, consumer: str) -> dict[str, dict]:
     return {i["pk"]["S"]: i for i in scanned if i["pk"]["S"].endswith(f"#{consumer}")}
 
 
-async def test_admitted_request_carries_ratelimit_fields(dynamo: Dynamo, consumer: str, exchange) -> None:
+async def test_admitted_request_carries_ratelimit_fields(
+    admission, dynamo: Dynamo, consumer: str, exchange
+) -> None:
     clock = Clock(epoch("2026-11-27T12:00:00.250"))
     quota, calls = admission(dynamo, clock)
     ex = exchange(consumer, "free")
@@ -58,7 +68,7 @@ async def test_admitted_request_carries_ratelimit_fields(dynamo: Dynamo, consume
 
 
 async def test_rate_window_rolls_over_and_a_rejection_is_remembered(
-    dynamo: Dynamo, consumer: str, exchange
+    admission, dynamo: Dynamo, consumer: str, exchange
 ) -> None:
     clock = Clock(epoch("2026-11-27T12:00:00.400"))
     quota, calls = admission(dynamo, clock)
@@ -87,7 +97,7 @@ async def test_rate_window_rolls_over_and_a_rejection_is_remembered(
     assert item["used"]["N"] == "3"  # the rejected requests spent nothing
 
 
-async def test_old_window_attributes_are_removed(dynamo: Dynamo, consumer: str, exchange) -> None:
+async def test_old_window_attributes_are_removed(admission, dynamo: Dynamo, consumer: str, exchange) -> None:
     clock = Clock(epoch("2026-11-27T12:00:00.100"))
     quota, _ = admission(dynamo, clock)
     for step in range(5):
@@ -98,7 +108,9 @@ async def test_old_window_attributes_are_removed(dynamo: Dynamo, consumer: str, 
     assert len(windows) <= 2, windows
 
 
-async def test_quota_day_rolls_over_at_utc_midnight(dynamo: Dynamo, consumer: str, exchange) -> None:
+async def test_quota_day_rolls_over_at_utc_midnight(
+    admission, dynamo: Dynamo, consumer: str, exchange
+) -> None:
     clock = Clock(epoch("2026-11-27T23:59:59.900"))
     quota, calls = admission(dynamo, clock)
     for _ in range(10):
@@ -121,7 +133,7 @@ async def test_quota_day_rolls_over_at_utc_midnight(dynamo: Dynamo, consumer: st
     }
 
 
-async def test_quota_month_is_the_calendar_month(dynamo: Dynamo, consumer: str, exchange) -> None:
+async def test_quota_month_is_the_calendar_month(admission, dynamo: Dynamo, consumer: str, exchange) -> None:
     clock = Clock(epoch("2026-12-31T23:00:00"))
     quota, _ = admission(dynamo, clock)
     ex = exchange(consumer, "monthly")
@@ -137,7 +149,7 @@ async def test_quota_month_is_the_calendar_month(dynamo: Dynamo, consumer: str, 
     assert set(items(dynamo, consumer)) == {f"M2026-12#0#{consumer}", f"M2027-01#0#{consumer}"}
 
 
-async def test_cost_units_are_spent_and_checked(dynamo: Dynamo, consumer: str, exchange) -> None:
+async def test_cost_units_are_spent_and_checked(admission, dynamo: Dynamo, consumer: str, exchange) -> None:
     quota, calls = admission(dynamo, Clock(epoch("2026-11-27T08:00:00")))
     for _ in range(3):
         ex = exchange(consumer, "metered", cost=3)
@@ -156,7 +168,9 @@ async def test_cost_units_are_spent_and_checked(dynamo: Dynamo, consumer: str, e
     assert item["used"]["N"] == "10"
 
 
-async def test_plan_without_limits_and_unknown_plan(moto_dynamo: Dynamo, consumer: str, exchange) -> None:
+async def test_plan_without_limits_and_unknown_plan(
+    admission, moto_dynamo: Dynamo, consumer: str, exchange
+) -> None:
     quota, calls = admission(moto_dynamo, Clock(epoch("2026-11-27T08:00:00")))
     ex = exchange(consumer, "unlimited")
     await quota.admit(ex)
@@ -165,20 +179,18 @@ async def test_plan_without_limits_and_unknown_plan(moto_dynamo: Dynamo, consume
         await quota.admit(exchange(consumer, "no-such-plan"))
 
 
-async def test_round_trips_and_write_units(moto_dynamo: Dynamo, consumer: str, exchange) -> None:
+async def test_one_http_request_per_admission_none_when_remembered(
+    admission, moto_dynamo: Dynamo, consumer: str, exchange
+) -> None:
     clock = Clock(epoch("2026-11-27T08:00:00.100"))
-    containers = []
-    for _ in range(2):
-        client = moto_dynamo.client()
-        counter = CallCounter(client, capacity=True)
-        containers.append((QuotaAdmission(QuotaStore(client, moto_dynamo.table), PLANS, now=clock), counter))
-    (first, first_calls), (second, second_calls) = containers
+    first, first_calls = admission(moto_dynamo, clock)
+    second, second_calls = admission(moto_dynamo, clock)  # another container
     for _ in range(2):
         await first.admit(exchange(consumer, "tight"))
-    assert first_calls.calls == ["UpdateItem", "UpdateItem"]  # one round trip per admitted request
+    assert first_calls.calls == ["UpdateItem", "UpdateItem"]  # one HTTP request per admitted request
     with pytest.raises(TooManyRequests):
         await first.admit(exchange(consumer, "tight"))
-    assert len(first_calls.calls) == 2  # its last answer showed the window full: no call
+    assert len(first_calls.calls) == 2  # its last answer showed the window full: no request
 
     with pytest.raises(TooManyRequests) as rejected:
         await second.admit(exchange(consumer, "tight"))
@@ -186,12 +198,29 @@ async def test_round_trips_and_write_units(moto_dynamo: Dynamo, consumer: str, e
     assert second_calls.calls == ["UpdateItem"]  # moto returns the old item: no extra read
     with pytest.raises(TooManyRequests):
         await second.admit(exchange(consumer, "tight"))
-    assert second_calls.calls == ["UpdateItem"]  # remembered: no call at all
-    capacity = first_calls.capacity + second_calls.capacity
-    assert capacity and all(0 < units <= 1 for units in capacity)
+    assert second_calls.calls == ["UpdateItem"]  # remembered: no request at all
 
 
-async def test_a_rejection_names_its_limit_on_both_emulators(dynamo: Dynamo, consumer: str, exchange) -> None:
+async def test_an_admission_writes_one_capacity_unit(
+    admission, container, moto_dynamo: Dynamo, consumer: str, exchange
+) -> None:
+    clock = Clock(epoch("2026-11-27T08:00:00.100"))
+    quota, _ = admission(moto_dynamo, clock)
+    await quota.admit(exchange(consumer, "tight"))
+    [item] = items(moto_dynamo, consumer).values()
+    [window] = [name for name in item if name.startswith("r")]
+    # The store's own UpdateItem on that item, asking DynamoDB to report what it consumed.
+    store = QuotaStore(container(moto_dynamo).caller, moto_dynamo.table)
+    budget = Budget(item["pk"]["S"], int(item["expires_at"]["N"]), quota=5, rate=2, window=window)
+    request = {**store.update_request(budget, 1), "ReturnConsumedCapacity": "TOTAL"}
+    answer = await store.caller.call("UpdateItem", orjson.dumps(request))
+    assert answer["Attributes"]["used"] == {"N": "2"}
+    assert 0 < answer["ConsumedCapacity"]["CapacityUnits"] <= 1
+
+
+async def test_a_rejection_names_its_limit_on_both_emulators(
+    admission, dynamo: Dynamo, consumer: str, exchange
+) -> None:
     clock = Clock(epoch("2026-11-27T08:00:00.100"))
     first, _ = admission(dynamo, clock)
     for _ in range(5):

@@ -13,7 +13,7 @@ from tollway.pipeline import Exchange
 from tollway.quota.admission import QuotaAdmission
 from tollway.quota.store import QuotaStore
 
-from .conftest import Clock, Dynamo
+from .conftest import Clock, Dynamo, new_container
 
 THREADS = 8
 PER_THREAD = 30  # 240 requests in all
@@ -23,28 +23,31 @@ NOON = 1_795_000_000.5  # mid-second, so every request falls in one rate window
 def race(
     dynamo: Dynamo, plans: dict[str, Plan], make: Callable[[], Exchange], clock: Clock
 ) -> tuple[int, int]:
-    """Each thread is a container: its own boto3 client, its own admission. (admitted, rejected)."""
+    """Each thread is a container: its own event loop, HTTP client, DynamoDB caller and
+    admission step. Returns (admitted, rejected)."""
     barrier = threading.Barrier(THREADS)
     results: list[tuple[int, int]] = []
     errors: list[BaseException] = []
 
+    async def serve() -> tuple[int, int]:
+        box = new_container(dynamo)
+        admission = QuotaAdmission(QuotaStore(box.caller, dynamo.table), plans, now=clock)
+        admitted = rejected = 0
+        try:
+            barrier.wait()  # every container ready: the requests start together
+            for _ in range(PER_THREAD):
+                try:
+                    await admission.admit(make())
+                    admitted += 1
+                except TooManyRequests:
+                    rejected += 1
+        finally:
+            await box.http.aclose()
+        return admitted, rejected
+
     def container() -> None:
         try:
-            admission = QuotaAdmission(QuotaStore(dynamo.client(), dynamo.table), plans, now=clock)
-            admitted = rejected = 0
-
-            async def serve() -> None:
-                nonlocal admitted, rejected
-                for _ in range(PER_THREAD):
-                    try:
-                        await admission.admit(make())
-                        admitted += 1
-                    except TooManyRequests:
-                        rejected += 1
-
-            barrier.wait()
-            asyncio.run(serve())
-            results.append((admitted, rejected))
+            results.append(asyncio.run(serve()))
         except BaseException as error:  # surfaced in the main thread below
             errors.append(error)
 

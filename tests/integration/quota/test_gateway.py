@@ -11,12 +11,14 @@ import json
 import httpx
 from tollway.auth.principal import Principal
 from tollway.config.compile import CompiledRoute, compile_infra
+from tollway.dynamo import DynamoCaller
 from tollway.errors import Unauthorized
 from tollway.http.app import GatewayApp
 from tollway.http.messages import Request
 from tollway.pipeline import Gateway
 from tollway.quota.admission import QuotaAdmission
 from tollway.quota.store import QuotaStore
+from tollway.upstream.client import make_client
 from tollway.upstream.dispatch import HttpUpstream
 
 from tests.conftest import INFRA
@@ -49,16 +51,19 @@ def test_authenticated_route_spends_quota_and_public_route_does_not(
 ) -> None:
     config = compile_infra(INFRA, "dev", {"TOLLWAY_SERVICE_USERS": serve(backend)})
     dynamodb = moto_dynamo.client()
+    # As build_app wires it: one HTTP client for the backends and for DynamoDB.
+    client = make_client()
+    caller = DynamoCaller.from_client(client, dynamodb)
     gateway = Gateway(
         config,
         authenticator=KeyHolders(),
-        upstream=HttpUpstream(httpx.AsyncClient()),
+        upstream=HttpUpstream(client),
         # A frozen clock, mid-window: all eleven requests meet the same 2 s rate window.
         admission=QuotaAdmission(
-            QuotaStore(dynamodb, moto_dynamo.table), config.plans, now=Clock(1_795_000_000.5)
+            QuotaStore(caller, moto_dynamo.table), config.plans, now=Clock(1_795_000_000.5)
         ),
     )
-    url = serve(GatewayApp(gateway))
+    url = serve(GatewayApp(gateway, on_shutdown=[client.aclose]))
 
     def used() -> list[int]:
         return [int(i["used"]["N"]) for i in dynamodb.scan(TableName=moto_dynamo.table)["Items"]]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import httpx
-
-from tests.infra_files import write_infra
+import orjson
 from tollway.assemble import build_app
 from tollway.settings import Settings
+
+from tests.infra_files import write_infra
 
 ROUTES = """\
 - id: login
@@ -31,7 +32,7 @@ async def backend(scope, receive, send) -> None:
         body = b"{}"
     else:
         cookie = dict(scope["headers"]).get(b"cookie", b"").decode()
-        body = ('{"cookie": "%s"}' % cookie).encode()
+        body = orjson.dumps({"cookie": cookie})
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 import httpx
 from tollway import aws as tollway_aws
 from tollway import cli
+from tollway.dynamo import DynamoCaller
 from tollway.quota.admission import QuotaAdmission
 from tollway.quota.store import QuotaStore
+from tollway.upstream.client import make_client
 from tollway.usage.consumer import build_handler
 
 from .conftest import build_stack
@@ -25,7 +27,9 @@ def test_reconcile_matches_after_drain_and_shows_unbilled_units(
     from tollway.config.compile import compile_infra
 
     plans = compile_infra(infra, "dev").plans
-    admission = QuotaAdmission(QuotaStore(tollway_aws.client("dynamodb"), aws["TOLLWAY_QUOTA_TABLE"]), plans)
+    # The production caller; its client's pool is opened on the server's loop at first use.
+    caller = DynamoCaller.from_client(make_client(), tollway_aws.client("dynamodb"))
+    admission = QuotaAdmission(QuotaStore(caller, aws["TOLLWAY_QUOTA_TABLE"]), plans)
     stack = build_stack(aws, infra, backend_url, admission=admission)
     url = serve(stack.app)
     with httpx.Client(base_url=url) as http:

@@ -1,5 +1,8 @@
 """The admit step: spend the principal's plan for one request, in one DynamoDB round trip.
 
+The round trip is awaited (tollway.dynamo, on the container's shared HTTP client), so
+under uvicorn other requests run while it is on the wire.
+
     remembered exhausted? -> 429, no call
     pick a shard          -> one conditional UpdateItem (tollway.quota.store)
     admitted              -> RateLimit fields on the response
@@ -62,7 +65,7 @@ class QuotaAdmission:
                 policy = limits.policy_field(None, plan.quota, limits.period(self.now(), plan.quota.per))
                 ex.extra_headers.append(("ratelimit-policy", policy))
             return
-        Spend(self, plan, ex).run()
+        await Spend(self, plan, ex).run()
 
     @staticmethod
     def _admit(ex: Exchange, cost: int, headers: list[tuple[str, str]]) -> None:
@@ -84,7 +87,7 @@ class Spend:
         self.window = limits.window(self.now, plan.rate) if plan.rate is not None else None
         self.policy = limits.policy_field(plan.rate, plan.quota, self.counter if plan.quota else None)
 
-    def run(self) -> None:
+    async def run(self) -> None:
         memory = self.admission.memory
         budgets = [self._budget(shard) for shard in range(self.plan.shards)]
         verdicts = [self._verdict(budget, memory.get(budget.pk)) for budget in budgets]
@@ -96,9 +99,9 @@ class Spend:
         budget = open_[self.admission.choose(len(open_))] if len(open_) > 1 else open_[0]
         seen = memory.get(budget.pk)
         try:
-            counters = self.admission.store.spend(budget, self.cost, self._stale(seen))
+            counters = await self.admission.store.spend(budget, self.cost, self._stale(seen))
         except Exhausted as exhausted:
-            counters = exhausted.counters or self._read(budget)
+            counters = exhausted.counters or await self._read(budget)
             if counters is not None:
                 memory.put(budget.pk, counters)
             limit = self._verdict(budget, counters) if counters is not None else None
@@ -148,9 +151,9 @@ class Spend:
             stale += [name for name in seen.windows if int(name[1:]) < current - 1]
         return stale
 
-    def _read(self, budget: Budget) -> Counters | None:
+    async def _read(self, budget: Budget) -> Counters | None:
         try:
-            return self.admission.store.read(budget)
+            return await self.admission.store.read(budget)
         except StoreUnavailable:
             return None
 

@@ -27,6 +27,9 @@ container whose clock lags by less than a window cannot restart a counter anothe
 A write that fails its condition comes back with the item as it was
 (ReturnValuesOnConditionCheckFailure=ALL_OLD), so the caller learns which limit was hit
 without another call; an emulator that does not return it (dynalite) costs one GetItem.
+
+Calls go through a `tollway.dynamo` caller (async, on the container's shared HTTP client);
+its `DynamoError` becomes `Exhausted` (a failed condition) or `StoreUnavailable` (anything else).
 """
 
 from __future__ import annotations
@@ -35,10 +38,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+import orjson
+
+from tollway.dynamo import Caller, DynamoError
 
 # A bound on the REMOVE list, so that the expression stays far under DynamoDB's 4 KB.
 MAX_REMOVALS = 16
+CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,12 +83,12 @@ class StoreUnavailable(Exception):
 
 
 class QuotaStore:
-    def __init__(self, client: Any, table: str) -> None:
-        self.client = client
+    def __init__(self, caller: Caller, table: str) -> None:
+        self.caller = caller
         self.table = table
 
-    def spend(self, budget: Budget, cost: int, stale: Iterable[str] = ()) -> Counters:
-        """Count one request of `cost` units, or raise Exhausted / StoreUnavailable."""
+    def update_request(self, budget: Budget, cost: int, stale: Iterable[str] = ()) -> dict[str, Any]:
+        """The UpdateItem request that counts one request of `cost` units on `budget`'s item."""
         names = {"#u": "used", "#e": "expires_at"}
         values: dict[str, Any] = {
             ":z": {"N": "0"},
@@ -116,28 +122,29 @@ class QuotaStore:
         }
         if conditions:
             request["ConditionExpression"] = " AND ".join(conditions)
+        return request
+
+    async def spend(self, budget: Budget, cost: int, stale: Iterable[str] = ()) -> Counters:
+        """Count one request of `cost` units, or raise Exhausted / StoreUnavailable."""
+        body = orjson.dumps(self.update_request(budget, cost, stale))
         try:
-            answer = self.client.update_item(**request)
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "ClientError")
-            if code != "ConditionalCheckFailedException":
-                raise StoreUnavailable(code) from error
-            item = error.response.get("Item")
+            answer = await self.caller.call("UpdateItem", body)
+        except DynamoError as error:
+            if error.code != CONDITION_FAILED:
+                raise StoreUnavailable(error.code) from error
+            item = error.body.get("Item")
             raise Exhausted(_counters(item, budget.window) if item is not None else None) from None
-        except BotoCoreError as error:
-            raise StoreUnavailable(type(error).__name__) from error
         return _counters(answer.get("Attributes", {}), budget.window)
 
-    def read(self, budget: Budget) -> Counters:
+    async def read(self, budget: Budget) -> Counters:
         """The item now (strongly consistent); for emulators that do not return ALL_OLD."""
+        body = orjson.dumps(
+            {"TableName": self.table, "Key": {"pk": {"S": budget.pk}}, "ConsistentRead": True}
+        )
         try:
-            answer = self.client.get_item(
-                TableName=self.table, Key={"pk": {"S": budget.pk}}, ConsistentRead=True
-            )
-        except ClientError as error:
-            raise StoreUnavailable(error.response.get("Error", {}).get("Code", "ClientError")) from error
-        except BotoCoreError as error:
-            raise StoreUnavailable(type(error).__name__) from error
+            answer = await self.caller.call("GetItem", body)
+        except DynamoError as error:
+            raise StoreUnavailable(error.code) from error
         return _counters(answer.get("Item", {}), budget.window)
 
 

@@ -1,0 +1,82 @@
+"""Measure 5: a fresh process's import + init + first invocation, against `import boto3` alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.bench.invoke import ROUTER, http_event
+from tests.bench.procs import ROOT, WORK
+
+COLD = Path(__file__).with_name("cold.py")
+BUILD = ROOT / ".aws-sam" / "build"
+
+
+def _timed(argv: list[str], env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    done = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+    elapsed = (time.perf_counter() - t0) * 1000
+    if done.returncode != 0:
+        raise RuntimeError(f"{argv[1:]} failed: {done.stderr.strip()[-500:] or done.stdout.strip()[-500:]}")
+    return elapsed
+
+
+def _import_times(argv: list[str], env: dict[str, str], top: int = 8) -> list[dict[str, Any]]:
+    """The slowest top-level imports of a cold start, by cumulative microseconds (-X importtime)."""
+    done = subprocess.run(
+        [argv[0], "-X", "importtime", *argv[1:]],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    rows = []
+    for line in done.stderr.splitlines():
+        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
+        if m and len(m.group(3)) <= 1:  # top-level imports only (nested ones are inside them)
+            rows.append({"module": m.group(4), "cumulative_ms": int(m.group(2)) / 1000})
+    return sorted(rows, key=lambda r: -r["cumulative_ms"])[:top]
+
+
+def _size_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+
+
+def built_size() -> dict[str, float] | None:
+    """Unzipped size of the built RouterFunction and TollwayLayer, if `sam build` has run."""
+    function, layer = BUILD / "RouterFunction", BUILD / "TollwayLayer"
+    if not (function.exists() and layer.exists()):
+        return None
+    return {"function_mb": _size_mb(function), "layer_mb": _size_mb(layer)}
+
+
+def measure(env: dict[str, str], runs: int = 7) -> dict[str, Any]:
+    full_env = {**os.environ, **env, "PYTHONDONTWRITEBYTECODE": "0"}
+    event = WORK / "cold-event.json"
+    event.write_text(json.dumps(http_event("/v1/ping")))
+    gateway = [sys.executable, str(COLD), str(ROUTER), str(event)]
+    boto3 = [sys.executable, "-c", "import boto3"]
+    _timed(gateway, full_env)  # bytecode caches written once, as the built layer ships them
+    _timed(boto3, full_env)
+    times: dict[str, list[float]] = {"gateway": [], "boto3": []}
+    for _ in range(runs):
+        times["gateway"].append(_timed(gateway, full_env))
+        times["boto3"].append(_timed(boto3, full_env))
+    report = subprocess.run(
+        [*gateway, "--report"], env=full_env, cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return {
+        "ms": {k: statistics.median(v) for k, v in times.items()},
+        "runs": times,
+        "loaded": json.loads(report.stdout.strip().splitlines()[-1]),
+        "slowest_imports": _import_times(gateway, full_env),
+        "built": built_size(),
+    }

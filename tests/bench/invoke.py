@@ -1,0 +1,140 @@
+"""A warm container in this process: `functions/router/app.handler` fed HTTP API v2 events.
+
+Also the botocore event hook that counts AWS calls, and the naive floor under Mangum.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import os
+import threading
+from collections import Counter
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from tests.bench.procs import ROOT
+
+ROUTER = ROOT / "functions" / "router" / "app.py"
+_loaded = itertools.count()
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+class Context:
+    function_name = "RouterFunction"
+    aws_request_id = "bench"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:RouterFunction"
+    memory_limit_in_mb = 1024
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 30_000
+
+
+CONTEXT = Context()
+
+
+def load_router(env: dict[str, str]) -> ModuleType:
+    """A fresh container: the router module imported anew, as Lambda's init does."""
+    os.environ.update(env)
+    spec = importlib.util.spec_from_file_location(f"router_app_{next(_loaded)}", ROUTER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def floor_handler(backend: str) -> Handler:
+    from mangum import Mangum
+
+    from tests.bench.floor import naive_app
+
+    return Mangum(naive_app(backend), lifespan="off")
+
+
+def http_event(path: str, headers: dict[str, str] | None = None, method: str = "GET") -> dict[str, Any]:
+    """An API Gateway HTTP API (payload 2.0) event, as tests/events/ holds them."""
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {
+            "accept": "application/json",
+            "host": "abc123xyz.execute-api.us-east-1.amazonaws.com",
+            "user-agent": "bench/1.0",
+            "x-forwarded-for": "203.0.113.7",
+            "x-forwarded-proto": "https",
+            **(headers or {}),
+        },
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc123xyz",
+            "domainName": "abc123xyz.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "abc123xyz",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "203.0.113.7",
+                "userAgent": "bench/1.0",
+            },
+            "requestId": "bench-request",
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "27/Nov/2026:23:40:00 +0000",
+            "timeEpoch": 1795736400000,
+        },
+        "isBase64Encoded": False,
+    }
+
+
+class AwsCalls:
+    """Counts AWS API calls through botocore's `before-call` event, by thread and operation.
+
+    Attach before any client exists: a client copies its session's handlers when created.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, str]] = []
+        self._lock = threading.Lock()
+
+    def attach(self) -> None:
+        import boto3
+        from tollway import aws
+
+        if boto3.DEFAULT_SESSION is None:
+            boto3.setup_default_session()
+        for session in {id(s): s for s in (aws.session(), boto3.DEFAULT_SESSION)}.values():
+            session.events.register("before-call", self._on_call)
+
+    def attach_transport(self, router: ModuleType) -> None:
+        """Also count the calls that bypass botocore: the quota's DynamoDB requests go
+        through the gateway's shared HTTP transport (tollway.dynamo), signed by Tollway."""
+        gateway = router.app.gateway
+        admission = gateway.admission
+        if admission is None:
+            return
+        transport = admission.store.caller.http._transport
+        send = transport.handle_async_request
+
+        async def counted(request: Any) -> Any:
+            target = request.headers.get("x-amz-target")
+            if target:
+                with self._lock:
+                    self.calls.append((threading.get_ident(), f"dynamodb.{target.rpartition('.')[2]}"))
+            return await send(request)
+
+        transport.handle_async_request = counted
+
+    def _on_call(self, model: Any, **_: Any) -> None:
+        with self._lock:
+            self.calls.append((threading.get_ident(), f"{model.service_model.service_name}.{model.name}"))
+
+    def mark(self) -> int:
+        return len(self.calls)
+
+    def since(self, mark: int, thread: int | None = None) -> Counter[str]:
+        return Counter(op for t, op in self.calls[mark:] if thread is None or t == thread)

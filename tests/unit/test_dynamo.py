@@ -1,0 +1,247 @@
+"""The lean DynamoDB caller: its SigV4 against botocore's, its error mapping and retries."""
+
+from __future__ import annotations
+
+import calendar
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import orjson
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from tollway.dynamo import CONTENT_TYPE, DynamoCaller, DynamoError, SigV4, canonical_host
+from tollway.upstream.client import make_client
+
+BODY = orjson.dumps({"TableName": "QuotaTable", "Key": {"pk": {"S": "D2026-11-27#0#acme"}}})
+
+
+def botocore_authorization(
+    endpoint: str, region: str, credentials: Credentials, target: str, body: bytes, amz_date: str
+) -> dict[str, str]:
+    """What botocore's SigV4Auth.add_auth produces for the request at `amz_date`.
+
+    The steps of add_auth, with its clock replaced by a fixed timestamp.
+    """
+    request = AWSRequest(
+        method="POST",
+        url=endpoint.rstrip("/") + "/",
+        data=body,
+        headers={"Content-Type": CONTENT_TYPE, "X-Amz-Target": target},
+    )
+    request.context["timestamp"] = amz_date
+    auth = SigV4Auth(credentials, "dynamodb", region)
+    auth._modify_request_before_signing(request)
+    signature = auth.signature(auth.string_to_sign(request, auth.canonical_request(request)), request)
+    auth._inject_signature_to_request(request, signature)
+    return {name.lower(): value for name, value in request.headers.items()}
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "host"),
+    [
+        ("https://dynamodb.eu-west-1.amazonaws.com", "dynamodb.eu-west-1.amazonaws.com"),
+        ("https://dynamodb.eu-west-1.amazonaws.com:443", "dynamodb.eu-west-1.amazonaws.com"),
+        ("http://127.0.0.1:5000", "127.0.0.1:5000"),
+        ("http://LocalHost:80/", "localhost"),
+    ],
+)
+def test_signature_is_botocores_across_days_and_credentials(endpoint: str, host: str) -> None:
+    region = "eu-west-1"
+    signer = SigV4(region, canonical_host(endpoint))
+    assert signer.host == host
+    cases = [  # one signer throughout: its cached signing key must follow the date and the secret
+        ("2026-11-27T23:59:59", Credentials("AKIDEXAMPLE", "secret-one", "session-token/with+chars=")),
+        ("2026-11-28T00:00:00", Credentials("AKIDEXAMPLE", "secret-one", "session-token/with+chars=")),
+        ("2026-11-28T00:00:01", Credentials("AKIDOTHER", "secret-two", None)),
+        ("2026-11-28T12:00:00", Credentials("AKIDEXAMPLE", "secret-one", "")),
+    ]
+    for moment, credentials in cases:
+        now = calendar.timegm(time.strptime(moment, "%Y-%m-%dT%H:%M:%S"))
+        amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+        for operation in ("UpdateItem", "GetItem"):
+            target = f"DynamoDB_20120810.{operation}"
+            ours = dict(signer.headers(BODY, target, credentials.get_frozen_credentials(), now + 0.75))
+            theirs = botocore_authorization(endpoint, region, credentials, target, BODY, amz_date)
+            assert ours["authorization"] == theirs["authorization"], (moment, operation)
+            assert ours["x-amz-date"] == theirs["x-amz-date"] == amz_date
+            assert ours.get("x-amz-security-token") == theirs.get("x-amz-security-token")
+            assert ours["host"] == host and ours["content-type"] == CONTENT_TYPE
+
+
+def test_a_changed_body_changes_the_signature() -> None:
+    signer = SigV4("us-east-1", "127.0.0.1:5000")
+    frozen = Credentials("AK", "SK").get_frozen_credentials()
+    one = dict(signer.headers(BODY, "DynamoDB_20120810.GetItem", frozen, 1_795_000_000))
+    two = dict(signer.headers(BODY + b" ", "DynamoDB_20120810.GetItem", frozen, 1_795_000_000))
+    assert one["authorization"] != two["authorization"]
+
+
+class Script:
+    """Answers requests in order from a list of (status, JSON body) and records them."""
+
+    def __init__(self, *answers: tuple[int, object]) -> None:
+        self.answers = list(answers)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        status, body = self.answers.pop(0)
+        content = body if isinstance(body, bytes) else orjson.dumps(body)
+        return httpx.Response(status, content=content, headers={"content-type": CONTENT_TYPE})
+
+
+class Rotating:
+    """Credentials whose frozen value changes on every read, as refreshed ones do over time."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def get_frozen_credentials(self):
+        self.reads += 1
+        return Credentials(f"AK{self.reads}", "SK", None).get_frozen_credentials()
+
+
+@pytest.fixture
+async def caller_for() -> AsyncIterator[Callable[..., DynamoCaller]]:
+    clients: list[httpx.AsyncClient] = []
+
+    def make(transport: httpx.AsyncBaseTransport, endpoint: str = "http://127.0.0.1:8000", **options):
+        http = httpx.AsyncClient(transport=transport)
+        clients.append(http)
+        credentials = options.pop("credentials", Credentials("AK", "SK", "TOKEN"))
+        return DynamoCaller(http, endpoint, "us-east-1", credentials, pause=lambda: 0.0, **options)
+
+    yield make
+    for http in clients:
+        await http.aclose()
+
+
+def fault(code: str) -> dict[str, str]:
+    return {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "injected"}
+
+
+async def test_a_call_is_one_signed_post_and_returns_the_json(caller_for) -> None:
+    script = Script((200, {"Attributes": {"used": {"N": "1"}}}))
+    caller = caller_for(httpx.MockTransport(script))
+    assert await caller.call("UpdateItem", BODY) == {"Attributes": {"used": {"N": "1"}}}
+    [request] = script.requests
+    assert request.method == "POST" and str(request.url) == "http://127.0.0.1:8000/"
+    assert request.headers["x-amz-target"] == "DynamoDB_20120810.UpdateItem"
+    assert request.headers["content-type"] == "application/x-amz-json-1.0"
+    assert request.headers["x-amz-security-token"] == "TOKEN"
+    assert request.headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=AK/")
+    assert request.content == BODY
+
+
+async def test_credentials_are_frozen_for_every_call(caller_for) -> None:
+    script = Script((200, {}), (200, {}))
+    credentials = Rotating()
+    caller = caller_for(httpx.MockTransport(script), credentials=credentials)
+    await caller.call("GetItem", BODY)
+    await caller.call("GetItem", BODY)
+    keys = [r.headers["authorization"].split("Credential=")[1].split("/")[0] for r in script.requests]
+    assert keys == ["AK1", "AK2"]
+
+
+async def test_a_failed_condition_carries_the_old_item_and_is_never_retried(caller_for) -> None:
+    old = {"Item": {"pk": {"S": "x"}, "used": {"N": "10"}}}
+    script = Script((400, {**fault("ConditionalCheckFailedException"), **old}), (200, {}))
+    caller = caller_for(httpx.MockTransport(script))
+    with pytest.raises(DynamoError) as failed:
+        await caller.call("UpdateItem", BODY)
+    assert failed.value.code == "ConditionalCheckFailedException"
+    assert failed.value.status == 400 and failed.value.body["Item"] == old["Item"]
+    assert len(script.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code"),
+    [
+        (400, fault("ThrottlingException"), "ThrottlingException"),
+        (400, fault("ProvisionedThroughputExceededException"), "ProvisionedThroughputExceededException"),
+        (500, fault("InternalServerError"), "InternalServerError"),
+        (503, b"<html>Service Unavailable</html>", "InternalServerError"),
+        (502, b"", "InternalServerError"),
+    ],
+)
+async def test_throttling_and_5xx_are_retried_once(caller_for, status, body, code) -> None:
+    recovers = Script((status, body), (200, {"Item": {}}))
+    assert await caller_for(httpx.MockTransport(recovers)).call("GetItem", BODY) == {"Item": {}}
+    assert len(recovers.requests) == 2
+
+    persists = Script((status, body), (status, body), (200, {}))
+    with pytest.raises(DynamoError) as failed:
+        await caller_for(httpx.MockTransport(persists)).call("GetItem", BODY)
+    assert (failed.value.code, failed.value.status) == (code, status)
+    assert len(persists.requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code"),
+    [
+        (400, fault("ResourceNotFoundException"), "ResourceNotFoundException"),
+        (400, fault("ValidationException"), "ValidationException"),
+        (400, {"__type": "AccessDeniedException"}, "AccessDeniedException"),  # no namespace
+        (403, b"forbidden", "BadResponse"),
+        (200, b"not json", "BadResponse"),
+        (200, b"[1, 2]", "BadResponse"),
+    ],
+)
+async def test_client_errors_and_garbage_are_not_retried(caller_for, status, body, code) -> None:
+    script = Script((status, body), (200, {}))
+    with pytest.raises(DynamoError) as failed:
+        await caller_for(httpx.MockTransport(script)).call("GetItem", BODY)
+    assert failed.value.code == code and failed.value.status == status
+    assert len(script.requests) == 1
+
+
+async def test_missing_credentials_fail_the_call(caller_for) -> None:
+    script = Script((200, {}))
+    with pytest.raises(DynamoError, match="NoCredentials"):
+        await caller_for(httpx.MockTransport(script), credentials=None).call("GetItem", BODY)
+    assert script.requests == []
+
+
+class Counting(httpx.AsyncBaseTransport):
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.requests = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+# The container's transport (aiohttp underneath) and httpx's own map errors differently.
+TRANSPORTS = {"aiohttp": lambda: make_client()._transport, "httpx": httpx.AsyncHTTPTransport}
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+async def test_a_refused_connection_is_retried_once_then_reported(caller_for, kind: str) -> None:
+    with socket.socket() as placeholder:  # a port nothing listens on
+        placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]
+    transport = Counting(TRANSPORTS[kind]())
+    with pytest.raises(DynamoError, match="ConnectionError"):
+        await caller_for(transport, f"http://127.0.0.1:{port}").call("GetItem", BODY)
+    assert transport.requests == 2
+
+
+@pytest.mark.parametrize("kind", TRANSPORTS)
+async def test_an_unanswered_call_times_out_without_a_retry(caller_for, kind: str) -> None:
+    # A listening socket that never answers: the request is written, no reply ever comes.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        transport = Counting(TRANSPORTS[kind]())
+        caller = caller_for(transport, f"http://127.0.0.1:{silent.getsockname()[1]}", timeout=0.2)
+        started = time.monotonic()
+        with pytest.raises(DynamoError, match="Timeout"):
+            await caller.call("UpdateItem", BODY)
+    assert transport.requests == 1
+    assert time.monotonic() - started < 1.0
