@@ -31,7 +31,11 @@ def _rss_mb() -> float:
 
 def _components(router: Any, spec: dict[str, Any]) -> dict[str, bool]:
     gateway = router.app.gateway
-    return {"api_key": bool(spec["keys"]), "usage": getattr(gateway, "usage", None) is not None}
+    return {
+        "api_key": bool(spec["keys"]),
+        "quota": getattr(gateway, "admission", None) is not None,
+        "usage": getattr(gateway, "usage", None) is not None,
+    }
 
 
 def measure_cpu(spec: dict[str, Any]) -> dict[str, Any]:

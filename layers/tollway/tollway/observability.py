@@ -1,4 +1,4 @@
-"""The process-wide Powertools logger and metrics, and the access-log line.
+"""The process-wide Powertools logger, the access-log line, and rare-event metrics.
 
 The access-log line is also the request's metrics record: it carries CloudWatch Embedded
 Metric Format metadata (`_aws`), so CloudWatch Logs extracts Requests, Errors4xx,
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from tollway.http.messages import Request, Response
@@ -20,7 +20,6 @@ NAMESPACE = "Tollway"
 logger = Logger(service="tollway")
 # httpx logs every request URL at INFO: a caller's misplaced key in a query would land in logs.
 logging.getLogger("httpx").setLevel(logging.WARNING)
-metrics = Metrics(namespace=NAMESPACE, service="tollway")
 
 _EMF_METRICS = [
     {"Name": "Requests", "Unit": "Count"},
