@@ -56,6 +56,7 @@ tools/dynalite/node_modules/.installed: tools/dynalite/package-lock.json
 	@touch $@
 
 test: install tools tools/dynalite/node_modules/.installed
+	$(UV) run --frozen ruff check layers functions tests
 	$(UV) run --frozen tollway routes check --infra infra
 	$(MAKE) --no-print-directory check-schemas check-layer-requirements
 	@# pytest exits 5 when it collects no test: that is not a failure of the checks.

@@ -112,22 +112,22 @@ class AwsCalls:
 
     def attach_transport(self, router: ModuleType) -> None:
         """Also count the calls that bypass botocore: the quota's DynamoDB requests go
-        through the gateway's shared HTTP transport (tollway.dynamo), signed by Tollway."""
+        through the gateway's shared HTTP exchanger (tollway.dynamo), signed by Tollway."""
         gateway = router.app.gateway
         admission = gateway.admission
         if admission is None:
             return
-        transport = admission.store.caller.http._transport
-        send = transport.handle_async_request
+        exchanger = admission.store.caller.exchanger
+        send = exchanger.request
 
-        async def counted(request: Any) -> Any:
-            target = request.headers.get("x-amz-target")
+        async def counted(method: str, url: str, headers: Any, body: Any, **options: Any) -> Any:
+            target = dict(headers).get("x-amz-target")
             if target:
                 with self._lock:
                     self.calls.append((threading.get_ident(), f"dynamodb.{target.rpartition('.')[2]}"))
-            return await send(request)
+            return await send(method, url, headers, body, **options)
 
-        transport.handle_async_request = counted
+        exchanger.request = counted
 
     def _on_call(self, model: Any, **_: Any) -> None:
         with self._lock:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import io
 import json
-import re
 import logging
+import re
 
 import boto3
 import httpx

@@ -14,8 +14,10 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from tollway.dynamo import CONTENT_TYPE, DynamoCaller, DynamoError, SigV4, canonical_host
-from tollway.upstream.client import make_client
+from tollway.upstream.client import exchanger_for, make_client
+from tollway.upstream.exchange import Exchanger, HttpxExchanger
 
+CREDENTIALS = Credentials("AK", "SK", "TOKEN")
 BODY = orjson.dumps({"TableName": "QuotaTable", "Key": {"pk": {"S": "D2026-11-27#0#acme"}}})
 
 
@@ -112,8 +114,10 @@ async def caller_for() -> AsyncIterator[Callable[..., DynamoCaller]]:
     def make(transport: httpx.AsyncBaseTransport, endpoint: str = "http://127.0.0.1:8000", **options):
         http = httpx.AsyncClient(transport=transport)
         clients.append(http)
-        credentials = options.pop("credentials", Credentials("AK", "SK", "TOKEN"))
-        return DynamoCaller(http, endpoint, "us-east-1", credentials, pause=lambda: 0.0, **options)
+        credentials = options.pop("credentials", CREDENTIALS)
+        return DynamoCaller(
+            exchanger_for(http), endpoint, "us-east-1", credentials, pause=lambda: 0.0, **options
+        )
 
     yield make
     for http in clients:
@@ -206,42 +210,78 @@ async def test_missing_credentials_fail_the_call(caller_for) -> None:
     assert script.requests == []
 
 
-class Counting(httpx.AsyncBaseTransport):
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+class Counting:
+    """An exchanger counting the requests it sends."""
+
+    def __init__(self, inner: Exchanger) -> None:
         self.inner = inner
         self.requests = 0
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def request(self, *args, **options):
         self.requests += 1
-        return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+        return await self.inner.request(*args, **options)
 
 
-# The container's transport (aiohttp underneath) and httpx's own map errors differently.
-TRANSPORTS = {"aiohttp": lambda: make_client()._transport, "httpx": httpx.AsyncHTTPTransport}
+@pytest.fixture(params=["aiohttp", "aiohttp-transport", "httpx"])
+async def counted(request) -> AsyncIterator[Counting]:
+    """The production exchanger (aiohttp directly), and httpx transports that map errors
+    differently: the container's (aiohttp underneath) and httpx's own; counted."""
+    client = make_client(httpx.AsyncHTTPTransport() if request.param == "httpx" else None)
+    # make_client's own transport would be used directly: wrap it to go through httpx.
+    wrapped = request.param == "aiohttp-transport"
+    yield Counting(HttpxExchanger(client._transport) if wrapped else exchanger_for(client))
+    await client.aclose()
 
 
-@pytest.mark.parametrize("kind", TRANSPORTS)
-async def test_a_refused_connection_is_retried_once_then_reported(caller_for, kind: str) -> None:
+async def test_a_refused_connection_is_retried_once_then_reported(counted) -> None:
     with socket.socket() as placeholder:  # a port nothing listens on
         placeholder.bind(("127.0.0.1", 0))
         port = placeholder.getsockname()[1]
-    transport = Counting(TRANSPORTS[kind]())
+    caller = DynamoCaller(counted, f"http://127.0.0.1:{port}", "us-east-1", CREDENTIALS, pause=lambda: 0.0)
     with pytest.raises(DynamoError, match="ConnectionError"):
-        await caller_for(transport, f"http://127.0.0.1:{port}").call("GetItem", BODY)
-    assert transport.requests == 2
+        await caller.call("GetItem", BODY)
+    assert counted.requests == 2
 
 
-@pytest.mark.parametrize("kind", TRANSPORTS)
-async def test_an_unanswered_call_times_out_without_a_retry(caller_for, kind: str) -> None:
+async def test_an_unanswered_call_times_out_without_a_retry(counted) -> None:
     # A listening socket that never answers: the request is written, no reply ever comes.
     with socket.create_server(("127.0.0.1", 0)) as silent:
-        transport = Counting(TRANSPORTS[kind]())
-        caller = caller_for(transport, f"http://127.0.0.1:{silent.getsockname()[1]}", timeout=0.2)
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        caller = DynamoCaller(counted, endpoint, "us-east-1", CREDENTIALS, timeout=0.2, pause=lambda: 0.0)
         started = time.monotonic()
         with pytest.raises(DynamoError, match="Timeout"):
             await caller.call("UpdateItem", BODY)
-    assert transport.requests == 1
+    assert counted.requests == 1
     assert time.monotonic() - started < 1.0
+
+
+async def test_a_call_through_aiohttp_directly_is_the_same_post(serve) -> None:
+    seen: list[dict] = []
+
+    async def dynamodb(scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        message = await receive()
+        seen.append({"path": scope["path"], "headers": dict(scope["headers"]), "body": message["body"]})
+        answer = orjson.dumps({"Attributes": {"used": {"N": "1"}}})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/x-amz-json-1.0")],
+            }
+        )
+        await send({"type": "http.response.body", "body": answer})
+
+    client = make_client()
+    try:
+        exchanger = exchanger_for(client)
+        caller = DynamoCaller(exchanger, serve(dynamodb), "us-east-1", CREDENTIALS, pause=lambda: 0.0)
+        assert await caller.call("UpdateItem", BODY) == {"Attributes": {"used": {"N": "1"}}}
+    finally:
+        await client.aclose()
+    [request] = seen
+    assert request["path"] == "/" and request["body"] == BODY
+    assert request["headers"][b"x-amz-target"] == b"DynamoDB_20120810.UpdateItem"
+    assert request["headers"][b"x-amz-security-token"] == b"TOKEN"
+    assert request["headers"][b"authorization"].startswith(b"AWS4-HMAC-SHA256 Credential=AK/")

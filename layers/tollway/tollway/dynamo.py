@@ -3,9 +3,10 @@
 Why not botocore on the request path: its generic machinery (event hooks, parameter
 validation, serialization, signing, parsing) costs more CPU per `UpdateItem` than a naive
 proxy spends on a whole request (docs/quota.md has the numbers), and its call blocks the
-event loop for the round trip. A call here is a body the caller already serialized, SigV4 over the one
-request shape DynamoDB needs, one POST through the pooled keep-alive connection of the
-container's `httpx.AsyncClient`, and one orjson parse.
+event loop for the round trip. A call here is a body the caller already serialized, SigV4 over
+the one request shape DynamoDB needs, one POST through the container's `Exchanger`
+(`upstream/exchange.py`: its pooled keep-alive connections, aiohttp directly in production)
+and one orjson parse.
 
     DynamoError(code, body, status)
         code: the `__type` after '#'   ConditionalCheckFailedException, ThrottlingException,
@@ -13,8 +14,8 @@ container's `httpx.AsyncClient`, and one orjson parse.
                                        ResourceNotFoundException, ...
               "InternalServerError"    an HTTP 5xx without a `__type`
               "BadResponse"            any other answer that is not DynamoDB's JSON
-              "ConnectionError"        could not connect, or the connection broke
-              "Timeout"                no answer within the attempt's timeout
+              "ConnectionError"        could not connect (in time), or the connection broke
+              "Timeout"                connected, but no answer within the attempt's timeout
               "NoCredentials"          the credential chain found nothing
 
 One retry at most, after a short jittered pause: for throttling, 5xx and connection errors.
@@ -44,6 +45,9 @@ import httpx
 import orjson
 from botocore import xform_name
 from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
+
+from tollway.upstream.client import exchanger_for
+from tollway.upstream.exchange import ExchangeError, Exchanger, ReadTimeout
 
 API_VERSION = "DynamoDB_20120810"
 CONTENT_TYPE = "application/x-amz-json-1.0"
@@ -157,7 +161,7 @@ def _pause() -> float:
 class DynamoCaller:
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        exchanger: Exchanger,
         endpoint: str,
         region: str,
         credentials: Credentials | None,
@@ -167,22 +171,25 @@ class DynamoCaller:
         now: Callable[[], float] = time.time,
     ) -> None:
         path = urlsplit(endpoint).path.rstrip("/") + "/"
-        self.http = http
+        self.exchanger = exchanger
         self.endpoint = endpoint
         self.credentials = credentials
         self.signer = SigV4(region, canonical_host(endpoint), path)
         self.pause = pause
         self.now = now
-        self._url = httpx.URL(endpoint.rstrip("/") + "/")
-        self._timeout = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+        self._url = endpoint.rstrip("/") + "/"
+        self.timeout = timeout
 
     @classmethod
     def from_client(cls, http: httpx.AsyncClient, client: Any, **options: Any) -> DynamoCaller:
-        """Endpoint, region and credentials exactly as `client` (a boto3 DynamoDB client) uses them."""
+        """Endpoint, region and credentials exactly as `client` (a boto3 DynamoDB client) uses
+        them; requests through `http`'s exchanger (`upstream/client.py`)."""
         # The signer's credentials are the ones the client itself signs with, whichever
         # way they were given (environment, role, explicit keys): boto3 has no public getter.
         credentials = client._request_signer._credentials
-        return cls(http, client.meta.endpoint_url, client.meta.region_name, credentials, **options)
+        return cls(
+            exchanger_for(http), client.meta.endpoint_url, client.meta.region_name, credentials, **options
+        )
 
     async def call(self, operation: str, body: bytes) -> dict[str, Any]:
         """One DynamoDB operation (`UpdateItem`, ...) with a serialized JSON request; its answer."""
@@ -202,16 +209,15 @@ class DynamoCaller:
         )
         # Ask for the answer as it is: small JSON, not worth a decompression.
         headers.append(("accept-encoding", "identity"))
-        request = httpx.Request(
-            "POST", self._url, headers=headers, content=body, extensions={"timeout": self._timeout}
-        )
         try:
-            status, content = await self._send(request)
-        except httpx.ConnectTimeout as error:
-            raise DynamoError("ConnectionError") from error
-        except httpx.TimeoutException as error:
+            response = await self.exchanger.request("POST", self._url, headers, body, timeout=self.timeout)
+            try:
+                status, content = response.status, await response.read()
+            finally:
+                await response.close()
+        except ReadTimeout as error:
             raise DynamoError("Timeout") from error
-        except httpx.TransportError as error:
+        except ExchangeError as error:
             raise DynamoError("ConnectionError") from error
         try:
             answer = orjson.loads(content)
@@ -227,17 +233,6 @@ class DynamoCaller:
         else:
             code = "InternalServerError" if status >= 500 else "BadResponse"
         raise DynamoError(code, answer, status)
-
-    async def _send(self, request: httpx.Request) -> tuple[int, bytes]:
-        # Straight to the client's transport (its pool, its keep-alive connections): the
-        # client's `send` adds auth, redirect, cookie and hook handling, ~70 µs a call here.
-        # The body is read off the stream as sent (`accept-encoding: identity`), which
-        # skips httpx's decoder chain.
-        response = await self.http._transport.handle_async_request(request)
-        try:
-            return response.status_code, b"".join([chunk async for chunk in response.stream])
-        finally:
-            await response.stream.aclose()
 
 
 class BotoCaller:

@@ -8,8 +8,8 @@ counted here, behind uvicorn, so that calls reuse their connection as DynamoDB's
 one container per path, all on the same moto:
 
     boto3        the store on `BotoCaller`: botocore, blocking (the path before tollway.dynamo)
-    lean         the store on `DynamoCaller`, straight to the shared client's transport
-    lean-send    the same through the public `httpx.AsyncClient.send`
+    lean         the store on `DynamoCaller` on the container's client: aiohttp directly
+    lean-httpx   the same through the client's httpx transport (`HttpxExchanger`), as tests run it
 
 N admissions per path (default 2,000) in interleaved rounds; CPU is `time.process_time`
 per admission (median of the rounds), latency the median admission's wall time.
@@ -27,7 +27,6 @@ from dataclasses import replace
 from typing import Any
 
 import boto3
-import httpx
 from tollway import aws
 from tollway.auth.principal import Principal
 from tollway.config.compile import compile_infra
@@ -43,8 +42,7 @@ from tollway.upstream.client import make_client
 from tests.bench.infra import FAKE_AWS
 from tests.bench.procs import Procs, free_port, wait_http
 from tests.conftest import INFRA
-
-from .conftest import CountingTransport
+from tests.integration.quota.conftest import CountingTransport
 
 ROUNDS = 5
 PLANS = {
@@ -74,10 +72,18 @@ def moto_server(procs: Procs) -> str:
     return url
 
 
-class ViaClientSend(DynamoCaller):
-    async def _send(self, request: httpx.Request) -> tuple[int, bytes]:
-        response = await self.http.send(request)
-        return response.status_code, response.content
+class CountingExchanger:
+    """The container's exchanger, counting the DynamoDB operations sent through it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+
+    async def request(
+        self, method: str, url: str, headers: list[tuple[str, str]], body: Any, **options: Any
+    ) -> Any:
+        self.calls.append(dict(headers).get("x-amz-target", "").rpartition(".")[2])
+        return await self.inner.request(method, url, headers, body, **options)
 
 
 def exchange(route: Any, plan: str, consumer: str) -> Exchange:
@@ -118,12 +124,14 @@ async def main(n: int) -> None:
             BillingMode="PAY_PER_REQUEST",
         )
         route = replace(next(r for r in compile_infra(INFRA, "dev").routes if not r.public), cost=1)
-        transport = CountingTransport(make_client()._transport)
-        http = make_client(transport)
+        counted = CountingTransport(make_client()._transport)
+        http = make_client()
+        lean = DynamoCaller.from_client(http, boto)
+        transport = lean.exchanger = CountingExchanger(lean.exchanger)
         callers: dict[str, Caller] = {
             "boto3": BotoCaller(boto),
-            "lean": DynamoCaller.from_client(http, boto),
-            "lean-send": ViaClientSend.from_client(http, boto),
+            "lean": lean,
+            "lean-httpx": DynamoCaller.from_client(make_client(counted), boto),
         }
         admissions = {name: QuotaAdmission(QuotaStore(c, "QuotaTable"), PLANS) for name, c in callers.items()}
         consumers = {name: uuid.uuid4().hex for name in callers}
@@ -152,7 +160,9 @@ async def main(n: int) -> None:
         print(f"lean: {len(transport.calls) / 100:.2f} HTTP requests per admitted request")
         limited = uuid.uuid4().hex
         await lean.admit(exchange(route, "tiny", limited))
-        other = QuotaAdmission(QuotaStore(DynamoCaller.from_client(http, boto), "QuotaTable"), PLANS)
+        other_caller = DynamoCaller.from_client(http, boto)
+        other_caller.exchanger = transport
+        other = QuotaAdmission(QuotaStore(other_caller, "QuotaTable"), PLANS)
         transport.calls.clear()
         await run(other, route, "tiny", limited, 1)
         print(f"lean: first rejection in another container: {transport.calls}")
@@ -171,6 +181,7 @@ async def main(n: int) -> None:
             signer.headers(body, "DynamoDB_20120810.UpdateItem", frozen, time.time())
         print(f"SigV4 of a 400-byte body: {(time.process_time() - started) / 10_000 * 1e6:.1f} µs CPU")
         await http.aclose()
+        await counted.aclose()
 
 
 if __name__ == "__main__":

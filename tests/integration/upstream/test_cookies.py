@@ -38,7 +38,9 @@ async def backend(scope, receive, send) -> None:
 
 
 async def test_backend_cookies_are_not_kept_between_callers(tmp_path, serve) -> None:
-    infra = write_infra(tmp_path, {"svc": serve(backend)}, ROUTES)
+    # A host name: aiohttp's default cookie jar ignores cookies from an IP address.
+    backend_url = serve(backend).replace("127.0.0.1", "localhost")
+    infra = write_infra(tmp_path, {"svc": backend_url}, ROUTES)
     app = build_app(Settings(infra=infra, stage="dev", environ={}))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as alice:
         login = await alice.get("/v1/login")

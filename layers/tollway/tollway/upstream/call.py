@@ -11,6 +11,9 @@ whose breaker is open; each instance URL has its own breaker. Two ways to try ag
   methods only) and the next try, after a backoff, goes to the next instance.
 A POST or PATCH is sent once: a refused connection is its 502 (over a pooled connection
 the client cannot always tell "refused" from "sent, then lost"). All within the deadline.
+
+Requests go through the container's `Exchanger` (`exchange.py`): aiohttp directly in
+production, any httpx transport in tests.
 """
 
 from __future__ import annotations
@@ -22,25 +25,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-import aiohttp
 import httpx
 
 from tollway.config.compile import CompiledBackend
 from tollway.discovery.target import Reference
 from tollway.upstream.balancer import Balancers
 from tollway.upstream.breaker import Breakers
-from tollway.upstream.client import transport_of
+from tollway.upstream.client import exchanger_for
+from tollway.upstream.exchange import ExchangeError, Refused, ResponseHeaders
 from tollway.upstream.request import BackendRequest
 from tollway.upstream.retry import IDEMPOTENT, RETRY_STATUSES, attempts_for, backoff_s
 
-# Raised before a request was written: safe to send it to another instance.
-REFUSED = (httpx.ConnectError, aiohttp.ClientConnectorError, ConnectionRefusedError)
-
 
 def refused(exc: BaseException) -> bool:
-    # httpx-aiohttp 0.1 maps aiohttp's ClientConnectorError (refused, DNS, TLS handshake)
-    # to httpx.ConnectTimeout: the cause tells what happened.
-    return isinstance(exc, REFUSED) or isinstance(exc.__cause__, REFUSED)
+    """Whether the request was never written: safe to send it to another instance."""
+    return isinstance(exc, Refused)
 
 
 class Directory(Protocol):
@@ -66,7 +65,7 @@ class ResponseTooLarge(BackendFailure):
 @dataclass(frozen=True, slots=True)
 class Answer:
     status: int
-    headers: httpx.Headers
+    headers: ResponseHeaders
     body: bytes
 
 
@@ -78,7 +77,7 @@ class BackendCaller:
         rng: Callable[[], float] = random.random,
         directory: Directory | None = None,
     ) -> None:
-        self.transport = transport_of(client)
+        self.exchanger = exchanger_for(client)
         self.breakers = breakers
         self.rng = rng
         self.balancers = Balancers(rng)
@@ -129,8 +128,7 @@ class BackendCaller:
             except TimeoutError:
                 breaker.failure()
                 failure = BackendFailure("no answer in time", timed_out=True)
-            # The aiohttp transport maps most of its errors to httpx's, not all of them.
-            except (httpx.HTTPError, aiohttp.ClientError, OSError) as exc:
+            except ExchangeError as exc:
                 breaker.failure()
                 if refused(exc):
                     failure = BackendFailure("could not connect")
@@ -138,7 +136,7 @@ class BackendCaller:
                         skip.add(url)
                         continue
                 else:
-                    failure = BackendFailure(f"connection failed ({type(exc).__name__})")
+                    failure = BackendFailure(f"connection failed ({type(exc.__cause__ or exc).__name__})")
             except BaseException:
                 breaker.release()
                 raise
@@ -160,21 +158,20 @@ class BackendCaller:
         raise failure or BackendFailure("circuit open")
 
     async def _once(self, base_url: str, request: BackendRequest, limit: int, raw: bool) -> Answer:
-        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers]
-        url = base_url + request.path
-        built = httpx.Request(request.method, url, headers=headers, content=request.body)
-        response = await self.transport.handle_async_request(built)
+        response = await self.exchanger.request(
+            request.method, base_url + request.path, request.headers, request.body, decode=not raw
+        )
         try:
             declared = response.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > limit:
                 raise ResponseTooLarge(f"response exceeds {limit} bytes")
             chunks = []
             size = 0
-            async for chunk in response.aiter_raw() if raw else response.aiter_bytes():
+            async for chunk in response.chunks():
                 size += len(chunk)
                 if size > limit:
                     raise ResponseTooLarge(f"response exceeds {limit} bytes")
                 chunks.append(chunk)
         finally:
-            await response.aclose()
-        return Answer(response.status_code, response.headers, b"".join(chunks))
+            await response.close()
+        return Answer(response.status, response.headers, b"".join(chunks))
