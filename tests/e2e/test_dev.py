@@ -66,3 +66,50 @@ def test_a_key_created_from_a_second_terminal_works(dev_server: DevServer) -> No
     denied = httpx.get(f"{dev_server.url}/v1/profile/2", headers={"x-api-key": key})
     assert denied.status_code == 403  # the key lacks profile:read
     assert httpx.get(f"{dev_server.url}/v1/users/2", headers={"x-api-key": key + "x"}).status_code == 401
+
+
+def test_usage_reaches_the_billing_report_exactly_once(dev_server: DevServer) -> None:
+    import json
+    import time
+    from datetime import UTC, datetime
+
+    created = dev_server.tollway(
+        "keys",
+        "create",
+        "--consumer",
+        "e2e-billing",
+        "--plan",
+        "pro",
+        "--scopes",
+        "users:read",
+        "--json",
+        "--infra",
+        str(ROOT / "infra"),
+    )
+    key = json.loads(created.stdout)["key"]
+    n = 12
+    for i in range(n):
+        assert (
+            httpx.get(f"{dev_server.url}/v1/users/{1 + i % 2}", headers={"x-api-key": key}).status_code == 200
+        )
+    denied = httpx.get(f"{dev_server.url}/v1/profile/1", headers={"x-api-key": key})
+    assert denied.status_code == 403
+    month = datetime.now(UTC).strftime("%Y-%m")
+    deadline = time.monotonic() + 30
+    report: dict = {}
+    while time.monotonic() < deadline:
+        # The events travel: emitter -> emulated SQS -> poller -> usage function -> UsageTable.
+        done = dev_server.tollway("usage", "report", "--consumer", "e2e-billing", "--period", month, "--json")
+        if done.returncode == 0:
+            report = json.loads(done.stdout)
+            if report.get("requests") == n and report.get("rejected") == 1:
+                break
+        time.sleep(0.5)
+    assert report["requests"] == n and report["rejected"] == 1, report
+    assert report["units"] == n and report["plan"] == "pro"
+    assert report["amount_due"] == "0.006"  # 12 units at 0.50 per 1,000
+    # The refused request reached profile.get: it is listed, with nothing admitted there.
+    assert report["routes"] == {
+        "users.get": {"requests": n, "units": n},
+        "profile.get": {"requests": 0, "units": 0},
+    }
