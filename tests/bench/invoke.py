@@ -129,6 +129,21 @@ class AwsCalls:
 
         exchanger.request = counted
 
+    def attach_usage(self, router: ModuleType) -> None:
+        """Count the usage sends too: the lean SQS sender (tollway.usage.sqs) bypasses botocore."""
+        usage = router.app.gateway.usage
+        if usage is None:
+            return
+        sqs = usage.sqs
+        send = sqs.send_message_batch
+
+        def counted(**kwargs: Any) -> Any:
+            with self._lock:
+                self.calls.append((threading.get_ident(), "sqs.SendMessageBatch"))
+            return send(**kwargs)
+
+        sqs.send_message_batch = counted
+
     def _on_call(self, model: Any, **_: Any) -> None:
         with self._lock:
             self.calls.append((threading.get_ident(), f"{model.service_model.service_name}.{model.name}"))

@@ -149,6 +149,7 @@ def measure_calls(spec: dict[str, Any]) -> dict[str, Any]:
     calls.attach()
     router = load_router(spec["env"])
     calls.attach_transport(router)
+    calls.attach_usage(router)
     me = threading.get_ident()
     keys = spec["keys"]
     n = spec["n"]

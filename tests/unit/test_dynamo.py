@@ -22,7 +22,13 @@ BODY = orjson.dumps({"TableName": "QuotaTable", "Key": {"pk": {"S": "D2026-11-27
 
 
 def botocore_authorization(
-    endpoint: str, region: str, credentials: Credentials, target: str, body: bytes, amz_date: str
+    endpoint: str,
+    region: str,
+    credentials: Credentials,
+    target: str,
+    body: bytes,
+    amz_date: str,
+    service: str = "dynamodb",
 ) -> dict[str, str]:
     """What botocore's SigV4Auth.add_auth produces for the request at `amz_date`.
 
@@ -35,7 +41,7 @@ def botocore_authorization(
         headers={"Content-Type": CONTENT_TYPE, "X-Amz-Target": target},
     )
     request.context["timestamp"] = amz_date
-    auth = SigV4Auth(credentials, "dynamodb", region)
+    auth = SigV4Auth(credentials, service, region)
     auth._modify_request_before_signing(request)
     signature = auth.signature(auth.string_to_sign(request, auth.canonical_request(request)), request)
     auth._inject_signature_to_request(request, signature)
@@ -72,6 +78,33 @@ def test_signature_is_botocores_across_days_and_credentials(endpoint: str, host:
             assert ours["x-amz-date"] == theirs["x-amz-date"] == amz_date
             assert ours.get("x-amz-security-token") == theirs.get("x-amz-security-token")
             assert ours["host"] == host and ours["content-type"] == CONTENT_TYPE
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "region"),
+    [("https://sqs.us-east-1.amazonaws.com", "us-east-1"), ("http://127.0.0.1:5000", "eu-west-1")],
+)
+def test_an_sqs_signature_is_botocores(endpoint: str, region: str) -> None:
+    """The same signer, service "sqs": SQS speaks the same JSON 1.0 protocol (tollway.usage.sqs)."""
+    body = orjson.dumps(
+        {
+            "QueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/UsageQueue",
+            "Entries": [{"Id": "0", "MessageBody": '{"event_id": "e-1", "note": "\\u00e9 \\n"}'}],
+        }
+    )
+    signer = SigV4(region, canonical_host(endpoint), service="sqs")
+    dynamodb = SigV4(region, canonical_host(endpoint))
+    target = "AmazonSQS.SendMessageBatch"
+    now = calendar.timegm(time.strptime("2026-11-28T00:00:00", "%Y-%m-%dT%H:%M:%S"))
+    amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    for credentials in (Credentials("AKIDEXAMPLE", "secret", "token+/="), Credentials("AKID", "other", None)):
+        frozen = credentials.get_frozen_credentials()
+        ours = dict(signer.headers(body, target, frozen, now))
+        theirs = botocore_authorization(endpoint, region, credentials, target, body, amz_date, "sqs")
+        assert ours["authorization"] == theirs["authorization"]
+        assert f"/{region}/sqs/aws4_request" in ours["authorization"]
+        assert ours["x-amz-target"] == target and ours["content-type"] == CONTENT_TYPE
+        assert dict(dynamodb.headers(body, target, frozen, now))["authorization"] != ours["authorization"]
 
 
 def test_a_changed_body_changes_the_signature() -> None:

@@ -64,8 +64,11 @@ def _admission(settings: Settings, config: Any, client: httpx.AsyncClient, dynam
 
 def _usage(settings: Settings, on_startup: list, on_shutdown: list) -> UsageRecorder:
     from tollway.usage.emitter import SQS_CONFIG, BackgroundFlusher, UsageEmitter
+    from tollway.usage.sqs import LeanSqs
 
-    emitter = UsageEmitter(aws.client("sqs", config=SQS_CONFIG), settings.usage_queue_url)
+    # The boto3 client only lends its endpoint, region and credentials (see tollway.usage.sqs).
+    sqs = LeanSqs.from_client(aws.client("sqs", config=SQS_CONFIG))
+    emitter = UsageEmitter(sqs, settings.usage_queue_url)
     # Under uvicorn (lifespan on); on Lambda (lifespan off) the extension flushes instead.
     flusher = BackgroundFlusher(emitter)
     on_startup.append(flusher.start)

@@ -85,7 +85,9 @@ class Credentials(Protocol):
 
 
 class SigV4:
-    """AWS Signature Version 4 for DynamoDB's one request shape: POST, no query, JSON body.
+    """AWS Signature Version 4 for the AWS JSON 1.0 protocol's one request shape: POST to
+    `path`, no query, a JSON body, the operation in `x-amz-target`. DynamoDB and SQS
+    (`service="sqs"`, tollway.usage.sqs) both speak it, with the same content-type.
 
     Signed headers: content-type;host;x-amz-date;x-amz-security-token (with a session
     token);x-amz-target — what botocore's SigV4Auth signs for the same request.

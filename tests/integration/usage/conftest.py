@@ -26,6 +26,7 @@ from tollway.settings import Settings
 from tollway.upstream.client import make_client
 from tollway.upstream.dispatch import HttpUpstream
 from tollway.usage.emitter import SQS_CONFIG, BackgroundFlusher, UnsentLog, UsageEmitter
+from tollway.usage.sqs import LeanSqs
 
 ROUTES = {
     "team": "billing",
@@ -131,7 +132,7 @@ def build_stack(
     admission: Any = None,
 ) -> Stack:
     config = compile_infra(infra, "dev", {"TOLLWAY_SERVICE_ITEMS": backend_url})
-    sqs = sqs or aws.client("sqs", config=SQS_CONFIG)
+    sqs = sqs or LeanSqs.from_client(aws.client("sqs", config=SQS_CONFIG))  # as assemble wires it
     emitter = UsageEmitter(sqs, aws_env["TOLLWAY_USAGE_QUEUE_URL"], unsent=unsent)
     admission = admission or LimitAdmission()
     client = make_client()

@@ -11,6 +11,7 @@ import asyncio
 import json
 import queue
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -24,7 +25,7 @@ EVENTS = Path(__file__).resolve().parents[2] / "events"
 
 
 class FakeExtensionsApi:
-    def __init__(self, sends: list[str]) -> None:
+    def __init__(self, sends: Callable[[], int]) -> None:
         self.sends = sends
         self.registrations: list[tuple[dict[str, str], Any]] = []
         self.next_calls: list[tuple[str | None, int]] = []  # (identifier, SQS sends so far)
@@ -44,7 +45,7 @@ class FakeExtensionsApi:
             self.registrations.append((headers, json.loads(body)))
             await self._reply(send, {"functionName": "router"}, [(b"lambda-extension-identifier", b"ext-1")])
         elif scope["method"] == "GET" and scope["path"] == "/2020-01-01/extension/event/next":
-            self.next_calls.append((headers.get("lambda-extension-identifier"), len(self.sends)))
+            self.next_calls.append((headers.get("lambda-extension-identifier"), self.sends()))
             while self.events.empty():
                 await asyncio.sleep(0.005)
             await self._reply(send, self.events.get(), [])
@@ -63,8 +64,10 @@ def invoke_event() -> dict[str, Any]:
 
 def test_events_are_sent_after_the_response_before_the_next_event(aws, infra, backend_url, serve):
     stack = build_stack(aws, infra, backend_url)
-    sends: list[str] = []
-    stack.emitter.sqs.meta.events.register("before-send.sqs", lambda **kw: sends.append(kw["event_name"]))
+
+    def sends() -> int:
+        return stack.emitter.sqs.calls
+
     api = FakeExtensionsApi(sends)
     runtime_api = serve(api).removeprefix("http://")
 
@@ -73,7 +76,7 @@ def test_events_are_sent_after_the_response_before_the_next_event(aws, infra, ba
 
     def router(event: Any, context: Any) -> Any:
         response = mangum(event, context)
-        sends_at_return.append(len(sends))
+        sends_at_return.append(sends())
         return response
 
     handler = extension.attach(router, stack.emitter, runtime_api=runtime_api)

@@ -18,6 +18,7 @@ from tollway.usage.billing import Ledger, prices
 from tollway.usage.consumer import UsageConsumer, build_handler
 from tollway.usage.emitter import SQS_CONFIG, UnsentLog
 from tollway.usage.events import UsageEvent
+from tollway.usage.sqs import LeanSqs
 
 from .conftest import Relay, Stack, build_stack, queue_depth, wait_for
 
@@ -194,7 +195,7 @@ def test_sqs_outage_loses_nothing(
     relay = Relay(int(moto_url.rsplit(":", 1)[1]))
     cleanup.append(relay.close)
     unsent = io.StringIO()
-    emitter_sqs = aws_client_at(relay.url)
+    emitter_sqs = sqs_at(relay.url)
     stack = build_stack(aws, infra, backend_url, sqs=emitter_sqs, unsent=UnsentLog(unsent))
     url = serve(stack.app)
     with httpx.Client(base_url=url) as http:
@@ -228,23 +229,22 @@ def test_sqs_outage_loses_nothing(
     assert (totals["requests"], totals["units"]) == (17, 17)
 
 
-def aws_client_at(endpoint: str) -> Any:
-    return tollway_aws.session().client("sqs", endpoint_url=endpoint, config=SQS_CONFIG)
+def sqs_at(endpoint: str) -> LeanSqs:
+    """The emitter's sender (as assemble wires it), at `endpoint`."""
+    return LeanSqs.from_client(tollway_aws.session().client("sqs", endpoint_url=endpoint, config=SQS_CONFIG))
 
 
 def test_no_aws_call_before_the_response(aws, infra, backend_url, serve):
     """Sends happen only on flush, ten events per SendMessageBatch call."""
     stack = build_stack(aws, infra, backend_url, interval_s=3600)
-    sends: list[str] = []
-    stack.emitter.sqs.meta.events.register("before-send.sqs", lambda **kw: sends.append(kw["event_name"]))
     url = serve(stack.app)
     with httpx.Client(base_url=url) as http:
         for i in range(45):
             assert http.get(f"/v1/items/{i}", headers={"x-api-key": "acme:pro"}).status_code == 200
-    assert sends == []
+    assert stack.emitter.sqs.calls == 0
     assert stack.emitter.pending() == 45
     stats = stack.emitter.flush()
-    assert (stats.sent, stats.calls, len(sends)) == (45, 5, 5)
+    assert (stats.sent, stats.calls, stack.emitter.sqs.calls) == (45, 5, 5)
     assert queue_depth(stack.sqs, stack.env["TOLLWAY_USAGE_QUEUE_URL"]) == 45
 
 

@@ -2,8 +2,11 @@
 
 `record` costs a few microseconds and makes no AWS call. `flush` runs after the
 response: from the Lambda extension thread (tollway.usage.extension) or, under uvicorn,
-from `BackgroundFlusher` every ~200 ms. It sends with SendMessageBatch; an event whose
-send fails stays buffered and is retried on the next flush.
+from `BackgroundFlusher` every ~200 ms. It sends with SendMessageBatch through any object
+with boto3's `send_message_batch` signature: in the router, `tollway.usage.sqs.LeanSqs`
+(a fraction of botocore's CPU per flush); in tools, a boto3 client. An event whose send
+fails (the call raises, or SQS lists it as failed) stays buffered and is retried on the
+next flush.
 
 Never lost: the first time an event fails to send it is also written to the unsent log
 (one JSON line, `"usage_event_unsent": true`), so that a container reaped during an SQS
@@ -33,6 +36,7 @@ from tollway.usage.events import from_exchange
 MARKER = "usage_event_unsent"
 BATCH = 10  # SendMessageBatch's limit
 
+# For boto3 SQS clients (tools, and the one LeanSqs borrows its endpoint and credentials from).
 # We retry on the next flush ourselves: a botocore retry would only hold the flush longer.
 SQS_CONFIG = Config(
     connect_timeout=1,
@@ -218,5 +222,5 @@ class BackgroundFlusher:
         while True:
             await asyncio.sleep(self.interval_s)
             if self.emitter.pending():
-                # boto3 blocks: run the send on a worker thread, never on the loop.
+                # The send blocks: run it on a worker thread, never on the loop.
                 await asyncio.to_thread(self.emitter.flush)

@@ -1,0 +1,200 @@
+"""SQS's SendMessageBatch over one keep-alive connection: the usage flush without botocore.
+
+Why not boto3's client: a flush of one event through it cost ~810 µs of CPU after each
+Lambda invocation, and 27% of a uvicorn worker's throughput, nearly all of it botocore's
+generic machinery (event hooks, validation, serialization, endpoint rules, parsing).
+SQS speaks the AWS JSON 1.0 protocol, like DynamoDB: a call here is one orjson body, the
+SigV4 of `tollway.dynamo` with service "sqs", one POST and one orjson parse.
+
+Synchronous on purpose: the Lambda extension flushes from its own thread while the
+Mangum event loop is idle, and `BackgroundFlusher` runs the flush on a worker thread.
+One connection per sender (a lock serializes callers); connect timeout 1 s, read 2 s.
+A request that fails on a connection already used before (SQS or a proxy closed it while
+idle, or the environment was frozen) is sent once more on a new one; any other failure,
+and every timeout, is raised at once: the emitter keeps the events for its next flush,
+and the usage function's dedupe on `event_id` makes a doubled send harmless.
+
+    SqsError(code, body, status)
+        code: the `__type` after '#'   QueueDoesNotExist, AccessDenied, RequestThrottled, ...
+              "InternalServerError"    an HTTP 5xx without a `__type`
+              "BadResponse"            any other answer that is not SQS's JSON
+              "ConnectionError"        could not connect (in time), or the connection broke
+              "Timeout"                connected, but no answer within the read timeout
+              "NoCredentials"          the credential chain found nothing
+
+Endpoint, region and credentials are read from a boto3 SQS client (`LeanSqs.from_client`),
+so `AWS_ENDPOINT_URL[_SQS]` and the credential chain work as boto3 reads them; credentials
+are frozen per call, so refreshable ones stay valid.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from tollway.dynamo import Credentials, SigV4, canonical_host
+
+TARGET_PREFIX = "AmazonSQS"
+# How a kept-alive connection that the other side has closed fails, before any answer.
+_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
+class SqsError(Exception):
+    """SQS refused the call or could not be asked; `body` is its JSON answer, when it gave one."""
+
+    def __init__(self, code: str, body: dict[str, Any] | None = None, status: int | None = None) -> None:
+        super().__init__(code)
+        self.code = code
+        self.body = body if body is not None else {}
+        self.status = status
+
+
+class LeanSqs:
+    def __init__(
+        self,
+        endpoint: str,
+        region: str,
+        credentials: Credentials | None,
+        *,
+        connect_timeout: float = 1.0,
+        read_timeout: float = 2.0,
+        ca_file: str | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) endpoint: {endpoint!r}")
+        self.endpoint = endpoint
+        self.credentials = credentials
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.ca_file = ca_file
+        self.now = now
+        self.calls = 0
+        self._path = parts.path.rstrip("/") + "/"
+        self.signer = SigV4(region, canonical_host(endpoint), self._path, service="sqs")
+        self._scheme, self._host, self._port = parts.scheme, parts.hostname, parts.port
+        self._connection: http.client.HTTPConnection | None = None
+        self._ssl: ssl.SSLContext | None = None
+        self._used = False  # the connection has carried a request: it may have gone stale since
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_client(cls, client: Any, **options: Any) -> LeanSqs:
+        """Endpoint, region and credentials exactly as `client` (a boto3 SQS client) uses them."""
+        from botocore.httpsession import where  # the CA bundle boto3 itself verifies with
+
+        # The signer's credentials are the ones the client itself signs with, whichever
+        # way they were given (environment, role, explicit keys): boto3 has no public getter.
+        credentials = client._request_signer._credentials
+        options.setdefault("ca_file", where())
+        return cls(client.meta.endpoint_url, client.meta.region_name, credentials, **options)
+
+    def send_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803 - boto3's names
+        """`{"Successful": [...], "Failed": [...]}`, as boto3's call answers; raises SqsError."""
+        return self.call("SendMessageBatch", orjson.dumps({"QueueUrl": QueueUrl, "Entries": Entries}))
+
+    def call(self, operation: str, body: bytes) -> dict[str, Any]:
+        """One SQS operation with a serialized JSON request; its parsed answer."""
+        if self.credentials is None:
+            raise SqsError("NoCredentials")
+        headers = dict(
+            self.signer.headers(
+                body, f"{TARGET_PREFIX}.{operation}", self.credentials.get_frozen_credentials(), self.now()
+            )
+        )
+        with self._lock:
+            self.calls += 1
+            status, content = self._exchange(headers, body)
+        return _answer(status, content)
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    def _exchange(self, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        reused = self._used
+        try:
+            return self._attempt(headers, body)
+        except _STALE as error:
+            # A kept-alive connection the other side closed while idle: expected, try a new one.
+            if not reused:
+                raise SqsError("ConnectionError") from error
+        try:
+            return self._attempt(headers, body)
+        except _STALE as error:
+            raise SqsError("ConnectionError") from error
+
+    def _attempt(self, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        """One request on the kept connection (opened if need be); raises SqsError, or a
+        `_STALE` error when the connection broke before any answer."""
+        connection = self._connect()
+        try:
+            connection.request("POST", self._path, body, headers)
+            self._used = True
+            response = connection.getresponse()
+            content = response.read()
+        except _STALE:
+            self._drop()
+            raise
+        except TimeoutError as error:
+            self._drop()
+            raise SqsError("Timeout") from error
+        except (OSError, http.client.HTTPException) as error:
+            self._drop()
+            raise SqsError("ConnectionError") from error
+        if response.will_close:
+            self._drop()
+        return response.status, content
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self._connection is not None and self._connection.sock is not None:
+            return self._connection
+        self._drop()
+        connection: http.client.HTTPConnection
+        if self._scheme == "https":
+            if self._ssl is None:  # loading the CA bundle takes milliseconds: once, and not at init
+                self._ssl = ssl.create_default_context(cafile=self.ca_file)
+            connection = http.client.HTTPSConnection(
+                self._host, self._port, timeout=self.connect_timeout, context=self._ssl
+            )
+        else:
+            connection = http.client.HTTPConnection(self._host, self._port, timeout=self.connect_timeout)
+        try:
+            connection.connect()
+        except (OSError, http.client.HTTPException) as error:
+            connection.close()
+            raise SqsError("ConnectionError") from error
+        assert connection.sock is not None
+        connection.sock.settimeout(self.read_timeout)
+        self._connection = connection
+        return connection
+
+    def _drop(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+        self._connection, self._used = None, False
+
+
+def _answer(status: int, content: bytes) -> dict[str, Any]:
+    try:
+        answer = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise SqsError("InternalServerError" if status >= 500 else "BadResponse", None, status)
+    if status == 200:
+        return answer
+    kind = answer.get("__type")
+    if isinstance(kind, str) and kind:
+        code = kind.rpartition("#")[2]
+    else:
+        code = "InternalServerError" if status >= 500 else "BadResponse"
+    raise SqsError(code, answer, status)
