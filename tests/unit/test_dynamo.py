@@ -13,7 +13,8 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from tollway.dynamo import CONTENT_TYPE, DynamoCaller, DynamoError, SigV4, canonical_host
+from tollway.awsjson import CONTENT_TYPE, SigV4, canonical_host
+from tollway.dynamo import DynamoCaller, DynamoError
 from tollway.upstream.client import exchanger_for, make_client
 from tollway.upstream.exchange import Exchanger, HttpxExchanger
 

@@ -33,8 +33,6 @@ as boto3 reads them; credentials are frozen per call, so refreshable ones stay v
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import random
 import time
 from collections.abc import Callable
@@ -46,24 +44,18 @@ import orjson
 from botocore import xform_name
 from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 
+from tollway.awsjson import AwsError, Credentials, SigV4, canonical_host, parse_answer
 from tollway.upstream.client import exchanger_for
 from tollway.upstream.exchange import ExchangeError, Exchanger, ReadTimeout
 
 API_VERSION = "DynamoDB_20120810"
-CONTENT_TYPE = "application/x-amz-json-1.0"
 THROTTLING = frozenset(
     {"ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded"}
 )
 
 
-class DynamoError(Exception):
+class DynamoError(AwsError):
     """DynamoDB refused or could not be asked; `body` is its JSON answer (`Item` for ALL_OLD)."""
-
-    def __init__(self, code: str, body: dict[str, Any] | None = None, status: int | None = None) -> None:
-        super().__init__(code)
-        self.code = code
-        self.body = body if body is not None else {}
-        self.status = status
 
     @property
     def retryable(self) -> bool:
@@ -72,88 +64,6 @@ class DynamoError(Exception):
 
 class Caller(Protocol):
     async def call(self, operation: str, body: bytes) -> dict[str, Any]: ...
-
-
-class FrozenCredentials(Protocol):
-    access_key: str
-    secret_key: str
-    token: str | None
-
-
-class Credentials(Protocol):
-    def get_frozen_credentials(self) -> FrozenCredentials: ...
-
-
-class SigV4:
-    """AWS Signature Version 4 for the AWS JSON 1.0 protocol's one request shape: POST to
-    `path`, no query, a JSON body, the operation in `x-amz-target`. DynamoDB and SQS
-    (`service="sqs"`, tollway.usage.sqs) both speak it, with the same content-type.
-
-    Signed headers: content-type;host;x-amz-date;x-amz-security-token (with a session
-    token);x-amz-target — what botocore's SigV4Auth signs for the same request.
-    """
-
-    def __init__(self, region: str, host: str, path: str = "/", service: str = "dynamodb") -> None:
-        self.region = region
-        self.host = host
-        self.path = path
-        self.service = service
-        self._key: tuple[str, str, bytes] = ("", "", b"")  # (date, secret, signing key)
-
-    def headers(
-        self, body: bytes, target: str, credentials: FrozenCredentials, now: float
-    ) -> list[tuple[str, str]]:
-        amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-        date = amz_date[:8]
-        token = credentials.token
-        if token:
-            signed = "content-type;host;x-amz-date;x-amz-security-token;x-amz-target"
-            token_line = f"x-amz-security-token:{token}\n"
-        else:
-            signed = "content-type;host;x-amz-date;x-amz-target"
-            token_line = ""
-        canonical = (
-            f"POST\n{self.path}\n\ncontent-type:{CONTENT_TYPE}\nhost:{self.host}\nx-amz-date:{amz_date}\n"
-            f"{token_line}x-amz-target:{target}\n\n{signed}\n{hashlib.sha256(body).hexdigest()}"
-        )
-        scope = f"{date}/{self.region}/{self.service}/aws4_request"
-        to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-        signature = hmac.new(self._signing_key(date, credentials.secret_key), to_sign.encode(), "sha256")
-        headers = [
-            ("host", self.host),
-            ("content-type", CONTENT_TYPE),
-            ("x-amz-date", amz_date),
-            ("x-amz-target", target),
-            (
-                "authorization",
-                f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
-                f"SignedHeaders={signed}, Signature={signature.hexdigest()}",
-            ),
-        ]
-        if token:
-            headers.append(("x-amz-security-token", token))
-        return headers
-
-    def _signing_key(self, date: str, secret: str) -> bytes:
-        # Four HMACs that change once a day (or when the credentials rotate): derive them once.
-        cached_date, cached_secret, key = self._key
-        if cached_date != date or cached_secret != secret:
-            key = f"AWS4{secret}".encode()
-            for part in (date, self.region, self.service, "aws4_request"):
-                key = hmac.digest(key, part.encode(), "sha256")
-            self._key = (date, secret, key)
-        return key
-
-
-def canonical_host(endpoint: str) -> str:
-    """The Host header botocore would sign: the endpoint's host, its port unless the default."""
-    parts = urlsplit(endpoint)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if parts.port is None or parts.port == {"http": 80, "https": 443}.get(parts.scheme):
-        return host
-    return f"{host}:{parts.port}"
 
 
 def _pause() -> float:
@@ -221,20 +131,7 @@ class DynamoCaller:
             raise DynamoError("Timeout") from error
         except ExchangeError as error:
             raise DynamoError("ConnectionError") from error
-        try:
-            answer = orjson.loads(content)
-        except orjson.JSONDecodeError:
-            answer = None
-        if not isinstance(answer, dict):
-            raise DynamoError("InternalServerError" if status >= 500 else "BadResponse", None, status)
-        if status == 200:
-            return answer
-        kind = answer.get("__type")
-        if isinstance(kind, str) and kind:
-            code = kind.rpartition("#")[2]
-        else:
-            code = "InternalServerError" if status >= 500 else "BadResponse"
-        raise DynamoError(code, answer, status)
+        return parse_answer(status, content, DynamoError)
 
 
 class BotoCaller:

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 from botocore.credentials import Credentials
-from tollway.dynamo import CONTENT_TYPE
+from tollway.awsjson import CONTENT_TYPE
 from tollway.usage.sqs import LeanSqs, SqsError
 
 from tests.unit.test_dynamo import botocore_authorization

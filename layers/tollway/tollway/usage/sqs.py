@@ -4,7 +4,7 @@ Why not boto3's client: a flush of one event through it cost ~810 µs of CPU aft
 Lambda invocation, and 27% of a uvicorn worker's throughput, nearly all of it botocore's
 generic machinery (event hooks, validation, serialization, endpoint rules, parsing).
 SQS speaks the AWS JSON 1.0 protocol, like DynamoDB: a call here is one orjson body, the
-SigV4 of `tollway.dynamo` with service "sqs", one POST and one orjson parse.
+SigV4 of `tollway.awsjson` with service "sqs", one POST and one orjson parse.
 
 Synchronous on purpose: the Lambda extension flushes from its own thread while the
 Mangum event loop is idle, and `BackgroundFlusher` runs the flush on a worker thread.
@@ -39,21 +39,15 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from tollway.dynamo import Credentials, SigV4, canonical_host
+from tollway.awsjson import AwsError, Credentials, SigV4, canonical_host, parse_answer
 
 TARGET_PREFIX = "AmazonSQS"
 # How a kept-alive connection that the other side has closed fails, before any answer.
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
-class SqsError(Exception):
+class SqsError(AwsError):
     """SQS refused the call or could not be asked; `body` is its JSON answer, when it gave one."""
-
-    def __init__(self, code: str, body: dict[str, Any] | None = None, status: int | None = None) -> None:
-        super().__init__(code)
-        self.code = code
-        self.body = body if body is not None else {}
-        self.status = status
 
 
 class LeanSqs:
@@ -113,7 +107,7 @@ class LeanSqs:
         with self._lock:
             self.calls += 1
             status, content = self._exchange(headers, body)
-        return _answer(status, content)
+        return parse_answer(status, content, SqsError)
 
     def close(self) -> None:
         with self._lock:
@@ -181,20 +175,3 @@ class LeanSqs:
         if self._connection is not None:
             self._connection.close()
         self._connection, self._used = None, False
-
-
-def _answer(status: int, content: bytes) -> dict[str, Any]:
-    try:
-        answer = orjson.loads(content)
-    except orjson.JSONDecodeError:
-        answer = None
-    if not isinstance(answer, dict):
-        raise SqsError("InternalServerError" if status >= 500 else "BadResponse", None, status)
-    if status == 200:
-        return answer
-    kind = answer.get("__type")
-    if isinstance(kind, str) and kind:
-        code = kind.rpartition("#")[2]
-    else:
-        code = "InternalServerError" if status >= 500 else "BadResponse"
-    raise SqsError(code, answer, status)
