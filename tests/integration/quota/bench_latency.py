@@ -40,7 +40,8 @@ from tollway.quota.store import QuotaStore
 from tollway.upstream.client import make_client
 
 from tests.bench.infra import FAKE_AWS
-from tests.bench.procs import Procs, free_port, wait_http
+from tests.bench.procs import Procs
+from tests.bench.servers import moto_server
 from tests.conftest import INFRA
 from tests.integration.quota.conftest import CountingTransport
 
@@ -53,23 +54,6 @@ PLANS = {
         {"rate": {"limit": 1, "per": "minute"}, "quota": {"limit": 10**9, "per": "month"}}
     ),
 }
-
-
-MOTO = (
-    "import sys, uvicorn; from uvicorn.middleware.wsgi import WSGIMiddleware; "
-    "from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app; "
-    "app = WSGIMiddleware(DomainDispatcherApplication(create_backend_app)); "
-    "uvicorn.run(app, host='127.0.0.1', port=int(sys.argv[1]), log_level='warning')"
-)
-
-
-def moto_server(procs: Procs) -> str:
-    """The moto server's app behind uvicorn: HTTP/1.1 keep-alive, in a child process."""
-    port = free_port()
-    proc = procs.start("moto-keepalive", [sys.executable, "-c", MOTO, str(port)])
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/moto-api/", proc, timeout_s=30)
-    return url
 
 
 class CountingExchanger:
