@@ -174,3 +174,23 @@ async def test_head_on_a_get_route(gateway: httpx.AsyncClient) -> None:
     response = await gateway.head("/v1/echo/x")
     assert response.status_code == 200
     assert response.content == b""
+
+
+async def test_log_lines_carry_the_request_id_as_correlation_id(gateway: httpx.AsyncClient) -> None:
+    import io
+    import logging
+
+    from tollway.observability import logger
+
+    records = io.StringIO()
+    handler = logging.StreamHandler(records)
+    handler.setFormatter(logger.registered_formatter)
+    logging.getLogger("tollway").addHandler(handler)
+    try:
+        await gateway.get("/v1/echo/x", headers={"x-request-id": "corr-1"})
+        await gateway.get("/v1/nope", headers={"x-request-id": "corr-2"})
+    finally:
+        logging.getLogger("tollway").removeHandler(handler)
+    lines = [json.loads(line) for line in records.getvalue().splitlines() if line.startswith("{")]
+    access = [line for line in lines if line["message"] == "access"]
+    assert [(a["correlation_id"], a["status"]) for a in access] == [("corr-1", 200), ("corr-2", 404)]
