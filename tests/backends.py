@@ -9,7 +9,8 @@ from urllib.parse import parse_qs
 import orjson
 
 
-async def _drain(receive) -> bytes:
+async def read_body(receive) -> bytes:
+    """The whole request body of an ASGI request."""
     body = b""
     while True:
         message = await receive()
@@ -22,7 +23,7 @@ async def loopback_backend(scope, receive, send) -> None:
     """`/echo/...` describes the request it got; `/slow?ms=N`, `/status/N`, `/big?bytes=N`."""
     if scope["type"] != "http":
         return
-    body = await _drain(receive)
+    body = await read_body(receive)
     path = scope["path"]
     query = parse_qs(scope["query_string"].decode())
     headers = [(b"content-type", b"application/json")]

@@ -13,22 +13,15 @@ import uuid
 
 import orjson
 
+from tests.backends import read_body
+
 JSON = [(b"content-type", b"application/x-amz-json-1.0")]
-
-
-async def _body(receive) -> bytes:
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            return body
 
 
 async def sqs_sink(scope, receive, send) -> None:
     if scope["type"] != "http":
         return
-    body = await _body(receive)
+    body = await read_body(receive)
     target = dict(scope["headers"]).get(b"x-amz-target", b"").decode()
     if target == "AmazonSQS.SendMessageBatch":
         entries = orjson.loads(body)["Entries"]
