@@ -65,6 +65,9 @@ def test_a_key_created_from_a_second_terminal_works(dev_server: DevServer) -> No
     assert ok.status_code == 200
     denied = httpx.get(f"{dev_server.url}/v1/profile/2", headers={"x-api-key": key})
     assert denied.status_code == 403  # the key lacks profile:read
+    # An authenticated answer states the plan even when the quota step was never reached.
+    # (w of a monthly quota is this month's length in seconds.)
+    assert denied.headers["ratelimit-policy"].startswith('"rate";q=100;w=1, "quota";q=1000000;w=')
     assert httpx.get(f"{dev_server.url}/v1/users/2", headers={"x-api-key": key + "x"}).status_code == 401
 
 

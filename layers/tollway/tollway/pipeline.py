@@ -62,6 +62,10 @@ class Admission(Protocol):
 
     async def admit(self, exchange: Exchange) -> None: ...
 
+    def policy(self, principal: Principal) -> list[tuple[str, str]]:
+        """The plan's RateLimit policy fields, for answers that were not admitted or refused here."""
+        ...
+
 
 class Upstream(Protocol):
     async def call(self, exchange: Exchange) -> Response: ...
@@ -208,6 +212,16 @@ class Gateway:
             return None
         return route.cors.preflight(origin, wanted, route.methods)
 
+    def _state_plan(self, ex: Exchange, response: Response) -> None:
+        """Every authenticated answer carries the plan's RateLimit policy, also one refused
+        before the quota step counted anything (a missing scope, an invalid body)."""
+        if (
+            self.admission is not None
+            and ex.principal.credential != "anonymous"
+            and response.header("ratelimit-policy") is None
+        ):
+            response.headers.extend(self.admission.policy(ex.principal))
+
     async def handle(self, request: Request, path: str) -> Response:
         """Answer one request. `path` is percent-encoded, as the caller sent it."""
         started = time.monotonic()
@@ -229,8 +243,9 @@ class Gateway:
 
             logger.exception("unhandled error", extra={"route_id": ex.route.id if ex else None})
             response = problem_response(GatewayError(), request.request_id)
-        if ex is not None and ex.extra_headers:
+        if ex is not None:
             response.headers.extend(ex.extra_headers)
+            self._state_plan(ex, response)
         if ex is not None and origin is not None and ex.route.cors is not None:
             ex.route.cors.decorate(origin, response)
         response.headers.append(("x-request-id", request.request_id))

@@ -29,6 +29,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 
+from tollway.auth.principal import Principal
 from tollway.config.models import Plan
 from tollway.errors import Forbidden, ServiceUnavailable, TooManyRequests
 from tollway.observability import count, logger
@@ -66,6 +67,17 @@ class QuotaAdmission:
                 ex.extra_headers.append(("ratelimit-policy", policy))
             return
         await Spend(self, plan, ex).run()
+
+    def policy(self, principal: Principal) -> list[tuple[str, str]]:
+        """`RateLimit-Policy` of the principal's plan, for an authenticated answer that never
+        reached this step (a missing scope, an invalid body): the plan, without a count."""
+        plan = self.plans.get(principal.plan)
+        if plan is None or (plan.rate is None and plan.quota is None):
+            return []
+        counter = limits.counter_period(self.now(), plan)
+        return [
+            ("ratelimit-policy", limits.policy_field(plan.rate, plan.quota, counter if plan.quota else None))
+        ]
 
     @staticmethod
     def _admit(ex: Exchange, cost: int, headers: list[tuple[str, str]]) -> None:
