@@ -175,7 +175,9 @@ def issue_key(
     status = main([*argv, "--scopes", scopes] if scopes else argv)
     out, err = capsys.readouterr()
     assert status == 0, err
-    return json.loads(out)["key"]
+    # Other threads may log to the same captured stdout: the key is the CLI's one JSON line.
+    (line,) = [line for line in out.splitlines() if line.startswith('{"key"')]
+    return json.loads(line)["key"]
 
 
 def credentials(infra: Path, capsys) -> Credentials:

@@ -98,6 +98,9 @@ class LimitAdmission:
         ex.admitted = True
         ex.cost_units = ex.route.cost
 
+    def policy(self, principal: Any) -> list[tuple[str, str]]:
+        return [("ratelimit-policy", f'"quota";q={self.limit};w=2592000')]
+
 
 @dataclass
 class Stack:

@@ -98,6 +98,8 @@ def test_events_are_sent_after_the_response_before_the_next_event(aws, infra, ba
     assert queue_depth(stack.sqs, stack.env["TOLLWAY_USAGE_QUEUE_URL"]) == 2
     message = stack.sqs.receive_message(QueueUrl=stack.env["TOLLWAY_USAGE_QUEUE_URL"])["Messages"][0]["Body"]
     assert "secret" not in message and "acme" in message
+    # End the extension's thread, so that it does not outlive the test asking a gone server.
+    api.events.put({"eventType": "SHUTDOWN"})
 
 
 def test_not_on_lambda_it_is_a_no_op(aws, infra, backend_url):

@@ -26,6 +26,8 @@ from typing import Any, Protocol
 from tollway.observability import logger
 
 NAME = "tollway-usage"
+# Consecutive failures to reach the Extensions API after which the thread stops.
+MAX_FAILURES = 5
 LambdaHandler = Callable[[Any, Any], Any]
 
 
@@ -76,13 +78,20 @@ class UsageExtension:
             return json.loads(answer.read())
 
     def _run(self) -> None:
+        failures = 0
         while True:
             try:
                 event = self._next()
             except Exception:
+                failures += 1
+                if failures >= MAX_FAILURES:
+                    # The runtime API is gone: stop asking. Unsent events overflow to the log.
+                    logger.exception("usage extension: giving up after repeated failures")
+                    return
                 logger.exception("usage extension: next event failed")
                 time.sleep(1)
                 continue
+            failures = 0
             if event.get("eventType") == "SHUTDOWN":
                 self._flush()
                 return
