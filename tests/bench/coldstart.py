@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.bench.invoke import ROUTER, http_event
+from tests.bench.invoke import http_event
 from tests.bench.procs import ROOT, WORK
+from tests.lambda_router import ROUTER
 
 COLD = Path(__file__).with_name("cold.py")
 BUILD = ROOT / ".aws-sam" / "build"

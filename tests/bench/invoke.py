@@ -5,8 +5,6 @@ Also the botocore event hook that counts AWS calls, and the naive floor under Ma
 
 from __future__ import annotations
 
-import importlib.util
-import itertools
 import os
 import threading
 from collections import Counter
@@ -14,36 +12,19 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from tests.bench.procs import ROOT
-
-ROUTER = ROOT / "functions" / "router" / "app.py"
-_loaded = itertools.count()
+from tests import lambda_router
+from tests.lambda_router import Context
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
-class Context:
-    function_name = "RouterFunction"
-    aws_request_id = "bench"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:RouterFunction"
-    memory_limit_in_mb = 1024
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 30_000
-
-
-CONTEXT = Context()
+CONTEXT = Context("bench")
 
 
 def load_router(env: dict[str, str]) -> ModuleType:
     """A fresh container: the router module imported anew, as Lambda's init does."""
     os.environ.update(env)
-    spec = importlib.util.spec_from_file_location(f"router_app_{next(_loaded)}", ROUTER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return lambda_router.load_router()
 
 
 def floor_handler(backend: str) -> Handler:

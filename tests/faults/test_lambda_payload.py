@@ -4,7 +4,6 @@ the router, never an invocation error (which API Gateway turns into a bare 500).
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -13,6 +12,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from tests.infra_files import write_infra
+from tests.lambda_router import Context, load_router
 
 ROOT = Path(__file__).resolve().parents[2]
 LAMBDA_LIMIT = 6 * 1024 * 1024
@@ -36,25 +36,12 @@ async def blob(scope, receive, send) -> None:
     await send({"type": "http.response.body", "body": b"\xff" * size if "octet" in kind else b"x" * size})
 
 
-class Context:
-    function_name = "RouterFunction"
-    aws_request_id = "payload"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:RouterFunction"
-    memory_limit_in_mb = 512
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 30_000
-
-
 @pytest.fixture
 def router(tmp_path: Path, serve, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     infra = write_infra(tmp_path, {"svc": serve(blob)}, ROUTES)
     monkeypatch.setenv("TOLLWAY_INFRA_DIR", str(infra))
     monkeypatch.setenv("TOLLWAY_STAGE", "dev")
-    spec = importlib.util.spec_from_file_location("router_payload", ROOT / "functions" / "router" / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_router()
     return module
 
 

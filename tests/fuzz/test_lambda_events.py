@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import importlib.util
 import json
 from collections import Counter
 from pathlib import Path
@@ -23,20 +22,10 @@ from hypothesis import strategies as st
 
 from tests.backends import loopback_backend
 from tests.fuzz.stack import DERANDOMIZE, EXAMPLES, JWT_SECRET, credentials, write_fuzz_infra
+from tests.lambda_router import Context, load_router
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = [json.loads(p.read_text()) for p in sorted((ROOT / "tests" / "events").glob("http_api_v2_*.json"))]
-
-
-class Context:
-    function_name = "RouterFunction"
-    aws_request_id = "fuzz"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:RouterFunction"
-    memory_limit_in_mb = 512
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 30_000
 
 
 @pytest.fixture
@@ -49,9 +38,7 @@ def router(aws, serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) 
     monkeypatch.setenv("TOLLWAY_INFRA_DIR", str(infra))
     monkeypatch.setenv("TOLLWAY_STAGE", "dev")
     monkeypatch.setenv("FUZZ_JWT_SECRET", JWT_SECRET)
-    spec = importlib.util.spec_from_file_location("router_fuzz", ROOT / "functions" / "router" / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_router()
     return module, key
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -12,6 +11,7 @@ import pytest
 
 from tests.backends import loopback_backend
 from tests.infra_files import write_infra
+from tests.lambda_router import Context, load_router
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "events"
@@ -32,17 +32,6 @@ ROUTES = """\
 """
 
 
-class Context:
-    function_name = "RouterFunction"
-    aws_request_id = "c0ffee"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:RouterFunction"
-    memory_limit_in_mb = 512
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 30_000
-
-
 def event(name: str) -> dict:
     return json.loads((EVENTS / f"{name}.json").read_text())
 
@@ -52,9 +41,7 @@ def router(tmp_path: Path, serve, monkeypatch: pytest.MonkeyPatch) -> ModuleType
     infra = write_infra(tmp_path, {"svc": serve(loopback_backend)}, ROUTES)
     monkeypatch.setenv("TOLLWAY_INFRA_DIR", str(infra))
     monkeypatch.setenv("TOLLWAY_STAGE", "dev")
-    spec = importlib.util.spec_from_file_location("router_app", ROOT / "functions" / "router" / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_router()
     return module
 
 

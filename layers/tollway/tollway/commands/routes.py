@@ -8,9 +8,9 @@ import os
 import sys
 from pathlib import Path
 
-from tollway.config.compile import compile_infra
+from tollway.config.compile import compile_infra, compile_loaded
 from tollway.config.errors import ConfigError, ConfigProblem
-from tollway.config.load import load_infra
+from tollway.config.load import Loaded, load_infra
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,14 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     lst.set_defaults(func=run_list)
 
 
-def check(infra: Path) -> list[ConfigProblem]:
-    """Every problem in `infra`, for every stage it declares."""
-    loaded = load_infra(infra, Path.cwd())
+def check(loaded: Loaded) -> list[ConfigProblem]:
+    """Every problem in the files, for every stage they declare."""
     stages = list(loaded.gateway.stages) if loaded.gateway else [None]
     problems: set[ConfigProblem] = set()
     for stage in stages:
         try:
-            compile_infra(infra, stage, os.environ, Path.cwd())
+            compile_loaded(loaded, stage, os.environ)
         except ConfigError as exc:
             problems.update(exc.problems)
     return sorted(problems)
@@ -44,13 +43,13 @@ def run_check(args: argparse.Namespace) -> int:
     if not (args.infra / "gateway.yaml").exists():
         print(f"{args.infra}: not an infra folder (no gateway.yaml)", file=sys.stderr)
         return 1
-    problems = check(args.infra)
+    loaded = load_infra(args.infra, Path.cwd())
+    problems = check(loaded)
     for problem in problems:
         print(problem)
     if problems:
         print(f"{len(problems)} problem(s)", file=sys.stderr)
         return 1
-    loaded = load_infra(args.infra, Path.cwd())
     print(f"ok: {len(loaded.routes)} route(s) in {args.infra}")
     return 0
 

@@ -105,7 +105,13 @@ def compile_infra(
     environ: Mapping[str, str] | None = None,
     display_root: Path | None = None,
 ) -> CompiledConfig:
-    loaded = load_infra(infra, display_root)
+    return compile_loaded(load_infra(infra, display_root), stage, environ)
+
+
+def compile_loaded(
+    loaded: Loaded, stage: str | None = None, environ: Mapping[str, str] | None = None
+) -> CompiledConfig:
+    """Compile files already read, for one stage; `routes check` reads once for every stage."""
     problems = list(loaded.problems)
     config = None
     if loaded.gateway is not None and loaded.plans is not None:

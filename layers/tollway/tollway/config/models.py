@@ -19,7 +19,6 @@ MAX_TIMEOUT_MS = 30_000
 NAME = r"^[A-Za-z][A-Za-z0-9_-]*$"
 ROUTE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 PARAM_SEGMENT = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
-HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 TimeoutMs = Annotated[int, Field(gt=0, le=MAX_TIMEOUT_MS)]

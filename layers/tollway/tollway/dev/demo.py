@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,25 +9,26 @@ from typing import Any
 
 import boto3
 
+from tollway.auth.keys import key_hash
+from tollway.auth.store import ACTIVE, KeyRecord, KeyStore
+
 DEMO_CONSUMER = "demo"
 DEMO_PLAN = "free"
-DEMO_SCOPES = ["users:read", "profile:read"]
+DEMO_SCOPES = ("users:read", "profile:read")
 
 
 def create_demo_consumer(env: dict[str, str], infra: Path, key: str) -> None:
-    table = env["TOLLWAY_KEYS_TABLE"]
-    boto3.client("dynamodb").put_item(
-        TableName=table,
-        Item={
-            "key_hash": {"S": hashlib.sha256(key.encode()).hexdigest()},
-            "key_id": {"S": "demo"},
-            "consumer": {"S": DEMO_CONSUMER},
-            "plan": {"S": DEMO_PLAN},
-            "scopes": {"L": [{"S": s} for s in DEMO_SCOPES]},
-            "status": {"S": "active"},
-            "created_at": {"S": datetime.now(UTC).isoformat()},
-        },
+    """The demo consumer's key, stored the way `tollway keys create` stores one (hashed)."""
+    record = KeyRecord(
+        key_hash=key_hash(key),
+        key_id="demo",
+        consumer=DEMO_CONSUMER,
+        plan=DEMO_PLAN,
+        scopes=DEMO_SCOPES,
+        status=ACTIVE,
+        created_at=datetime.now(UTC).isoformat(),
     )
+    KeyStore(boto3.client("dynamodb"), env["TOLLWAY_KEYS_TABLE"]).put(record)
 
 
 def start_usage_pipeline(env: dict[str, str], infra: Path, sqs: Any) -> Callable[[], None]:

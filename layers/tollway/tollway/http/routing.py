@@ -20,7 +20,6 @@ T = TypeVar("T")
 class _Node(Generic[T]):
     literals: dict[str, _Node[T]] = field(default_factory=dict)
     param: _Node[T] | None = None
-    param_names: list[str] = field(default_factory=list)
     # method -> (target, parameter names in path order)
     methods: dict[str, tuple[T, tuple[str, ...]]] = field(default_factory=dict)
 
