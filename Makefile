@@ -9,7 +9,10 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export PYENV_VERSION ?= 3.11.7:3.12.1:3.13.0
 
 PYTHON ?= python3
-UV ?= uv
+# uv lives in the project's own tool folder and is called by that path: a fresh machine has
+# no uv on PATH, and `pip install --user` would put one where PATH does not look.
+UV_HOME := .tools/uv
+UV := $(UV_HOME)/bin/uv
 SAM := .tools/sam/bin/sam
 STAMP := .venv/.synced
 
@@ -17,15 +20,18 @@ include build.mk
 
 .PHONY: dev test lint build bench fuzz install tools schemas check-schemas clean
 
-$(STAMP): uv.lock pyproject.toml
-	@command -v $(UV) >/dev/null || $(PYTHON) -m pip install --quiet --user uv || $(PYTHON) -m pip install --quiet uv
+$(UV): tools/uv-requirements.txt
+	$(PYTHON) -m venv --clear $(UV_HOME)
+	$(UV_HOME)/bin/python -m pip install --quiet --disable-pip-version-check -r tools/uv-requirements.txt
+	@touch $@
+
+$(STAMP): uv.lock pyproject.toml $(UV)
 	$(UV) sync --frozen
 	@touch $@
 
 install: $(STAMP)
 
-$(SAM): tools/sam-requirements.txt
-	@command -v $(UV) >/dev/null || $(PYTHON) -m pip install --quiet --user uv || $(PYTHON) -m pip install --quiet uv
+$(SAM): tools/sam-requirements.txt $(UV)
 	$(UV) venv --quiet --allow-existing --python 3.11 .tools/sam
 	$(UV) pip install --quiet --python .tools/sam/bin/python -r tools/sam-requirements.txt
 	@touch $@
