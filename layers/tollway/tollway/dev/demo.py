@@ -31,11 +31,15 @@ def create_demo_consumer(env: dict[str, str], infra: Path, key: str) -> None:
     KeyStore(boto3.client("dynamodb"), env["TOLLWAY_KEYS_TABLE"]).put(record)
 
 
-def start_usage_pipeline(env: dict[str, str], infra: Path, sqs: Any) -> Callable[[], None]:
-    """The usage function, fed from the emulated queue as Lambda's SQS event source feeds it."""
+def start_usage_pipeline(env: dict[str, str], infra: Path, sqs: Any = None) -> Callable[[], None]:
+    """The usage function, fed from the emulated queue as Lambda's SQS event source feeds it.
+
+    `tollway dev` runs it in a sidecar process of its own (tollway.dev.sidecar).
+    """
     from tollway.dev.sqs_poller import start_poller
     from tollway.settings import Settings
     from tollway.usage.consumer import build_handler
 
     handler = build_handler(Settings.from_environ(env, infra))
+    sqs = sqs or boto3.client("sqs", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"])
     return start_poller(env["TOLLWAY_USAGE_QUEUE_URL"], handler, sqs)

@@ -1,15 +1,15 @@
 """`tollway dev`: the whole gateway on one machine, no AWS account and no Docker.
 
-In one process: the moto server (emulated DynamoDB and SQS) on loopback, the tables and
-queues template.yaml declares, the demo backend services, a demo consumer and key, the
-usage function fed from the emulated queue as Lambda's SQS event source would feed it,
-and the gateway itself under uvicorn.
+The gateway runs alone in this process, under uvicorn as in `make bench`. Sidecar
+processes (tollway.dev.sidecar) run the moto server (emulated DynamoDB and SQS) on
+loopback, the demo backend services, and the usage function fed from the emulated queue
+as Lambda's SQS event source would feed it. The tables and queues come from
+template.yaml, and a demo consumer and key are created.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import threading
@@ -23,8 +23,9 @@ import uvicorn
 
 from tollway.config.compile import compile_infra
 from tollway.dev.backends import DEMO_SERVICES
-from tollway.dev.serve import ServedApp, serve_in_thread
-from tollway.dev.template import provision, read_template
+from tollway.dev.preflight import check_infra, check_ports, check_template, find_template
+from tollway.dev.sidecar import launch
+from tollway.dev.template import provision
 from tollway.discovery.target import parse_target
 
 FAKE_CREDENTIALS = {
@@ -39,7 +40,7 @@ DEV_JWT_SECRET = "tollway-dev-secret-change-me-0123456789"
 @dataclass
 class DevOptions:
     infra: Path = Path("infra")
-    template: Path = Path("template.yaml")
+    template: Path | None = None  # None: next to the infra folder, here, then Tollway's own
     host: str = "127.0.0.1"
     port: int = 3000
     aws_port: int = 4566
@@ -56,6 +57,7 @@ class DevStack:
     env: dict[str, str]
     aws_url: str
     gateway_url: str
+    template: Path
     stoppers: list[Callable[[], None]] = field(default_factory=list)
 
     def stop(self) -> None:
@@ -65,19 +67,9 @@ class DevStack:
                 self.stoppers.pop()()
 
 
-def start_emulator(host: str, port: int) -> tuple[str, Callable[[], None]]:
-    from moto.server import ThreadedMotoServer
-
-    # The emulator's own request log would drown the gateway's.
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
-    server.start()
-    return f"http://{host}:{port}", server.stop
-
-
-def start_demo_backends(services: dict[str, str]) -> list[ServedApp]:
-    """A demo service for each loopback instance of users, orders and reviews."""
-    served = []
+def demo_backends(services: dict[str, str]) -> list[tuple[str, str, int]]:
+    """(name, host, port) of each loopback instance of users, orders and reviews."""
+    out = []
     for name, spec in services.items():
         if name not in DEMO_SERVICES:
             continue
@@ -88,8 +80,8 @@ def start_demo_backends(services: dict[str, str]) -> list[ServedApp]:
         for url in urls:
             parts = urlsplit(url)
             if parts.hostname in ("127.0.0.1", "localhost") and parts.port:
-                served.append(serve_in_thread(DEMO_SERVICES[name], host=parts.hostname, port=parts.port))
-    return served
+                out.append((name, parts.hostname, parts.port))
+    return out
 
 
 def write_dev_env(path: Path, env: dict[str, str]) -> None:
@@ -100,10 +92,58 @@ def write_dev_env(path: Path, env: dict[str, str]) -> None:
 
 
 def start(options: DevOptions) -> tuple[DevStack, uvicorn.Server]:
+    """Check every file and port, then start the sidecars and build the gateway.
+
+    Raises `DevSetupError` (one line) or `ConfigError` (every problem of the infra folder)
+    before anything is started, or after stopping what was.
+    """
+    check_infra(options.infra)
+    template_path = find_template(options.template, options.infra, Path.cwd())
+    template = check_template(template_path)
     config = compile_infra(options.infra, options.stage, os.environ)
-    aws_url, stop_emulator = start_emulator(options.host, options.aws_port)
-    stack = DevStack(env={}, aws_url=aws_url, gateway_url=f"http://{options.host}:{options.port}")
-    stack.stoppers.append(stop_emulator)
+    backends = demo_backends(dict(config.services)) if options.demo_backends else []
+    check_ports(
+        options.host,
+        [
+            (options.port, "the gateway's port", "choose another with --port N"),
+            (
+                options.aws_port,
+                "the AWS emulator's port; LocalStack also uses 4566",
+                "choose another with --aws-port N",
+            ),
+            *(
+                (
+                    port,
+                    f"the demo {name} service, from stage {options.stage} of gateway.yaml",
+                    f"set TOLLWAY_SERVICE_{name.upper()}=http://127.0.0.1:PORT or pass --no-demo-backends",
+                )
+                for name, _, port in backends
+            ),
+        ],
+    )
+    stack = DevStack(
+        env={},
+        aws_url="",
+        gateway_url=f"http://{options.host}:{options.port}",
+        template=template_path,
+    )
+    try:
+        _start_sidecars(options, stack, template, backends)
+        return stack, _gateway(options, stack)
+    except BaseException:
+        stack.stop()
+        raise
+
+
+def _start_sidecars(options: DevOptions, stack: DevStack, template: dict, backends: list) -> None:
+    # Started together: each child's imports take a while, the emulator's most.
+    emulator = launch("emulator", {"host": options.host, "port": options.aws_port})
+    stack.stoppers.append(emulator.stop)
+    served = launch("backends", {"services": backends}) if backends else None
+    if served is not None:
+        stack.stoppers.append(served.stop)
+    aws_url = emulator.wait_ready()["url"]
+    stack.aws_url = aws_url
 
     # Cloud Map's data-plane calls would go to data-<host>: the emulator serves one host.
     env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": aws_url, "AWS_DISABLE_HOST_PREFIX_INJECTION": "true"}
@@ -116,29 +156,32 @@ def start(options: DevOptions) -> tuple[DevStack, uvicorn.Server]:
 
     dynamodb = boto3.client("dynamodb", endpoint_url=aws_url)
     sqs = boto3.client("sqs", endpoint_url=aws_url)
-    provisioned = provision(read_template(options.template), dynamodb, sqs, {"Stage": options.stage})
+    provisioned = provision(template, dynamodb, sqs, {"Stage": options.stage})
     env.update(provisioned.environment)
     env["TOLLWAY_STAGE"] = options.stage
     os.environ.update(env)
     stack.env = env
     write_dev_env(options.state_dir / "dev.env", env)
 
-    if options.demo_backends:
-        for served in start_demo_backends(dict(config.services)):
-            stack.stoppers.append(served.stop)
-
-    from tollway.dev.demo import create_demo_consumer, start_usage_pipeline
+    usage = launch("usage", {"env": env, "infra": str(options.infra)})
+    stack.stoppers.append(usage.stop)
+    from tollway.dev.demo import create_demo_consumer
 
     create_demo_consumer(env, options.infra, options.demo_key)
-    stack.stoppers.append(start_usage_pipeline(env, options.infra, sqs))
+    if served is not None:
+        served.wait_ready()
+    usage.wait_ready()
 
+
+def _gateway(options: DevOptions, stack: DevStack) -> uvicorn.Server:
     from tollway.assemble import build_app
     from tollway.settings import Settings
 
     # The router accepts the demo key only where this is set: `tollway dev`, never a stack.
     os.environ["TOLLWAY_DEMO_KEY"] = options.demo_key
     app = build_app(Settings.from_environ(os.environ, options.infra))
-    server = uvicorn.Server(
+    # loop and http "auto": uvloop and httptools, as the bare worker of `make bench`.
+    return uvicorn.Server(
         uvicorn.Config(
             app,
             host=options.host,
@@ -149,7 +192,6 @@ def start(options: DevOptions) -> tuple[DevStack, uvicorn.Server]:
             proxy_headers=False,
         )
     )
-    return stack, server
 
 
 def run(options: DevOptions) -> int:
@@ -158,6 +200,7 @@ def run(options: DevOptions) -> int:
 
     async def announce() -> None:
         ready.set()
+        print(f"tollway dev: tables and queues from {stack.template}", flush=True)
         print(
             f"tollway dev ready on {stack.gateway_url} "
             f"(emulator {stack.aws_url}, settings in {options.state_dir / 'dev.env'})",

@@ -1,0 +1,83 @@
+"""The AWS emulator of `tollway dev`: the moto server, run in a sidecar process of its own.
+
+moto computes a queue's three approximate message counts by scanning every message it holds
+(and reading the clock once per message), and its SendMessage reads them for every message
+it accepts. Under load the usage queue grows faster than the dev usage function drains it
+(one DynamoDB transaction per event), so each send cost more than the last: measured with
+wrk -c32 on a public route, moto's SQS handlers took most of the CPU and the gateway fell
+from ~600 to ~150 req/s within 30 s. SQS documents these counts as approximate and
+eventually consistent; here each is recomputed at most once per `COUNT_TTL_S`, which keeps a
+send's cost flat however deep the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+COUNT_TTL_S = 1.0
+COUNTS = (
+    "approximate_number_of_messages",
+    "approximate_number_of_messages_delayed",
+    "approximate_number_of_messages_not_visible",
+)
+
+
+def _cached(name: str, compute: Callable[[Any], int], ttl_s: float) -> property:
+    slot = f"_tollway_cached_{name}"
+
+    def get(queue: Any) -> int:
+        now = time.monotonic()
+        cached = queue.__dict__.get(slot)
+        if cached is not None and now - cached[0] < ttl_s:
+            return cached[1]
+        value = compute(queue)
+        queue.__dict__[slot] = (now, value)
+        return value
+
+    return property(get, doc=f"{name}, recomputed at most every {ttl_s:g} s (tollway dev)")
+
+
+def cache_queue_counts(ttl_s: float = COUNT_TTL_S) -> list[str]:
+    """Make moto's approximate queue counts cheap; the names changed (none if moto changed shape)."""
+    from moto.sqs.models import Queue
+
+    changed = []
+    for name in COUNTS:
+        current = Queue.__dict__.get(name)
+        if isinstance(current, property) and current.fget is not None:
+            setattr(Queue, name, _cached(name, current.fget, ttl_s))
+            changed.append(name)
+    return changed
+
+
+def start_emulator(host: str, port: int) -> tuple[str, Callable[[], None]]:
+    """The moto server on host:port; returns its URL and the function that stops it.
+
+    Built here rather than with moto's ThreadedMotoServer, whose start() waits forever
+    when the port cannot be bound: here the OSError reaches the caller.
+    """
+    import threading
+
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    # The emulator's own request log would drown the gateway's.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    cache_queue_counts()
+    app = DomainDispatcherApplication(create_backend_app)
+    server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, name="moto-server", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        server.shutdown()
+        thread.join(5)
+
+    return f"http://{host}:{port}", stop
