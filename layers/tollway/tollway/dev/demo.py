@@ -41,5 +41,6 @@ def start_usage_pipeline(env: dict[str, str], infra: Path, sqs: Any = None) -> C
     from tollway.usage.consumer import build_handler
 
     handler = build_handler(Settings.from_environ(env, infra))
-    sqs = sqs or boto3.client("sqs", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_REGION"])
+    # Endpoint and credentials from the environment (AWS_ENDPOINT_URL_SQS, else AWS_ENDPOINT_URL).
+    sqs = sqs or boto3.client("sqs", region_name=env.get("AWS_REGION"))
     return start_poller(env["TOLLWAY_USAGE_QUEUE_URL"], handler, sqs)

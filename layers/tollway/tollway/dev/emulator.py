@@ -6,18 +6,22 @@ it accepts. Under load the usage queue grows faster than the dev usage function 
 (one DynamoDB transaction per event), so each send cost more than the last: measured with
 wrk -c32 on a public route, moto's SQS handlers took most of the CPU and the gateway fell
 from ~600 to ~150 req/s within 30 s. SQS documents these counts as approximate and
-eventually consistent; here each is recomputed at most once per `COUNT_TTL_S`, which keeps a
-send's cost flat however deep the queue.
+eventually consistent; here each is recomputed at most once per `COUNT_TTL_S` (longer for a
+deep queue), which keeps a send's cost flat however deep the queue.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 COUNT_TTL_S = 1.0
+# A deep queue makes one count cost tens of ms: then keep it long enough that recounting
+# takes at most ~5% of the emulator's time.
+COUNT_COST_FACTOR = 20
 COUNTS = (
     "approximate_number_of_messages",
     "approximate_number_of_messages_delayed",
@@ -31,10 +35,11 @@ def _cached(name: str, compute: Callable[[Any], int], ttl_s: float) -> property:
     def get(queue: Any) -> int:
         now = time.monotonic()
         cached = queue.__dict__.get(slot)
-        if cached is not None and now - cached[0] < ttl_s:
+        if cached is not None and now < cached[0]:
             return cached[1]
         value = compute(queue)
-        queue.__dict__[slot] = (now, value)
+        cost = time.monotonic() - now
+        queue.__dict__[slot] = (now + max(ttl_s, COUNT_COST_FACTOR * cost), value)
         return value
 
     return property(get, doc=f"{name}, recomputed at most every {ttl_s:g} s (tollway dev)")
@@ -53,14 +58,33 @@ def cache_queue_counts(ttl_s: float = COUNT_TTL_S) -> list[str]:
     return changed
 
 
-def start_emulator(host: str, port: int) -> tuple[str, Callable[[], None]]:
-    """The moto server on host:port; returns its URL and the function that stops it.
+def serialized(app: Callable[..., Any]) -> Callable[..., Any]:
+    """The WSGI app, one request at a time.
+
+    moto's backends take no lock: under load a TransactWriteItems (which deep-copies the
+    table to roll back) failed with "dictionary changed size during iteration" while
+    another request wrote the table, and conditional updates can both succeed (the bench
+    serializes its moto server for the same reason). DynamoDB applies writes to an item
+    one at a time; so does this emulator, to every item.
+    """
+    lock = threading.Lock()
+
+    def one_at_a_time(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        with lock:
+            return list(app(environ, start_response))
+
+    return one_at_a_time
+
+
+def start_emulator(host: str, port: int, *, serialize: bool = True) -> tuple[str, Callable[[], None]]:
+    """The moto server on host:port (0: any free port); its URL and the function that stops it.
+
+    `serialize=False` for the queues' emulator: a long-polling ReceiveMessage waits for up
+    to its WaitTimeSeconds, and moto's SQS keeps its own lock on each queue's messages.
 
     Built here rather than with moto's ThreadedMotoServer, whose start() waits forever
     when the port cannot be bound: here the OSError reaches the caller.
     """
-    import threading
-
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
         MotoRequestHandler,
@@ -71,7 +95,9 @@ def start_emulator(host: str, port: int) -> tuple[str, Callable[[], None]]:
     # The emulator's own request log would drown the gateway's.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     cache_queue_counts()
-    app = DomainDispatcherApplication(create_backend_app)
+    app: Callable[..., Any] = DomainDispatcherApplication(create_backend_app)
+    if serialize:
+        app = serialized(app)
     server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
     thread = threading.Thread(target=server.serve_forever, name="moto-server", daemon=True)
     thread.start()
@@ -80,4 +106,4 @@ def start_emulator(host: str, port: int) -> tuple[str, Callable[[], None]]:
         server.shutdown()
         thread.join(5)
 
-    return f"http://{host}:{port}", stop
+    return f"http://{host}:{server.server_port}", stop

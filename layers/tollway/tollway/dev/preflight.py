@@ -23,14 +23,14 @@ class DevSetupError(Exception):
     """A file, folder, flag or port `tollway dev` cannot use; the message is one line."""
 
 
-def find_template(explicit: Path | None, infra: Path, cwd: Path) -> Path:
+def find_template(explicit: Path | None, infra: Path, cwd: Path, own: Path = OWN_TEMPLATE) -> Path:
     """`--template` if given, else the template.yaml next to the infra folder, the current
     folder's, then Tollway's own: the tables and queues are the gateway's, not the routes'."""
     if explicit is not None:
         if not explicit.is_file():
             raise DevSetupError(f"template not found: {explicit} (given with --template)")
         return explicit
-    candidates = _unique([infra.resolve().parent / TEMPLATE, cwd.resolve() / TEMPLATE, OWN_TEMPLATE])
+    candidates = _unique([infra.resolve().parent / TEMPLATE, cwd.resolve() / TEMPLATE, own])
     for candidate in candidates:
         if candidate.is_file():
             return candidate

@@ -136,26 +136,49 @@ def start(options: DevOptions) -> tuple[DevStack, uvicorn.Server]:
 
 
 def _start_sidecars(options: DevOptions, stack: DevStack, template: dict, backends: list) -> None:
-    # Started together: each child's imports take a while, the emulator's most.
-    emulator = launch("emulator", {"host": options.host, "port": options.aws_port})
+    # Started together: each child's imports take a while, the emulators' most. SQS gets an
+    # emulator of its own: the usage function's DynamoDB transactions slow moto as the usage
+    # table grows, and must not hold up the gateway's usage sends.
+    emulator = launch(
+        "emulator",
+        {"host": options.host, "port": options.aws_port, "name": "AWS emulator"},
+        name="AWS emulator",
+    )
     stack.stoppers.append(emulator.stop)
-    served = launch("backends", {"services": backends}) if backends else None
+    queues = launch(
+        "emulator",
+        {"host": options.host, "port": 0, "serialize": False, "name": "SQS emulator"},
+        name="SQS emulator",
+    )
+    stack.stoppers.append(queues.stop)
+    served = (
+        launch("backends", {"services": backends, "name": "demo backends"}, name="demo backends")
+        if backends
+        else None
+    )
     if served is not None:
         stack.stoppers.append(served.stop)
     aws_url = emulator.wait_ready()["url"]
+    sqs_url = queues.wait_ready()["url"]
     stack.aws_url = aws_url
 
     # Cloud Map's data-plane calls would go to data-<host>: the emulator serves one host.
-    env = {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": aws_url, "AWS_DISABLE_HOST_PREFIX_INJECTION": "true"}
+    env = {
+        **FAKE_CREDENTIALS,
+        "AWS_ENDPOINT_URL": aws_url,
+        "AWS_ENDPOINT_URL_SQS": sqs_url,
+        "AWS_DISABLE_HOST_PREFIX_INJECTION": "true",
+    }
     for key, value in FAKE_CREDENTIALS.items():
         os.environ.setdefault(key, value)
-    os.environ["AWS_ENDPOINT_URL"] = aws_url
-    os.environ["AWS_DISABLE_HOST_PREFIX_INJECTION"] = "true"
+    os.environ.update(
+        {k: env[k] for k in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS", "AWS_DISABLE_HOST_PREFIX_INJECTION")}
+    )
     os.environ.setdefault("TOLLWAY_DEV_JWT_SECRET", DEV_JWT_SECRET)
     env["TOLLWAY_DEV_JWT_SECRET"] = os.environ["TOLLWAY_DEV_JWT_SECRET"]
 
     dynamodb = boto3.client("dynamodb", endpoint_url=aws_url)
-    sqs = boto3.client("sqs", endpoint_url=aws_url)
+    sqs = boto3.client("sqs", endpoint_url=sqs_url)
     provisioned = provision(template, dynamodb, sqs, {"Stage": options.stage})
     env.update(provisioned.environment)
     env["TOLLWAY_STAGE"] = options.stage
@@ -163,7 +186,9 @@ def _start_sidecars(options: DevOptions, stack: DevStack, template: dict, backen
     stack.env = env
     write_dev_env(options.state_dir / "dev.env", env)
 
-    usage = launch("usage", {"env": env, "infra": str(options.infra)})
+    usage = launch(
+        "usage", {"env": env, "infra": str(options.infra), "name": "usage function"}, name="usage function"
+    )
     stack.stoppers.append(usage.stop)
     from tollway.dev.demo import create_demo_consumer
 

@@ -81,7 +81,7 @@ class Sidecar:
                 self.process.wait()
 
 
-def launch(role: str, spec: dict[str, Any], env: dict[str, str] | None = None) -> Sidecar:
+def launch(role: str, spec: dict[str, Any], *, name: str | None = None) -> Sidecar:
     """Start the child and hand it its spec; `wait_ready` then waits for it (start several first)."""
     read_fd, write_fd = os.pipe()
     try:
@@ -89,7 +89,6 @@ def launch(role: str, spec: dict[str, Any], env: dict[str, str] | None = None) -
             [sys.executable, "-m", "tollway.dev.sidecar", role, str(write_fd)],
             stdin=subprocess.PIPE,
             pass_fds=(write_fd,),
-            env=env,
             # Out of the terminal's process group: Ctrl-C reaches the parent only, which
             # stops the parts in order; stdin's end stops a child whose parent died.
             start_new_session=True,
@@ -99,7 +98,7 @@ def launch(role: str, spec: dict[str, Any], env: dict[str, str] | None = None) -
     assert process.stdin is not None
     process.stdin.write(json.dumps(spec).encode() + b"\n")
     process.stdin.flush()
-    return Sidecar(role, process, read_fd)
+    return Sidecar(name or role, process, read_fd)
 
 
 # --- the child's side -------------------------------------------------------------------
@@ -108,7 +107,7 @@ def launch(role: str, spec: dict[str, Any], env: dict[str, str] | None = None) -
 def _emulator(spec: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], None]]:
     from tollway.dev.emulator import start_emulator
 
-    url, stop = start_emulator(spec["host"], spec["port"])
+    url, stop = start_emulator(spec["host"], spec["port"], serialize=spec.get("serialize", True))
     return {"url": url}, stop
 
 
@@ -148,7 +147,7 @@ ROLES: dict[str, Callable[[dict[str, Any]], tuple[dict[str, Any], Callable[[], N
 }
 # Under load the gateway comes first: these only serve it (emulator, backends) or work
 # after its responses (usage), and catch up when it idles.
-NICENESS = {"emulator": 0, "backends": 0, "usage": 5}
+NICENESS = {"emulator": 0, "backends": 0, "usage": 10}
 
 
 def _describe(exc: BaseException) -> str:
@@ -167,7 +166,8 @@ def main(argv: list[str]) -> int:
         try:
             info, stop = ROLES[role](spec)
         except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
-            ready.write(json.dumps({"error": f"the {role} could not start: {_describe(exc)}"}) + "\n")
+            name = spec.get("name", role)
+            ready.write(json.dumps({"error": f"the {name} could not start: {_describe(exc)}"}) + "\n")
             return 1
         ready.write(json.dumps({"ok": info}) + "\n")
     try:
