@@ -41,9 +41,8 @@ class DevServer:
         )
 
 
-@pytest.fixture(scope="module")
-def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
-    cwd = tmp_path_factory.mktemp("dev")
+def launch_dev(cwd: Path) -> DevServer:
+    """`tollway dev` from `cwd` on free ports, once it printed its ready line."""
     port, aws_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TOLLWAY_"))}
     for service in ("USERS", "ORDERS", "REVIEWS"):
@@ -54,10 +53,9 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
             "-m",
             "tollway.cli",
             "dev",
+            # No --template: the one next to the infra folder is found (the ready output names it).
             "--infra",
             str(ROOT / "infra"),
-            "--template",
-            str(ROOT / "template.yaml"),
             "--port",
             str(port),
             "--aws-port",
@@ -84,11 +82,46 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
     if not any("ready" in line for line in output):
         process.kill()
         pytest.fail("tollway dev did not print ready:\n" + "".join(output))
-    server = DevServer(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{aws_port}", cwd, process, output)
+    return DevServer(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{aws_port}", cwd, process, output)
+
+
+@pytest.fixture(scope="module")
+def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    server = launch_dev(tmp_path_factory.mktemp("dev"))
+    process, output = server.process, server.output
+    sidecars = children(process.pid)
     yield server
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGINT)  # what Ctrl-C sends
     try:
-        process.wait(timeout=15)
+        process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         process.kill()
         raise
+    assert process.returncode in (0, 130), "".join(output)  # 130: uvicorn re-raises the SIGINT
+    assert not alive(sidecars, within_s=5), f"left running after Ctrl-C: {alive(sidecars)}"
+
+
+def children(pid: int) -> list[int]:
+    """The processes `pid` started (Linux /proc)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        found += [int(p) for p in text]
+    return found
+
+
+def alive(pids: list[int], within_s: float = 0.0) -> list[int]:
+    """Those of `pids` still running after waiting up to `within_s` for them to end."""
+    deadline = time.monotonic() + within_s
+    while True:
+        running = []
+        for pid in pids:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except FileNotFoundError:
+                continue
+            if state != "Z":  # a zombie has ended; its parent has not reaped it yet
+                running.append(pid)
+        if not running or time.monotonic() >= deadline:
+            return running
+        time.sleep(0.1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 
 from tests.e2e.conftest import ROOT, DevServer
@@ -14,9 +16,25 @@ def test_public_route_is_proxied_to_a_demo_backend(dev_server: DevServer) -> Non
     assert response.headers["x-request-id"]
 
 
+def test_the_template_next_to_the_infra_folder_is_used(dev_server: DevServer) -> None:
+    assert f"tollway dev: tables and queues from {ROOT / 'template.yaml'}\n" in dev_server.output
+
+
+def test_the_gateway_runs_alone_in_its_process(dev_server: DevServer) -> None:
+    # The emulators, the demo backends and the usage function each run in a process of their own.
+    from tests.e2e.conftest import children
+
+    roles = sorted(
+        Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[3].decode()
+        for pid in children(dev_server.process.pid)
+    )
+    assert roles == ["backends", "emulator", "emulator", "usage"]
+
+
 def test_dev_env_points_other_commands_at_the_emulator(dev_server: DevServer) -> None:
     env = dev_server.env()
     assert env["AWS_ENDPOINT_URL"] == dev_server.aws_url
+    assert env["AWS_ENDPOINT_URL_SQS"].startswith("http://127.0.0.1:")
     assert env["TOLLWAY_KEYS_TABLE"] == "KeysTable"
     assert env["TOLLWAY_USAGE_QUEUE_URL"].endswith("/UsageQueue")
 
@@ -116,3 +134,18 @@ def test_usage_reaches_the_billing_report_exactly_once(dev_server: DevServer) ->
         "users.get": {"requests": n, "units": n},
         "profile.get": {"requests": 0, "units": 0},
     }
+
+
+def test_no_sidecar_outlives_a_killed_dev_server(tmp_path: Path) -> None:
+    # SIGKILL gives `tollway dev` no chance to stop anything: each sidecar ends when its
+    # stdin (a pipe from the dead parent) closes.
+    import signal
+
+    from tests.e2e.conftest import alive, children, launch_dev
+
+    server = launch_dev(tmp_path)
+    sidecars = children(server.process.pid)
+    assert len(sidecars) == 4
+    server.process.send_signal(signal.SIGKILL)
+    server.process.wait(10)
+    assert not alive(sidecars, within_s=10), f"orphans: {alive(sidecars)}"
