@@ -47,13 +47,15 @@ class Procs:
     def __exit__(self, *exc: object) -> None:
         self.stop_all()
 
-    def start(self, name: str, argv: Sequence[str], *, env: dict[str, str] | None = None) -> subprocess.Popen:
+    def start(
+        self, name: str, argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path = ROOT
+    ) -> subprocess.Popen:
         WORK.mkdir(parents=True, exist_ok=True)
         log = open(WORK / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it open
         # A session of its own: stopping it never signals the bench, and its children go with it.
         proc = subprocess.Popen(
             list(argv),
-            cwd=ROOT,
+            cwd=cwd,
             env={**os.environ, **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.bench import coldstart, servers, setup
+from tests.bench import coldstart, dev_server, servers, setup
 from tests.bench.infra import KEY_CACHE_SIZE, RACE_LIMIT, Aws, provision_aws, write_infra
 from tests.bench.load import interleaved
 from tests.bench.procs import ROOT, WORK, Procs
@@ -154,6 +154,7 @@ def main() -> int:
             in_process(results, aws, env, sink_env, backend)
         if "wrk" not in missing:
             attempt(results, "load", under_load, results, procs, backend, sink_env, fast_gateway)
+            attempt(results, "dev_server", dev_server.measure, procs, infra, sink_env)
         attempt(results, "cold_start", coldstart.measure, env)
     results["seconds"] = round(time.monotonic() - started, 1)
     table = rows(results)

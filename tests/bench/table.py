@@ -427,6 +427,8 @@ def _step_rows(r: dict[str, Any]) -> list[Row]:
 
 
 def rows(r: dict[str, Any]) -> list[Row]:
+    from tests.bench import dev_server  # it builds Rows of this module
+
     return [
         *_cpu_rows(r),
         *_load_rows(r),
@@ -436,6 +438,7 @@ def rows(r: dict[str, Any]) -> list[Row]:
         _rss_row(r),
         _race_row(r),
         *_step_rows(r),
+        *dev_server.rows(r),
     ]
 
 
