@@ -13,6 +13,7 @@ deep queue), which keeps a send's cost flat however deep the queue.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -95,6 +96,11 @@ def start_emulator(host: str, port: int, *, serialize: bool = True) -> tuple[str
     # The emulator's own request log would drown the gateway's.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     cache_queue_counts()
+    if port:
+        # werkzeug's make_server prints its own advice and exits when the port is taken.
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
     app: Callable[..., Any] = DomainDispatcherApplication(create_backend_app)
     if serialize:
         app = serialized(app)

@@ -165,7 +165,7 @@ def main(argv: list[str]) -> int:
             os.nice(NICENESS.get(role, 0))
         try:
             info, stop = ROLES[role](spec)
-        except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - reported to the parent as one line
             name = spec.get("name", role)
             ready.write(json.dumps({"error": f"the {name} could not start: {_describe(exc)}"}) + "\n")
             return 1
