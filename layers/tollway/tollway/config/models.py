@@ -18,7 +18,10 @@ from tollway.discovery.target import parse_target
 MAX_TIMEOUT_MS = 30_000
 NAME = r"^[A-Za-z][A-Za-z0-9_-]*$"
 ROUTE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-PARAM_SEGMENT = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+# `{name}` matches one segment; `{name+}` (last segment only, as in API Gateway) matches
+# the rest of the path, slashes included: the only way a value may hold a `/`.
+PARAM_SEGMENT = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)(\+?)\}$")
+ROUTE_PATH = r"^(/([^{}/]*|\{[A-Za-z_][A-Za-z0-9_]*\}))*(/\{[A-Za-z_][A-Za-z0-9_]*\+\})?$"
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 TimeoutMs = Annotated[int, Field(gt=0, le=MAX_TIMEOUT_MS)]
@@ -238,7 +241,7 @@ class Backend(Model):
 
 class Route(Model):
     id: Annotated[str, Field(pattern=ROUTE_ID)]
-    path: str
+    path: Annotated[str, Field(json_schema_extra={"pattern": ROUTE_PATH})]
     methods: Annotated[list[Method], Field(min_length=1)]
     auth: list[Literal["api_key", "jwt"]] = []
     public: bool = False
@@ -261,11 +264,14 @@ class Route(Model):
         if not path.startswith("/"):
             raise ValueError(f"path {path!r} must start with /")
         names: list[str] = []
-        for segment in path.split("/")[1:]:
+        segments = path.split("/")[1:]
+        for i, segment in enumerate(segments):
             if "{" in segment or "}" in segment:
                 m = PARAM_SEGMENT.match(segment)
                 if not m:
                     raise ValueError(f"path segment {segment!r} must be a literal or a whole {{param}}")
+                if m.group(2) and i != len(segments) - 1:
+                    raise ValueError(f"greedy parameter {segment} must be the path's last segment")
                 if m.group(1) in names:
                     raise ValueError(f"path parameter {{{m.group(1)}}} appears twice")
                 names.append(m.group(1))

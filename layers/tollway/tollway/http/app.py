@@ -14,7 +14,7 @@ from urllib.parse import quote
 from tollway.errors import PayloadTooLarge
 from tollway.http.headers import request_id, well_formed
 from tollway.http.messages import Request, Response
-from tollway.observability import logger
+from tollway.observability import bind_request_id
 from tollway.pipeline import Gateway
 
 Scope = dict[str, Any]
@@ -80,8 +80,7 @@ class GatewayApp:
             else:
                 headers[name] = value
         rid = request_id(headers.get("x-request-id"))
-        # Every log line written while this request is handled carries its id.
-        logger.set_correlation_id(rid)
+        bind_request_id(rid)
         client = scope.get("client")
         raw_path = scope.get("raw_path")
         path = raw_path.decode("latin-1") if raw_path else quote(scope["path"], safe=_PATH_SAFE)

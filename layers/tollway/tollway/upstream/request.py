@@ -8,16 +8,17 @@ fails that backend.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import orjson
 
 from tollway.config.compile import CompiledBackend
 from tollway.config.templates import ParamValueError, TemplateValueError, render_json_template
 from tollway.errors import BadRequest
-from tollway.http.headers import NOT_TO_BACKEND, connection_tokens, field_value_ok
+from tollway.http.headers import connection_tokens, field_value_ok, to_backend
 from tollway.pipeline import Exchange
 
 # Headers of the caller's request that describe its body or its wishes for the answer's
@@ -33,11 +34,35 @@ class BackendRequest:
     body: bytes | None
 
 
+# How many more times a backend (or a proxy in front of it) may percent-decode a path.
+_DECODINGS = 3
+
+
+def _confined(segment: str) -> bool:
+    """Whether `segment` stays one segment however a backend reads it: decoded again,
+    normalised (NFKC folds `\uff0f` into `/`), `\\` read as a separator (Windows, some
+    servlet containers), or `;params` stripped (`..;x` is `..` to Tomcat)."""
+    for _ in range(_DECODINGS):
+        for form in (segment, unicodedata.normalize("NFKC", segment)):
+            if "/" in form or "\\" in form or form.split(";", 1)[0] in (".", ".."):
+                return False
+        decoded = unquote(segment)
+        if decoded == segment:
+            return True
+        segment = decoded
+    return False
+
+
 def encode_segment(value: str) -> str:
     """A value substituted into a path can never add a segment or climb out of one."""
-    if value in (".", ".."):
-        raise TemplateValueError(f"{value!r} is not allowed as a path value")
+    if not _confined(value):
+        raise TemplateValueError("a path value must not hold '/', '\\' or a dot segment")
     return quote(value, safe="")
+
+
+def encode_greedy(value: str) -> str:
+    """A `{name+}` value may span segments, but each one must be confined as above."""
+    return "/".join(encode_segment(s) if s else s for s in value.split("/"))
 
 
 def encode_query(value: str) -> str:
@@ -81,7 +106,10 @@ def _templated(backend: CompiledBackend, name: str) -> bool:
 
 
 def backend_path(backend: CompiledBackend, ex: Exchange, results: dict[str, Any], forward_query: bool) -> str:
-    path = backend.path.render(ex.params, results, encode_segment)
+    greedy = ex.route.greedy
+    path = backend.path.render(
+        ex.params, results, encode_segment, {greedy: encode_greedy} if greedy else None
+    )
     pairs = [f"{encode_query(k)}={t.render(ex.params, results, encode_query)}" for k, t in backend.query]
     if forward_query and ex.request.query_string:
         pairs.append(ex.request.query_string.decode("latin-1"))
@@ -90,8 +118,8 @@ def backend_path(backend: CompiledBackend, ex: Exchange, results: dict[str, Any]
 
 def backend_headers(backend: CompiledBackend, ex: Exchange, results: dict[str, Any]) -> list[tuple[str, str]]:
     request = ex.request
-    drop = NOT_TO_BACKEND | connection_tokens(request.headers.get("connection"))
-    headers = [(k, v) for k, v in request.headers.items() if k not in drop]
+    named = connection_tokens(request.headers.get("connection"))
+    headers = [(k, v) for k, v in request.headers.items() if to_backend(k) and k not in named]
     headers.append(("x-request-id", request.request_id))
     headers.append(("x-forwarded-for", request.client_ip))
     headers.append(("x-forwarded-proto", request.scheme))
