@@ -146,7 +146,8 @@ def check_ip(next_: Handler) -> Handler:
 
 def validate(next_: Handler) -> Handler:
     async def step(ex: Exchange) -> Response:
-        ex.route.validator.check(ex.request.body, ex.request.query_string)
+        # What the backend receives is the query as validated, never the caller's spelling.
+        ex.request.query_string = ex.route.validator.check(ex.request.body, ex.request.query_string)
         return await next_(ex)
 
     return step

@@ -55,6 +55,7 @@ class CompiledBackend:
     retry: Retry
     breaker: Breaker
     cache: Cache | None
+    pinned: frozenset[str] = frozenset()  # query names the config sets, case-folded: the caller's are dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +302,7 @@ def _compile_backends(lr, services, known_services, defaults, problem) -> tuple[
             target=services.get(b.service),
             path=path,
             query=query,
+            pinned=frozenset(k.casefold() for k in b.query),
             method=b.method,
             headers=headers,
             body=body,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, unquote_plus
 
 import orjson
 
@@ -112,8 +112,17 @@ def backend_path(backend: CompiledBackend, ex: Exchange, results: dict[str, Any]
     )
     pairs = [f"{encode_query(k)}={t.render(ex.params, results, encode_query)}" for k, t in backend.query]
     if forward_query and ex.request.query_string:
-        pairs.append(ex.request.query_string.decode("latin-1"))
+        caller = ex.request.query_string.decode("latin-1")
+        if backend.query:
+            caller = "&".join(p for p in caller.split("&") if p and _name(p) not in backend.pinned)
+        if caller:
+            pairs.append(caller)
     return f"{path}?{'&'.join(pairs)}" if pairs else path
+
+
+def _name(piece: str) -> str:
+    """A query piece's name as a backend may read it: decoded, in any case."""
+    return unquote_plus(piece.partition("=")[0]).casefold()
 
 
 def backend_headers(backend: CompiledBackend, ex: Exchange, results: dict[str, Any]) -> list[tuple[str, str]]:
