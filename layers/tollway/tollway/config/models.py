@@ -66,6 +66,11 @@ class JwtIssuer(Model):
         list[Literal["RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA", "PS256", "HS256"]] | None
     ) = None
     consumer_claim: str = "sub"
+    # The consumer id is `<consumer_prefix>|<claim>`, the prefix defaulting to the issuer,
+    # so a token can never spend another issuer's or an API key's consumer (API-key
+    # consumers hold no `|`). Issuers given one prefix share consumers on purpose;
+    # `consumer_prefix: ""` makes the claim itself the id, shared with API keys on purpose.
+    consumer_prefix: Annotated[str, Field(max_length=128, pattern=r"^[^|\x00-\x1f\x7f]*$")] | None = None
     scopes_claim: str = "scope"
     plan_claim: str | None = None
     default_plan: str = "free"
@@ -77,6 +82,8 @@ class JwtIssuer(Model):
 
     @model_validator(mode="after")
     def _one_key_source(self) -> JwtIssuer:
+        if self.consumer_prefix is None and ("|" in self.issuer or len(self.issuer) > 128):
+            raise ValueError("this issuer cannot prefix consumer ids: give consumer_prefix")
         if (self.jwks_url is None) == (self.hs256_secret_env is None):
             raise ValueError("give exactly one of jwks_url or hs256_secret_env")
         if self.algorithms is not None:

@@ -136,7 +136,8 @@ def backend_headers(backend: CompiledBackend, ex: Exchange, results: dict[str, A
         headers.append(("x-forwarded-host", request.host))
     principal = ex.principal
     if principal.credential != "anonymous":
-        headers.append(("x-tollway-consumer", principal.consumer_id))
+        # Header text stands for latin-1 bytes: a (JWT) consumer id goes as its UTF-8 bytes.
+        headers.append(("x-tollway-consumer", principal.consumer_id.encode().decode("latin-1")))
         if ex.route.forward_scopes:
             headers.append(("x-tollway-scopes", " ".join(sorted(principal.scopes))))
     for name, template in backend.headers:
