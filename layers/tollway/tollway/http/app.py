@@ -99,8 +99,15 @@ class GatewayApp:
         except PayloadTooLarge:
             # The route's own step answers 413, so the request is still matched and metered.
             request.oversize = True
+        except _Truncated:
+            # Likewise a 400 from the route's first step: a part of a body is never forwarded.
+            request.truncated = True
         response = await self.gateway.handle(request, path)
         await _send(send, response, head=request.method == "HEAD")
+
+
+class _Truncated(Exception):
+    """The server saw the connection end before the body's last byte (or last chunk)."""
 
 
 async def _read_body(receive: Receive, content_length: str | None, limit: int) -> bytes:
@@ -111,7 +118,9 @@ async def _read_body(receive: Receive, content_length: str | None, limit: int) -
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            # The server only says `more_body: false` once the framing (Content-Length or
+            # the zero-length chunk) is complete: a disconnect before it is a cut body.
+            raise _Truncated
         chunk = message.get("body", b"")
         if chunk:
             size += len(chunk)

@@ -91,6 +91,14 @@ def build_request(
             body = ex.request.body or None
     except ParamValueError as exc:
         raise BadRequest(str(exc)) from exc
+    if (
+        not composed
+        and "accept-encoding" not in ex.request.headers
+        and not _templated(backend, "accept-encoding")
+    ):
+        # A proxied body passes as the backend encoded it: without this the HTTP client's
+        # default (`gzip, deflate`) would hand gzip to a caller who never accepted it.
+        headers.append(("accept-encoding", "identity"))
     if composed or backend.body is not None:
         drop = NOT_TO_COMPOSED if composed else frozenset({"content-type", "content-encoding"})
         headers = [(k, v) for k, v in headers if k not in drop or _templated(backend, k)]
