@@ -10,6 +10,7 @@ import pytest
 from tollway.http.app import GatewayApp
 
 from tests.backends import loopback_backend
+from tests.fuzz.invariant import Recording
 from tests.fuzz.stack import Credentials, credentials, gateway_app, write_fuzz_infra
 
 
@@ -19,6 +20,7 @@ class Served:
     app: GatewayApp
     infra: Path
     creds: Credentials
+    backend: Recording
 
 
 @pytest.fixture
@@ -27,7 +29,8 @@ def served(aws, serve: Callable[..., str], tmp_path: Path, monkeypatch, capsys) 
         monkeypatch.setenv(name, value)
     # Away from any `.tollway/dev.env` a developer's `tollway dev` left in the checkout.
     monkeypatch.chdir(tmp_path)
-    infra = write_fuzz_infra(tmp_path, serve(loopback_backend))
+    backend = Recording(loopback_backend)
+    infra = write_fuzz_infra(tmp_path, serve(backend))
     creds = credentials(infra, capsys)
     app = gateway_app(infra, aws)
-    return Served(serve(app), app, infra, creds)
+    return Served(serve(app, proxy_headers=False), app, infra, creds, backend)

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.backends import loopback_backend
+from tests.fuzz.invariant import FORGED, FORGED_HEADERS, Recording, assert_boundary_held
 from tests.fuzz.stack import DERANDOMIZE, EXAMPLES, JWT_SECRET, credentials, write_fuzz_infra
 from tests.lambda_router import Context, load_router
 
@@ -29,17 +30,20 @@ EVENTS = [json.loads(p.read_text()) for p in sorted((ROOT / "tests" / "events").
 
 
 @pytest.fixture
-def router(aws, serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> tuple[ModuleType, str]:
+def router(
+    aws, serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> tuple[ModuleType, str, Recording]:
     for name, value in aws.items():
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
-    infra = write_fuzz_infra(tmp_path, serve(loopback_backend))
+    backend = Recording(loopback_backend)
+    infra = write_fuzz_infra(tmp_path, serve(backend))
     key = credentials(infra, capsys).key
     monkeypatch.setenv("TOLLWAY_INFRA_DIR", str(infra))
     monkeypatch.setenv("TOLLWAY_STAGE", "dev")
     monkeypatch.setenv("FUZZ_JWT_SECRET", JWT_SECRET)
     module = load_router()
-    return module, key
+    return module, key, backend
 
 
 ODD_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
@@ -90,6 +94,13 @@ HEADER_NAME = st.one_of(
             "origin",
             "access-control-request-method",
             "x-tollway-consumer",
+            "x-tollway-scopes",
+            "x-tollway-plan",
+            "x_tollway_consumer",
+            "x-forwarded-host",
+            "x-forwarded-prefix",
+            "x_forwarded_for",
+            "forwarded",
             "expect",
             "te",
         ]
@@ -99,7 +110,18 @@ HEADER_NAME = st.one_of(
 HEADER_VALUE = st.one_of(
     ODD_TEXT,
     st.sampled_from(
-        ["", " ", "a, b", "0", "-1", "99999999999999999999", "chunked", "close, x-api-key", "x" * 9000]
+        [
+            "",
+            " ",
+            "a, b",
+            "0",
+            "-1",
+            "99999999999999999999",
+            "chunked",
+            "close, x-api-key",
+            "x" * 9000,
+            FORGED,
+        ]
     ),
 )
 
@@ -140,6 +162,9 @@ def events(draw, key: str) -> dict[str, Any]:
     for name, value in draw(st.lists(st.tuples(HEADER_NAME, HEADER_VALUE), max_size=6)):
         # API Gateway joins repeated fields with a comma: a duplicate arrives that way.
         headers[name] = f"{headers[name]},{value}" if name in headers and draw(st.booleans()) else value
+    # A forged field in the gateway's namespaces, in any spelling: the backend must never see it.
+    for name in draw(st.lists(st.sampled_from(sorted(FORGED_HEADERS)), max_size=3)):
+        headers[draw(st.sampled_from([name, name.lower()]))] = FORGED
     credential = draw(st.sampled_from(["none", "key", "junk"]))
     if credential == "key":
         headers["x-api-key"] = key
@@ -167,7 +192,7 @@ def events(draw, key: str) -> dict[str, Any]:
 
 
 def test_the_handler_answers_every_event_without_raising_or_a_5xx(router) -> None:
-    module, key = router
+    module, key, backend = router
     seen: Counter[int] = Counter()
 
     @settings(
@@ -179,6 +204,7 @@ def test_the_handler_answers_every_event_without_raising_or_a_5xx(router) -> Non
     )
     @given(event=events(key))
     def invoke(event: dict[str, Any]) -> None:
+        backend.seen.clear()
         result = module.handler(event, Context())
         status = result["statusCode"]
         seen[status] += 1
@@ -186,6 +212,7 @@ def test_the_handler_answers_every_event_without_raising_or_a_5xx(router) -> Non
         where = f"{event['requestContext']['http']['method']!r} {event['rawPath'][:120]!r} -> {status}"
         assert "x-request-id" in headers, where
         assert status < 500, f"{where}: {result.get('body', '')[:300]}"
+        assert_boundary_held(backend, where)
         if status >= 400 and result.get("body"):
             assert headers["content-type"] == "application/problem+json", where
             assert json.loads(result["body"])["status"] == status, where
@@ -196,7 +223,7 @@ def test_the_handler_answers_every_event_without_raising_or_a_5xx(router) -> Non
 
 @pytest.mark.parametrize("body", ["abc", "a===", "abcde"])
 def test_an_invalid_base64_body_is_a_400_not_a_raise(router, body: str) -> None:
-    module, _ = router
+    module, _, _ = router
     event = copy.deepcopy(EVENTS[0])
     event.update(body=body, isBase64Encoded=True)
     result = module.handler(event, Context())

@@ -1,9 +1,11 @@
 """Schemathesis against the served gateway, driven by the document `tollway openapi` prints.
 
 Positive and negative cases of every operation, then stateful sequences, each with one
-of the credential kinds of `stack.KINDS`. Every backend answers 200, so the invariants are:
-no 5xx, an `X-Request-Id` on every response, a problem+json body on every error, and no
-2xx on a protected operation without a valid credential.
+of the credential kinds of `stack.KINDS` and forged fields in the gateway's namespaces.
+Every backend answers 200, so the invariants are: no 5xx, an `X-Request-Id` on every
+response, a problem+json body on every error, no 2xx on a protected operation without a
+valid credential, and the boundary (`invariant.py`): no caller field in the gateway's
+namespaces and no path outside its template ever reaches a backend.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from schemathesis import GenerationMode
 from tollway.config.compile import compile_infra
 from tollway.openapi import document
 
-from tests.fuzz.stack import DERANDOMIZE, EXAMPLES, KINDS, VALID, Credentials
+from tests.fuzz.invariant import FORGED_HEADERS, Recording, assert_boundary_held
+from tests.fuzz.stack import DERANDOMIZE, EXAMPLES, KINDS, VALID
 
 SETTINGS = settings(
     max_examples=EXAMPLES,
@@ -71,16 +74,19 @@ def valid(case: Any, kind: str) -> bool:
     return kind in VALID or (kind == "scopeless" and not needs_scopes)
 
 
-def send(case: Any, url: str, session: requests.Session, creds: Credentials, kind: str) -> Any:
+def send(case: Any, served: Any, session: requests.Session, kind: str) -> Any:
+    """The case with a credential of `kind`, and forged fields in the gateway's namespaces."""
     headers = {k: v for k, v in (case.headers or {}).items() if k.lower() not in CREDENTIAL_HEADERS}
-    case.headers = {**headers, **creds.headers(kind)}
-    return case.call(base_url=url, session=session, timeout=10)
+    case.headers = {**headers, **FORGED_HEADERS, **served.creds.headers(kind)}
+    served.backend.seen.clear()
+    return case.call(base_url=served.url, session=session, timeout=10)
 
 
-def check(case: Any, response: Any, kind: str) -> None:
+def check(case: Any, response: Any, kind: str, backend: Recording) -> None:
     """The gateway's invariants for one answer to one generated request."""
     status = response.status_code
     where = f"{case.method} {case.formatted_path} ({kind}) -> {status}"
+    assert_boundary_held(backend, where)
     headers = {k.lower(): v for k, v in response.headers.items()}
     assert "x-request-id" in headers, f"no X-Request-Id: {where}"
     assert status < 500, f"the gateway failed with every backend healthy: {where}: {response.content[:300]!r}"
@@ -104,8 +110,8 @@ def run_stateless(served, mode: GenerationMode) -> Counter[int]:
     @SETTINGS
     @given(case=schema.as_strategy(generation_mode=mode), kind=st.sampled_from(KINDS))
     def probe(case: Any, kind: str) -> None:
-        response = send(case, served.url, session, served.creds, kind)
-        check(case, response, kind)
+        response = send(case, served, session, kind)
+        check(case, response, kind, served.backend)
         seen[response.status_code] += 1
 
     probe()
@@ -136,9 +142,9 @@ def test_stateful_sequences_meet_the_invariants(served) -> None:
                 zlib.crc32(repr((case.operation.label, case.path_parameters, case.body)).encode())
                 % len(KINDS)
             ]
-            response = send(case, served.url, session, served.creds, kind)
+            response = send(case, served, session, kind)
             steps[kind] += 1
-            check(case, response, kind)
+            check(case, response, kind, served.backend)
             return response
 
         def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:

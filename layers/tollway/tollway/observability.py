@@ -31,6 +31,17 @@ _EMF_METRICS = [
 _EMF_DIRECTIVE = [{"Namespace": NAMESPACE, "Dimensions": [["service", "route"]], "Metrics": _EMF_METRICS}]
 
 
+def bind_request_id(rid: str) -> None:
+    """Stamp `rid` as the correlation id of every log line written for the current request.
+
+    Powertools' `set_correlation_id` sets a key of the process-wide logger: under uvicorn
+    concurrent requests would stamp each other's ids. The thread-safe keys live in a
+    context variable, which each asyncio task (one per request, under uvicorn and under
+    Mangum alike) holds a copy of.
+    """
+    logger.thread_safe_append_keys(correlation_id=rid)
+
+
 def count(name: str, route_id: str | None = None) -> None:
     """One occurrence of a rare event (a failing store), written now as its own EMF record."""
     with single_metric(name=name, unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:

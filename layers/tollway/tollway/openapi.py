@@ -74,7 +74,12 @@ def _problem_response(status: str, description: str) -> dict[str, Any]:
 
 def _operation(route: CompiledRoute, method: str, multi: bool) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
-        {"name": seg[1:-1], "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+        {
+            "name": seg[1:-1].removesuffix("+"),  # a greedy `{rest+}` is the parameter `rest`
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "minLength": 1},
+        }
         for seg in route.path.split("/")
         if seg.startswith("{")
     ]
@@ -131,7 +136,7 @@ def document(config: CompiledConfig, server: str | None = None) -> dict[str, Any
     paths: dict[str, dict[str, Any]] = {}
     for route in sorted(config.routes, key=lambda r: r.path):
         methods = sorted(route.methods - ({"HEAD"} if "GET" in route.methods else set()))
-        item = paths.setdefault(route.path, {})
+        item = paths.setdefault(route.path.replace("+}", "}"), {})
         for method in methods:
             item[method.lower()] = _operation(route, method, len(methods) > 1)
     return {

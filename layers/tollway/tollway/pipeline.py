@@ -18,7 +18,14 @@ from typing import Protocol
 
 from tollway.auth.principal import ANONYMOUS, Principal
 from tollway.config.compile import CompiledConfig, CompiledRoute
-from tollway.errors import Forbidden, GatewayError, MethodNotAllowed, PayloadTooLarge, Unauthorized
+from tollway.errors import (
+    BadRequest,
+    Forbidden,
+    GatewayError,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    Unauthorized,
+)
 from tollway.http.messages import Request, Response
 from tollway.http.problems import problem_response
 from tollway.http.routing import Router
@@ -95,6 +102,8 @@ def limit_body(next_: Handler) -> Handler:
     async def step(ex: Exchange) -> Response:
         if ex.request.oversize or len(ex.request.body) > ex.route.max_body_bytes:
             raise PayloadTooLarge(f"request body exceeds {ex.route.max_body_bytes} bytes")
+        if ex.request.truncated:
+            raise BadRequest("the request body ended before its declared end")
         return await next_(ex)
 
     return step
@@ -146,7 +155,8 @@ def check_ip(next_: Handler) -> Handler:
 
 def validate(next_: Handler) -> Handler:
     async def step(ex: Exchange) -> Response:
-        ex.route.validator.check(ex.request.body, ex.request.query_string)
+        # What the backend receives is the query as validated, never the caller's spelling.
+        ex.request.query_string = ex.route.validator.check(ex.request.body, ex.request.query_string)
         return await next_(ex)
 
     return step

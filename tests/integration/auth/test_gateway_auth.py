@@ -64,7 +64,7 @@ async def test_a_route_for_jwts_refuses_a_key_and_accepts_a_token(stack, capsys)
     token = dev_token(scope="things:read")
     response = await stack.client.get("/v1/tokens", headers={"authorization": f"Bearer {token}"})
     assert response.status_code == 200, response.text
-    assert response.json()["x-tollway-consumer"] == "jwt-user"
+    assert response.json()["x-tollway-consumer"] == f"{DEV_ISSUER}|jwt-user"
     assert token not in str(response.json())
 
 

@@ -21,7 +21,7 @@ async def test_rotation_new_kid_appears_old_kid_removed(stack):
     stack.jwks.keys = [old.jwk()]
     response = await stack.client.get("/v1/either", headers=token(old))
     assert response.status_code == 200, response.text
-    assert response.json()["x-tollway-consumer"] == "svc-7"
+    assert response.json()["x-tollway-consumer"] == "http://127.0.0.1/idp|svc-7"
     assert stack.jwks.hits == 1
 
     stack.jwks.keys = [new.jwk()]  # the issuer rotates: the old key is gone

@@ -12,7 +12,7 @@ from tests.integration.upstream.conftest import Recorder, Reply, Scripted, gatew
 
 pytestmark = pytest.mark.anyio
 
-USER = {"id": "u/1 x", "name": "Ada", "email": "ada@example.com"}
+USER = {"id": "u?1 x", "name": "Ada", "email": "ada@example.com"}
 
 
 def profile_route(**overrides):
@@ -43,7 +43,7 @@ def profile_route(**overrides):
 
 
 async def test_group_picks_renames_chains_and_encodes(serve, tmp_path):
-    users = Scripted({"/users/a b": Reply(json=USER), "/reviews/u/1 x": Reply(json=[{"stars": 5}])})
+    users = Scripted({"/users/a b": Reply(json=USER), "/reviews/u?1 x": Reply(json=[{"stars": 5}])})
     orders = Scripted({"/orders": Reply(json={"orders": [1, 2]})})
     infra = write_infra(tmp_path, {"users": serve(users), "orders": serve(orders)}, [profile_route()])
     usage = Recorder()
@@ -53,13 +53,13 @@ async def test_group_picks_renames_chains_and_encodes(serve, tmp_path):
     assert response.headers["content-type"] == "application/json"
     assert "tollway-partial" not in response.headers
     assert response.json() == {
-        "user": {"id": "u/1 x", "full_name": "Ada"},
+        "user": {"id": "u?1 x", "full_name": "Ada"},
         "orders": {"orders": [1, 2]},
         "reviews": [{"stars": 5}],
     }
     assert orders.seen[0].query == "user=a%20b"
     # The chained value is URL-encoded: its slash cannot add a path segment.
-    assert [s.raw_path for s in users.seen if s.path.startswith("/reviews")] == ["/reviews/u%2F1%20x"]
+    assert [s.raw_path for s in users.seen if s.path.startswith("/reviews")] == ["/reviews/u%3F1%20x"]
     assert all("x-api-key" not in s.headers for s in users.seen + orders.seen)
     assert sorted(usage.backends()) == [("orders", 200), ("reviews", 200), ("user", 200)]
 
@@ -106,7 +106,7 @@ async def test_merge_is_deep_and_later_backends_win(serve, tmp_path):
 
 
 async def test_optional_failure_is_null_and_partial(serve, tmp_path):
-    users = Scripted({"/users/1": Reply(json=USER), "/reviews/u/1 x": Reply(500, {"trace": "SECRET"})})
+    users = Scripted({"/users/1": Reply(json=USER), "/reviews/u?1 x": Reply(500, {"trace": "SECRET"})})
     orders = Scripted({"/orders": Reply(body=b"<html>not json</html>")})
     infra = write_infra(tmp_path, {"users": serve(users), "orders": serve(orders)}, [profile_route()])
     usage = Recorder()
@@ -116,7 +116,7 @@ async def test_optional_failure_is_null_and_partial(serve, tmp_path):
     assert response.headers["tollway-partial"] == "orders, reviews"
     body = response.json()
     assert body["orders"] is None and body["reviews"] is None
-    assert body["user"] == {"id": "u/1 x", "full_name": "Ada"}
+    assert body["user"] == {"id": "u?1 x", "full_name": "Ada"}
     assert b"SECRET" not in response.content
     assert dict(usage.backends()) == {"user": 200, "orders": 200, "reviews": 500}
 

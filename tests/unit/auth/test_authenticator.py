@@ -101,7 +101,7 @@ async def test_a_jwt_becomes_a_principal_with_its_plan_claim():
     token = jwt.encode(claims(DEV, sub="bob", scope="users:read", plan="pro"), HS_SECRET, algorithm="HS256")
     auth, _ = authenticator()
     principal = await auth.authenticate(request(authorization=f"Bearer {token}"), ROUTE)
-    assert principal == Principal("bob", "pro", frozenset({"users:read"}), "jwt")
+    assert principal == Principal("https://dev.tollway.local/|bob", "pro", frozenset({"users:read"}), "jwt")
 
 
 async def test_a_credential_kind_the_route_does_not_accept_costs_no_lookup():

@@ -73,7 +73,11 @@ async def refused(verify, token: str) -> str:
 async def test_asymmetric_tokens_from_the_jwks_verify(signer):
     token = signer.sign(claims(IDP, aud="other", scope="a b", plan="pro"))
     identity = await verifier().verify(token)
-    assert (identity.consumer, identity.plan, identity.scopes) == ("user-1", "pro", frozenset({"a", "b"}))
+    assert (identity.consumer, identity.plan, identity.scopes) == (
+        f"{IDP}|user-1",
+        "pro",
+        frozenset({"a", "b"}),
+    )
 
 
 async def test_hs256_development_tokens_verify_with_the_secret():
@@ -178,7 +182,7 @@ async def test_bad_claims_are_refused(change, detail):
 async def test_leeway_tolerates_small_clock_skew():
     now = int(time.time())
     token = jwt.encode(claims(DEV, exp=now - 5, nbf=now + 5), HS_SECRET, algorithm="HS256")
-    assert (await verifier().verify(token)).consumer == "user-1"
+    assert (await verifier().verify(token)).consumer == f"{DEV}|user-1"
 
 
 @pytest.mark.parametrize(
@@ -225,3 +229,46 @@ def test_issuer_config_rejects_hs256_from_a_jwks_and_other_algorithms_for_a_secr
         JwtIssuer(issuer=IDP, audience="a", hs256_secret_env="S", algorithms=["RS256"])
     with pytest.raises(ValueError, match="must be https"):
         JwtIssuer(issuer=IDP, audience="a", jwks_url="http://idp.example.com/jwks.json")
+
+
+async def test_each_issuer_namespaces_its_consumers_unless_the_config_maps_them():
+    token = RSA.sign(claims(IDP, sub="acme"))
+    assert (await verifier().verify(token)).consumer == "https://idp.example.com/|acme"
+    assert (await verifier(consumer_prefix="idp").verify(token)).consumer == "idp|acme"
+    # On purpose: the claim is the consumer id, shared with an API key's consumer "acme".
+    assert (await verifier(consumer_prefix="").verify(token)).consumer == "acme"
+
+
+def test_an_issuer_that_cannot_prefix_consumer_ids_needs_an_explicit_prefix():
+    with pytest.raises(ValueError, match="give consumer_prefix"):
+        JwtIssuer(issuer="https://a|b/", audience="x", hs256_secret_env="S")
+    with pytest.raises(ValueError, match="consumer_prefix"):
+        JwtIssuer(issuer=IDP, audience="x", hs256_secret_env="S", consumer_prefix="a|b")
+    assert JwtIssuer(issuer="https://a|b/", audience="x", hs256_secret_env="S", consumer_prefix="ab")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"scope": ["a b"]},  # one list element that a backend would read as two scopes
+        {"scope": ["a", "b\tc"]},
+        {"scope": ["a\nx-injected: 1"]},
+        {"scope": ["a", ""]},
+        {"scope": ["caf\u00e9"]},
+        {"scope": "a\nb"},
+        {"scope": 'a "b"'},
+        {"sub": "user\r\nx-injected: 1"},
+        {"sub": "user\x00"},
+        {"sub": "user\u200b"},  # a format character: invisible in logs and reports
+        {"sub": "x" * 257},
+        {"plan": "pro\n"},
+    ],
+)
+async def test_a_claim_that_is_not_a_clean_value_is_a_malformed_token(extra):
+    detail = await refused(verifier(), RSA.sign(claims(IDP, **extra)))
+    assert "claim" in detail
+
+
+async def test_space_separated_scopes_are_read_as_rfc_6749_scope_tokens():
+    identity = await verifier().verify(RSA.sign(claims(IDP, scope=" a  b:c ")))
+    assert identity.scopes == frozenset({"a", "b:c"})

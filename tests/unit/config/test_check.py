@@ -237,3 +237,26 @@ def test_shipped_schemas_are_current() -> None:
 
     schemas = Path(__file__).resolve().parents[3] / "schemas"
     assert schema_main([str(schemas), "--check"]) == 0
+
+
+def test_a_greedy_parameter_is_declared_last_and_compiled(tmp_path: Path) -> None:
+    route = """\
+            team: t
+            routes:
+              - id: files
+                path: /files/{rest+}
+                methods: [GET]
+                public: true
+                backends: [{name: s, service: users, path: "/static/{rest}"}]
+              - id: bad
+                path: /files/{rest+}/x
+                methods: [GET]
+                public: true
+                backends: [{name: s, service: users, path: "/static/{rest}"}]
+            """
+    assert problems(write_infra(tmp_path, {"t.yaml": route})) == [
+        "infra/routes/t.yaml:9: route bad: path: greedy parameter {rest+} must be the path's last segment",
+    ]
+    good = route.split("              - id: bad")[0]
+    config = compile_infra(write_infra(tmp_path / "ok", {"t.yaml": good}), "dev", {})
+    assert config.routes[0].greedy == "rest"

@@ -45,3 +45,16 @@ def test_no_route(router: Router[str], path: str) -> None:
 
 def test_root(router: Router[str]) -> None:
     assert router.match("GET", "/").target == "root"
+
+
+def test_a_greedy_parameter_takes_the_rest_of_the_path_after_literals_and_parameters() -> None:
+    r: Router[str] = Router()
+    r.add("/files/{rest+}", frozenset({"GET"}), "files")
+    r.add("/files/{name}", frozenset({"GET"}), "one")
+    r.add("/files/readme", frozenset({"GET"}), "readme")
+    assert r.match("GET", "/files/readme").target == "readme"
+    assert r.match("GET", "/files/a%20b").params == {"name": "a b"}
+    match = r.match("GET", "/files/docs/a%20b/c.txt")
+    assert (match.target, match.params) == ("files", {"rest": "docs/a b/c.txt"})
+    with pytest.raises(NotFound):
+        r.match("GET", "/files/")

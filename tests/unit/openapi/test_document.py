@@ -51,3 +51,20 @@ def test_cli_prints_the_document(capsys: pytest.CaptureFixture[str]) -> None:
     printed = json.loads(capsys.readouterr().out)
     assert printed["servers"] == [{"url": "https://api.example.com"}]
     validate(printed)
+
+
+def test_a_greedy_parameter_is_documented_as_a_plain_path_parameter(tmp_path: Path) -> None:
+    from tests.infra_files import write_infra
+
+    routes = """\
+    - id: files
+      path: /v1/files/{rest+}
+      methods: [GET]
+      public: true
+      backends: [{name: f, service: svc, path: "/static/{rest}"}]
+    """
+    infra = write_infra(tmp_path, {"svc": "http://127.0.0.1:9"}, routes)
+    doc = document(compile_infra(infra, "dev", {}))
+    validate(doc)
+    (operation,) = doc["paths"]["/v1/files/{rest}"].values()
+    assert [p["name"] for p in operation["parameters"] if p["in"] == "path"] == ["rest"]

@@ -10,7 +10,9 @@ issuer's leeway. JWKS are fetched with the shared HTTP client and kept for
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +40,11 @@ ASYMMETRIC = ("RS256", "ES256", "EdDSA")
 JWKS_TIMEOUT_S = 2.0
 JWKS_MAX_BYTES = 256 * 1024
 MAX_CLAIM_CHARS = 256
+# A consumer id is a key of the quota and usage tables and a usage event field (<= 256).
+MAX_CONSUMER_CHARS = 256
+MAX_SCOPES_CHARS = 8192
+# RFC 6749 §3.3 scope-token: printable ASCII but space, `"` and `\`.
+SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +136,8 @@ class IssuerVerifier:
         self.issuer = issuer
         self.jwks = jwks
         self.secret = secret
+        prefix = issuer.issuer if issuer.consumer_prefix is None else issuer.consumer_prefix
+        self.consumer_prefix = f"{prefix}|" if prefix else ""
         default = ASYMMETRIC if issuer.jwks_url else ("HS256",)
         self.algorithms = frozenset(issuer.algorithms or default)
         self.audience = issuer.audience
@@ -177,25 +186,38 @@ class IssuerVerifier:
             raise invalid_token("malformed token") from exc
 
     def identity(self, claims: Mapping[str, Any]) -> Identity:
+        """Claims are values, not header text: a value a backend could read two ways (a
+        control character, a scope holding a space) makes the token malformed (401)."""
         issuer = self.issuer
         consumer = claims.get(issuer.consumer_claim)
-        if not isinstance(consumer, str) or not consumer or len(consumer) > MAX_CLAIM_CHARS:
+        if not isinstance(consumer, str) or not _printable(consumer):
             raise invalid_token(f"token has no usable {issuer.consumer_claim} claim")
+        consumer = self.consumer_prefix + consumer
+        if len(consumer) > MAX_CONSUMER_CHARS:
+            raise invalid_token(f"token's {issuer.consumer_claim} claim is too long")
         raw = claims.get(issuer.scopes_claim)
         if raw is None:
             scopes: frozenset[str] = frozenset()
-        elif isinstance(raw, str):
-            scopes = frozenset(raw.split())
+        elif isinstance(raw, str) and len(raw) <= MAX_SCOPES_CHARS:
+            # RFC 6749 separates scopes by spaces; any other character is checked below.
+            scopes = frozenset(s for s in raw.split(" ") if s)
         elif isinstance(raw, list) and all(isinstance(s, str) for s in raw):
             scopes = frozenset(raw)
         else:
             raise invalid_token(f"token has a malformed {issuer.scopes_claim} claim")
+        if not all(SCOPE_TOKEN.match(s) for s in scopes):
+            raise invalid_token(f"token has a malformed {issuer.scopes_claim} claim")
         plan = issuer.default_plan
         if issuer.plan_claim is not None and claims.get(issuer.plan_claim) is not None:
             plan = claims[issuer.plan_claim]
-            if not isinstance(plan, str):
+            if not isinstance(plan, str) or not _printable(plan):
                 raise invalid_token(f"token has a malformed {issuer.plan_claim} claim")
         return Identity(consumer, plan, scopes)
+
+
+def _printable(value: str) -> bool:
+    """Non-empty, bounded, and without a control, format or unassigned character."""
+    return 0 < len(value) <= MAX_CLAIM_CHARS and not any(unicodedata.category(c)[0] == "C" for c in value)
 
 
 class JwtVerifier:

@@ -55,6 +55,7 @@ class CompiledBackend:
     retry: Retry
     breaker: Breaker
     cache: Cache | None
+    pinned: frozenset[str] = frozenset()  # query names the config sets, case-folded: the caller's are dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,7 @@ class CompiledRoute:
     ip: IpPolicy | None = None
     cors: CorsPolicy | None = None
     validator: RequestValidator | None = None
+    greedy: str | None = None  # the `{name+}` parameter: its value may hold `/`
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +96,16 @@ class CompiledConfig:
         return self.gateway.defaults
 
 
+def greedy_param(path: str) -> str | None:
+    last = path.rsplit("/", 1)[-1]
+    return last[1:-2] if last.startswith("{") and last.endswith("+}") else None
+
+
 def shape(path: str) -> str:
     """A route path with parameter names erased: two routes of one shape collide."""
-    return "/".join("{}" if s.startswith("{") else s for s in path.split("/"))
+    return "/".join(
+        ("{+}" if s.endswith("+}") else "{}") if s.startswith("{") else s for s in path.split("/")
+    )
 
 
 def compile_infra(
@@ -212,6 +221,7 @@ def _compile(
                     ip=ip,
                     cors=cors,
                     validator=validator,
+                    greedy=greedy_param(route.path),
                 )
             )
     return CompiledConfig(
@@ -226,7 +236,7 @@ def _compile(
 
 def _compile_backends(lr, services, known_services, defaults, problem) -> tuple[CompiledBackend, ...] | None:
     route: Route = lr.route
-    params = {s[1:-1] for s in route.path.split("/") if s.startswith("{")}
+    params = {s[1:-1].removesuffix("+") for s in route.path.split("/") if s.startswith("{")}
     names = [b.name for b in route.backends]
     route_timeout_ms = route.timeout_ms or defaults.timeout_ms
 
@@ -292,6 +302,7 @@ def _compile_backends(lr, services, known_services, defaults, problem) -> tuple[
             target=services.get(b.service),
             path=path,
             query=query,
+            pinned=frozenset(k.casefold() for k in b.query),
             method=b.method,
             headers=headers,
             body=body,

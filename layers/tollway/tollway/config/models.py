@@ -18,7 +18,10 @@ from tollway.discovery.target import parse_target
 MAX_TIMEOUT_MS = 30_000
 NAME = r"^[A-Za-z][A-Za-z0-9_-]*$"
 ROUTE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-PARAM_SEGMENT = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+# `{name}` matches one segment; `{name+}` (last segment only, as in API Gateway) matches
+# the rest of the path, slashes included: the only way a value may hold a `/`.
+PARAM_SEGMENT = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)(\+?)\}$")
+ROUTE_PATH = r"^(/([^{}/]*|\{[A-Za-z_][A-Za-z0-9_]*\}))*(/\{[A-Za-z_][A-Za-z0-9_]*\+\})?$"
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 TimeoutMs = Annotated[int, Field(gt=0, le=MAX_TIMEOUT_MS)]
@@ -63,6 +66,11 @@ class JwtIssuer(Model):
         list[Literal["RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA", "PS256", "HS256"]] | None
     ) = None
     consumer_claim: str = "sub"
+    # The consumer id is `<consumer_prefix>|<claim>`, the prefix defaulting to the issuer,
+    # so a token can never spend another issuer's or an API key's consumer (API-key
+    # consumers hold no `|`). Issuers given one prefix share consumers on purpose;
+    # `consumer_prefix: ""` makes the claim itself the id, shared with API keys on purpose.
+    consumer_prefix: Annotated[str, Field(max_length=128, pattern=r"^[^|\x00-\x1f\x7f]*$")] | None = None
     scopes_claim: str = "scope"
     plan_claim: str | None = None
     default_plan: str = "free"
@@ -74,6 +82,8 @@ class JwtIssuer(Model):
 
     @model_validator(mode="after")
     def _one_key_source(self) -> JwtIssuer:
+        if self.consumer_prefix is None and ("|" in self.issuer or len(self.issuer) > 128):
+            raise ValueError("this issuer cannot prefix consumer ids: give consumer_prefix")
         if (self.jwks_url is None) == (self.hs256_secret_env is None):
             raise ValueError("give exactly one of jwks_url or hs256_secret_env")
         if self.algorithms is not None:
@@ -238,7 +248,7 @@ class Backend(Model):
 
 class Route(Model):
     id: Annotated[str, Field(pattern=ROUTE_ID)]
-    path: str
+    path: Annotated[str, Field(json_schema_extra={"pattern": ROUTE_PATH})]
     methods: Annotated[list[Method], Field(min_length=1)]
     auth: list[Literal["api_key", "jwt"]] = []
     public: bool = False
@@ -261,11 +271,14 @@ class Route(Model):
         if not path.startswith("/"):
             raise ValueError(f"path {path!r} must start with /")
         names: list[str] = []
-        for segment in path.split("/")[1:]:
+        segments = path.split("/")[1:]
+        for i, segment in enumerate(segments):
             if "{" in segment or "}" in segment:
                 m = PARAM_SEGMENT.match(segment)
                 if not m:
                     raise ValueError(f"path segment {segment!r} must be a literal or a whole {{param}}")
+                if m.group(2) and i != len(segments) - 1:
+                    raise ValueError(f"greedy parameter {segment} must be the path's last segment")
                 if m.group(1) in names:
                     raise ValueError(f"path parameter {{{m.group(1)}}} appears twice")
                 names.append(m.group(1))

@@ -76,7 +76,14 @@ class Template:
             return self.parts[0]
         return None
 
-    def render(self, params: dict[str, str], results: dict[str, Any], encode=str) -> str:
+    def render(
+        self,
+        params: dict[str, str],
+        results: dict[str, Any],
+        encode=str,
+        param_encoders: dict[str, Any] | None = None,
+    ) -> str:
+        """`param_encoders` replaces `encode` for the named route parameters."""
         out = []
         for part in self.parts:
             if isinstance(part, str):
@@ -85,8 +92,11 @@ class Template:
                 value = part.resolve(params, results)
                 if isinstance(value, bool):
                     value = "true" if value else "false"
+                encoder = encode
+                if param_encoders and part.backend is None:
+                    encoder = param_encoders.get(part.path[0], encode)
                 try:
-                    out.append(encode(str(value)))
+                    out.append(encoder(str(value)))
                 except TemplateValueError as exc:
                     if part.backend is None:
                         raise ParamValueError(str(exc)) from exc

@@ -14,7 +14,7 @@ from urllib.parse import quote
 from tollway.errors import PayloadTooLarge
 from tollway.http.headers import request_id, well_formed
 from tollway.http.messages import Request, Response
-from tollway.observability import logger
+from tollway.observability import bind_request_id
 from tollway.pipeline import Gateway
 
 Scope = dict[str, Any]
@@ -80,8 +80,7 @@ class GatewayApp:
             else:
                 headers[name] = value
         rid = request_id(headers.get("x-request-id"))
-        # Every log line written while this request is handled carries its id.
-        logger.set_correlation_id(rid)
+        bind_request_id(rid)
         client = scope.get("client")
         raw_path = scope.get("raw_path")
         path = raw_path.decode("latin-1") if raw_path else quote(scope["path"], safe=_PATH_SAFE)
@@ -100,8 +99,15 @@ class GatewayApp:
         except PayloadTooLarge:
             # The route's own step answers 413, so the request is still matched and metered.
             request.oversize = True
+        except _Truncated:
+            # Likewise a 400 from the route's first step: a part of a body is never forwarded.
+            request.truncated = True
         response = await self.gateway.handle(request, path)
         await _send(send, response, head=request.method == "HEAD")
+
+
+class _Truncated(Exception):
+    """The server saw the connection end before the body's last byte (or last chunk)."""
 
 
 async def _read_body(receive: Receive, content_length: str | None, limit: int) -> bytes:
@@ -112,7 +118,9 @@ async def _read_body(receive: Receive, content_length: str | None, limit: int) -
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            # The server only says `more_body: false` once the framing (Content-Length or
+            # the zero-length chunk) is complete: a disconnect before it is a cut body.
+            raise _Truncated
         chunk = message.get("body", b"")
         if chunk:
             size += len(chunk)

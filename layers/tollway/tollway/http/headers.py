@@ -27,18 +27,28 @@ NOT_TO_BACKEND = HOP_BY_HOP | {
     "authorization",
     "x-api-key",
     "x-request-id",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-forwarded-port",
     "forwarded",
-    "x-tollway-consumer",
-    "x-tollway-scopes",
     "expect",
 }
+# The gateway's namespaces: a backend trusts what it reads here as the gateway's word
+# (who the consumer is, where the request came from), so no caller's field of these
+# names ever crosses, whatever follows the prefix.
+GATEWAY_PREFIXES = ("x-tollway-", "x-forwarded-")
 
-# Never passed back from a backend: the gateway frames the response itself.
-NOT_TO_CALLER = HOP_BY_HOP | {"content-length", "x-request-id", "server", "date"}
+# Never passed back from a backend: the gateway frames the response itself, and the
+# fields that only describe the backend's software or the hops behind the gateway.
+NOT_TO_CALLER = HOP_BY_HOP | {
+    "content-length",
+    "x-request-id",
+    "date",
+    "server",
+    "x-powered-by",
+    "x-aspnet-version",
+    "x-aspnetmvc-version",
+    "via",
+}
+# A caller reads these as the gateway's own word (`Tollway-Partial`, `Tollway-Cache`).
+CALLER_PREFIXES = ("tollway-", "x-tollway-")
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 # RFC 9110 §5.1/§5.5: a field name is a token; a value holds no control character but HTAB.
@@ -53,8 +63,22 @@ def field_value_ok(value: str) -> bool:
 
 def well_formed(name: str, value: str) -> bool:
     """Whether a (lower-case) request field may be used: uvicorn refuses the others, but
-    an API Gateway event reaches the app without that check."""
-    return _FIELD_NAME.match(name) is not None and _FIELD_VALUE_CONTROL.search(value) is None
+    an API Gateway event reaches the app without that check. A name with an underscore is
+    refused too (nginx's default): CGI and WSGI servers read `X_Tollway_Consumer` as
+    `X-Tollway-Consumer`, so it would smuggle a protected name past any filter."""
+    return (
+        "_" not in name and _FIELD_NAME.match(name) is not None and _FIELD_VALUE_CONTROL.search(value) is None
+    )
+
+
+def to_backend(name: str) -> bool:
+    """Whether a caller's (lower-case, well-formed) field may be forwarded to a backend."""
+    return name not in NOT_TO_BACKEND and not name.startswith(GATEWAY_PREFIXES)
+
+
+def to_caller(name: str) -> bool:
+    """Whether a backend's (lower-case) response field may be passed to the caller."""
+    return name not in NOT_TO_CALLER and not name.startswith(CALLER_PREFIXES)
 
 
 def request_id(offered: str | None) -> str:

@@ -16,6 +16,7 @@ class Request:
     scheme: str
     request_id: str
     oversize: bool = False  # the body was over the gateway's limit and was not read
+    truncated: bool = False  # the caller went away before the body's end: never forwarded
 
     @property
     def host(self) -> str:

@@ -2,7 +2,8 @@
 
 Built once from the compiled routes. A path matches at most one route shape (the config
 compiler rejects two routes of one shape and method), literal segments win over
-parameters, and a path that matches but not for this method is a 405 with `Allow`.
+parameters, which win over a greedy `{name+}` (the rest of the path, at least one
+segment), and a path that matches but not for this method is a 405 with `Allow`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ T = TypeVar("T")
 class _Node(Generic[T]):
     literals: dict[str, _Node[T]] = field(default_factory=dict)
     param: _Node[T] | None = None
+    greedy: _Node[T] | None = None
     # method -> (target, parameter names in path order)
     methods: dict[str, tuple[T, tuple[str, ...]]] = field(default_factory=dict)
 
@@ -37,14 +39,17 @@ class Router(Generic[T]):
 
     def add(self, path: str, methods: frozenset[str], target: T) -> None:
         segments = path.split("/")[1:]
-        names = tuple(s[1:-1] for s in segments if s.startswith("{"))
+        names = tuple(s[1:-1].removesuffix("+") for s in segments if s.startswith("{"))
         if not names:
             bucket = self._static.setdefault(path, {})
             for method in methods:
                 bucket[method] = target
         node = self._root
         for segment in segments:
-            if segment.startswith("{"):
+            if segment.endswith("+}"):
+                node.greedy = node.greedy or _Node()
+                node = node.greedy
+            elif segment.startswith("{"):
                 node.param = node.param or _Node()
                 node = node.param
             else:
@@ -81,4 +86,7 @@ class Router(Generic[T]):
             if found is not None:
                 return found
             values.pop()
+        if node.greedy is not None and node.greedy.methods and any(segments[i:]):
+            values.append(unquote("/".join(segments[i:])))
+            return node.greedy
         return None

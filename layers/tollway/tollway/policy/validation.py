@@ -2,14 +2,20 @@
 
 An invalid request is a 400 naming the failing field as a JSON pointer, raised after
 authentication and before any quota is spent or backend called.
+
+Validated means forwarded: a validated query is parsed once (UTF-8, `+` as space), a
+validated name given twice (in any spelling or case: `limit=5&LIMIT=9`, `li%6Dit=9`) is
+refused, and the backend receives the canonical query rebuilt from exactly the values
+checked, so no backend can read another value (first, last, joined, `;`-split) than the
+one the schema saw.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import quote, unquote_to_bytes
 
 import fastjsonschema
 import orjson
@@ -55,6 +61,31 @@ def _coerce(value: str, kind: str | None) -> Any:
     return value
 
 
+def _decode(raw: bytes) -> str:
+    return unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
+
+
+def parse_query(query: bytes) -> list[tuple[str, str | None]]:
+    """(name, value) pairs, percent-decoded; value None for a bare `name` (no `=`)."""
+    pairs: list[tuple[str, str | None]] = []
+    for piece in query.split(b"&"):
+        if not piece:
+            continue
+        name, eq, value = piece.partition(b"=")
+        try:
+            pairs.append((_decode(name), _decode(value) if eq else None))
+        except UnicodeDecodeError:
+            raise BadRequest("the query string is not valid UTF-8 once percent-decoded") from None
+    return pairs
+
+
+def canonical_query(pairs: list[tuple[str, str | None]]) -> bytes:
+    return "&".join(
+        quote(name, safe="") if value is None else f"{quote(name, safe='')}={quote(value, safe='')}"
+        for name, value in pairs
+    ).encode()
+
+
 @dataclass(frozen=True, slots=True)
 class RequestValidator:
     body: Callable[[Any], Any] | None
@@ -62,6 +93,8 @@ class RequestValidator:
     query_types: dict[str, str]
     body_schema: dict[str, Any] | None = None  # as declared, for the OpenAPI document
     query_schema: dict[str, Any] | None = None
+    # Case-folded -> as declared: each may be given once, in its declared spelling only.
+    query_names: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def build(cls, body: dict[str, Any] | None, query: dict[str, Any] | None) -> RequestValidator:
@@ -71,20 +104,38 @@ class RequestValidator:
             _query_types(query) if query is not None else {},
             body,
             query,
+            {name.casefold(): name for name in (query or {}).get("properties", {})},
         )
 
-    def check(self, body: bytes, query_string: bytes) -> None:
+    def check(self, body: bytes, query_string: bytes) -> bytes:
+        """Raise BadRequest for an invalid request; return the query to forward."""
         if self.query is not None:
+            pairs = parse_query(query_string)
             params: dict[str, Any] = {}
-            for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
-                params.setdefault(key, _coerce(value, self.query_types.get(key)))
+            seen: set[str] = set()
+            for key, value in pairs:
+                declared = self.query_names.get(key.casefold())
+                if declared is not None:
+                    if key != declared or declared in seen:
+                        raise self._ambiguous(key, declared)
+                    seen.add(declared)
+                params.setdefault(key, _coerce(value or "", self.query_types.get(key)))
             self._run(self.query, params, "query")
+            query_string = canonical_query(pairs)
         if self.body is not None:
             try:
                 data = orjson.loads(body) if body else None
             except orjson.JSONDecodeError:
                 raise BadRequest("the request body is not valid JSON") from None
             self._run(self.body, data, "body")
+        return query_string
+
+    @staticmethod
+    def _ambiguous(name: str, declared: str) -> BadRequest:
+        # A backend may read the first, the last, all joined, or names case-insensitively.
+        error = BadRequest(f"query {name[:64]!r}: give {declared!r} once, spelled exactly so")
+        error.extensions["pointer"] = "/query/" + declared.replace("~", "~0").replace("/", "~1")
+        return error
 
     @staticmethod
     def _run(validate: Callable[[Any], Any], data: Any, where: str) -> None:

@@ -4,13 +4,15 @@ A route (`cache:` on the route) caches its final response; a backend (`cache:` o
 backend) caches its JSON answer. Either is only consulted for a caller's GET or HEAD. Keys
 carry the consumer id unless the config says `shared: true`. A backend's `Cache-Control`
 can only shorten or forbid storing: `no-store` and `no-cache` forbid it, `private`
-forbids it in a shared cache, `max-age` caps the configured `ttl_s`.
+forbids it in a shared cache, `max-age` caps the configured `ttl_s`. A route's stored
+answer keeps the request fields its `Vary` names (one variant per key: another value
+is a miss that replaces it).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 
 from tollway.config.models import Cache
 from tollway.lru import ExpiringLru
@@ -32,6 +34,45 @@ def storable_ttl(config: Cache, cache_controls: Iterable[str | None]) -> float:
                 seconds = arg.strip().strip('"')
                 ttl = min(ttl, float(seconds)) if seconds.isdigit() else 0.0
     return ttl
+
+
+Variant = tuple[tuple[str, str], ...]  # (request field, its value) a stored answer was chosen by
+
+
+def variant(
+    response_headers: Iterable[tuple[str, str]], request_headers: Mapping[str, str]
+) -> Variant | None:
+    """The request fields (and values) a response was negotiated on; None: never store it.
+
+    RFC 9111 §4.1: an answer stored for one `Accept-Encoding` (or any field its `Vary`
+    names) is served only to a request with the same value. A `Content-Encoding` without
+    a `Vary` naming `Accept-Encoding` is taken to vary on it all the same, so a gzip body
+    never reaches a caller who did not accept gzip.
+    """
+    names: set[str] = set()
+    encoded = False
+    for name, value in response_headers:
+        if name == "vary":
+            for field in value.lower().split(","):
+                field = field.strip()
+                if field == "*":
+                    return None
+                if field:
+                    names.add(field)
+        elif name == "content-encoding" and value.strip().lower() not in ("", "identity"):
+            encoded = True
+    if encoded:
+        names.add("accept-encoding")
+    return tuple((n, _normal(request_headers.get(n))) for n in sorted(names))
+
+
+def matches(stored: Variant, request_headers: Mapping[str, str]) -> bool:
+    return all(_normal(request_headers.get(name)) == value for name, value in stored)
+
+
+def _normal(value: str | None) -> str:
+    # Whitespace around list members is not significant (RFC 9110 §5.6.1).
+    return ",".join(part.strip() for part in value.split(",")) if value else ""
 
 
 class Caches:

@@ -16,7 +16,7 @@ import httpx
 from tollway.http.messages import Response
 from tollway.pipeline import Exchange
 from tollway.upstream.breaker import Breakers
-from tollway.upstream.cache import Caches, storable_ttl
+from tollway.upstream.cache import Caches, matches, storable_ttl, variant
 from tollway.upstream.call import BackendCaller, Directory
 from tollway.upstream.composite import CACHEABLE, Composite
 from tollway.upstream.proxy import proxy
@@ -48,8 +48,8 @@ class HttpUpstream:
         request = exchange.request
         key = (request.method, tuple(sorted(exchange.params.items())), request.query_string, consumer)
         hit = cache.get(key)
-        if hit is not None:
-            status, headers, body = hit
+        if hit is not None and matches(hit[3], request.headers):
+            status, headers, body, _ = hit
             return Response(status, [*headers, ("tollway-cache", "hit")], body)
         response, cache_controls = await self._respond(exchange)
         # A partial answer, or one that sets a cookie, is for this caller and this moment only.
@@ -59,7 +59,9 @@ class HttpUpstream:
             and response.header("set-cookie") is None
         ):
             ttl = storable_ttl(route.cache, cache_controls)
-            cache.put(key, (response.status, tuple(response.headers), response.body), ttl)
+            varies = variant(response.headers, request.headers)
+            if varies is not None:
+                cache.put(key, (response.status, tuple(response.headers), response.body, varies), ttl)
         response.headers.append(("tollway-cache", "miss"))
         return response
 

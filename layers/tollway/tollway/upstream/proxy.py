@@ -1,7 +1,10 @@
 """`compose: proxy`: one backend, status, headers (minus hop-by-hop) and body passed through.
 
 A backend's 5xx becomes a 502 naming the backend (its body, possibly a stack trace, never
-reaches the caller); every other status passes through with its body.
+reaches the caller). Every other status, a 4xx included, is the backend's own answer and
+passes through with its body and its headers but those `to_caller` refuses (hop-by-hop,
+framing, the backend's software and hops, the gateway's `tollway-` namespace): a
+`Set-Cookie` or a custom header of a backend's 4xx reaches the caller as on a 2xx.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import time
 
 from tollway.errors import BadGateway, GatewayTimeout
-from tollway.http.headers import NOT_TO_CALLER, connection_tokens
+from tollway.http.headers import connection_tokens, to_caller
 from tollway.http.messages import Response
 from tollway.pipeline import BackendOutcome, Exchange
 from tollway.upstream.call import Answer, BackendCaller, BackendFailure
@@ -32,6 +35,6 @@ async def proxy(caller: BackendCaller, ex: Exchange) -> tuple[Response, Answer]:
         ex.backends.append(BackendOutcome(backend.name, status, (time.monotonic() - started) * 1000))
     if answer.status >= 500:
         raise BadGateway(f"backend {backend.name} failed: it answered {answer.status}")
-    drop = NOT_TO_CALLER | connection_tokens(answer.headers.get("connection"))
-    out = [(k.lower(), v) for k, v in answer.headers.multi_items() if k.lower() not in drop]
+    named = connection_tokens(answer.headers.get("connection"))
+    out = [(k, v) for k, v in answer.headers.multi_items() if to_caller(k) and k not in named]
     return Response(answer.status, out, answer.body), answer

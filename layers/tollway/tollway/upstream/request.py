@@ -8,16 +8,17 @@ fails that backend.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, unquote_plus
 
 import orjson
 
 from tollway.config.compile import CompiledBackend
 from tollway.config.templates import ParamValueError, TemplateValueError, render_json_template
 from tollway.errors import BadRequest
-from tollway.http.headers import NOT_TO_BACKEND, connection_tokens, field_value_ok
+from tollway.http.headers import connection_tokens, field_value_ok, to_backend
 from tollway.pipeline import Exchange
 
 # Headers of the caller's request that describe its body or its wishes for the answer's
@@ -33,11 +34,35 @@ class BackendRequest:
     body: bytes | None
 
 
+# How many more times a backend (or a proxy in front of it) may percent-decode a path.
+_DECODINGS = 3
+
+
+def _confined(segment: str) -> bool:
+    """Whether `segment` stays one segment however a backend reads it: decoded again,
+    normalised (NFKC folds `\uff0f` into `/`), `\\` read as a separator (Windows, some
+    servlet containers), or `;params` stripped (`..;x` is `..` to Tomcat)."""
+    for _ in range(_DECODINGS):
+        for form in (segment, unicodedata.normalize("NFKC", segment)):
+            if "/" in form or "\\" in form or form.split(";", 1)[0] in (".", ".."):
+                return False
+        decoded = unquote(segment)
+        if decoded == segment:
+            return True
+        segment = decoded
+    return False
+
+
 def encode_segment(value: str) -> str:
     """A value substituted into a path can never add a segment or climb out of one."""
-    if value in (".", ".."):
-        raise TemplateValueError(f"{value!r} is not allowed as a path value")
+    if not _confined(value):
+        raise TemplateValueError("a path value must not hold '/', '\\' or a dot segment")
     return quote(value, safe="")
+
+
+def encode_greedy(value: str) -> str:
+    """A `{name+}` value may span segments, but each one must be confined as above."""
+    return "/".join(encode_segment(s) if s else s for s in value.split("/"))
 
 
 def encode_query(value: str) -> str:
@@ -66,6 +91,14 @@ def build_request(
             body = ex.request.body or None
     except ParamValueError as exc:
         raise BadRequest(str(exc)) from exc
+    if (
+        not composed
+        and "accept-encoding" not in ex.request.headers
+        and not _templated(backend, "accept-encoding")
+    ):
+        # A proxied body passes as the backend encoded it: without this the HTTP client's
+        # default (`gzip, deflate`) would hand gzip to a caller who never accepted it.
+        headers.append(("accept-encoding", "identity"))
     if composed or backend.body is not None:
         drop = NOT_TO_COMPOSED if composed else frozenset({"content-type", "content-encoding"})
         headers = [(k, v) for k, v in headers if k not in drop or _templated(backend, k)]
@@ -81,17 +114,29 @@ def _templated(backend: CompiledBackend, name: str) -> bool:
 
 
 def backend_path(backend: CompiledBackend, ex: Exchange, results: dict[str, Any], forward_query: bool) -> str:
-    path = backend.path.render(ex.params, results, encode_segment)
+    greedy = ex.route.greedy
+    path = backend.path.render(
+        ex.params, results, encode_segment, {greedy: encode_greedy} if greedy else None
+    )
     pairs = [f"{encode_query(k)}={t.render(ex.params, results, encode_query)}" for k, t in backend.query]
     if forward_query and ex.request.query_string:
-        pairs.append(ex.request.query_string.decode("latin-1"))
+        caller = ex.request.query_string.decode("latin-1")
+        if backend.query:
+            caller = "&".join(p for p in caller.split("&") if p and _name(p) not in backend.pinned)
+        if caller:
+            pairs.append(caller)
     return f"{path}?{'&'.join(pairs)}" if pairs else path
+
+
+def _name(piece: str) -> str:
+    """A query piece's name as a backend may read it: decoded, in any case."""
+    return unquote_plus(piece.partition("=")[0]).casefold()
 
 
 def backend_headers(backend: CompiledBackend, ex: Exchange, results: dict[str, Any]) -> list[tuple[str, str]]:
     request = ex.request
-    drop = NOT_TO_BACKEND | connection_tokens(request.headers.get("connection"))
-    headers = [(k, v) for k, v in request.headers.items() if k not in drop]
+    named = connection_tokens(request.headers.get("connection"))
+    headers = [(k, v) for k, v in request.headers.items() if to_backend(k) and k not in named]
     headers.append(("x-request-id", request.request_id))
     headers.append(("x-forwarded-for", request.client_ip))
     headers.append(("x-forwarded-proto", request.scheme))
@@ -99,7 +144,8 @@ def backend_headers(backend: CompiledBackend, ex: Exchange, results: dict[str, A
         headers.append(("x-forwarded-host", request.host))
     principal = ex.principal
     if principal.credential != "anonymous":
-        headers.append(("x-tollway-consumer", principal.consumer_id))
+        # Header text stands for latin-1 bytes: a (JWT) consumer id goes as its UTF-8 bytes.
+        headers.append(("x-tollway-consumer", principal.consumer_id.encode().decode("latin-1")))
         if ex.route.forward_scopes:
             headers.append(("x-tollway-scopes", " ".join(sorted(principal.scopes))))
     for name, template in backend.headers:

@@ -1,0 +1,243 @@
+"""Nothing a caller sends reaches a backend unless the route allows it (issue 12).
+
+Each class runs through both entry points, uvicorn on a socket and the Lambda handler with
+an API Gateway v2 event, and asserts what the backend *received*, not only the answer.
+"""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from .boundary import OTHER_ISSUER, SECRET_TEXT, Gateway, build, token
+
+
+@pytest.fixture(params=["uvicorn", "lambda"])
+def gw(request, aws, serve, tmp_path, monkeypatch):
+    yield from build(request.param, aws, serve, tmp_path, monkeypatch)
+
+
+def assert_problem(answer, status: int) -> None:
+    assert answer.status == status, answer.body[:300]
+    assert answer.header("content-type") == "application/problem+json"
+
+
+# ---- 1. headers toward backends ------------------------------------------------------
+
+GATEWAY_FIELDS = [
+    ("X-Tollway-Consumer", "admin"),
+    ("X-Tollway-Scopes", "admin:all"),
+    ("X-Tollway-Plan", "enterprise"),
+    ("X-Tollway-Anything-New", "1"),
+    ("X-Forwarded-For", "10.0.0.1"),
+    ("X-Forwarded-Host", "internal.example"),
+    ("X-Forwarded-Prefix", "/admin"),
+    ("X-Forwarded-Server", "internal"),
+    ("X-Forwarded-Ssl", "on"),
+    ("Forwarded", "for=10.0.0.1;host=internal"),
+    ("X_Tollway_Consumer", "admin"),
+    ("X_Forwarded_For", "10.0.0.1"),
+    ("x_api_key", "smuggled"),
+]
+
+
+def test_a_caller_never_sets_a_field_in_the_gateways_namespaces(gw: Gateway) -> None:
+    answer = gw.send("GET", "/v1/echo/x", [*GATEWAY_FIELDS, ("X-Custom", "kept")])
+    assert answer.status == 200, answer.body
+    (seen,) = gw.backend.seen
+    names = seen.names()
+    assert not [n for n in names if "_" in n]
+    assert not [n for n in names if n.startswith("x-tollway-")]
+    assert "forwarded" not in names
+    assert seen.header("x-custom") == ["kept"]
+    # The gateway's own X-Forwarded-* fields, once each, with its own values.
+    forwarded = sorted(n for n in names if n.startswith("x-forwarded-"))
+    assert forwarded == ["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"]
+    assert "10.0.0.1" not in seen.header("x-forwarded-for")[0]
+    assert seen.header("x-forwarded-host") != ["internal.example"]
+
+
+def test_an_authenticated_caller_cannot_add_to_its_own_identity(gw: Gateway, capsys) -> None:
+    key = gw.key(capsys, "acme")
+    forged = [("X-Tollway-Consumer", "admin"), ("X_Tollway_Consumer", "admin"), ("x-tollway-scopes", "a")]
+    answer = gw.send("GET", "/v1/who", [("x-api-key", key), *forged])
+    assert answer.status == 200, answer.body
+    (seen,) = gw.backend.seen
+    assert seen.header("x-tollway-consumer") == ["acme"]
+    assert seen.header("x-tollway-scopes") == [""]
+    assert not [n for n in seen.names() if "_" in n]
+
+
+# ---- 2. path parameters confine the caller ---------------------------------------------
+
+ESCAPES = [
+    "..%2Fsecret.txt",
+    "%2e%2e%2fsecret.txt",
+    "%2E%2E%2Fsecret.txt",
+    "..%5Csecret.txt",
+    "%2e%2e%5csecret.txt",
+    "%252e%252e%252fsecret.txt",
+    "..%252Fsecret.txt",
+    "%2e%2e",
+    "..%3Bx",
+    "%EF%BC%8E%EF%BC%8E%EF%BC%8Fsecret.txt",  # fullwidth ../, which NFKC folds
+    "docs%2F..%2F..%2Fsecret.txt",
+]
+
+
+def test_the_file_server_really_serves_the_public_folder(gw: Gateway) -> None:
+    assert gw.send("GET", "/v1/docs/readme.txt").body == b"public text"
+    assert gw.send("GET", "/v1/tree/docs/a%20b.txt").body == b"nested public text"
+
+
+@pytest.mark.parametrize("value", ESCAPES)
+def test_a_path_value_never_leaves_its_segment(gw: Gateway, value: str) -> None:
+    answer = gw.send("GET", f"/v1/docs/{value}")
+    assert SECRET_TEXT not in answer.body
+    assert answer.status in (400, 404), answer.status
+    if answer.status == 400:
+        assert_problem(answer, 400)
+    assert gw.files.paths == []  # refused before any backend call
+
+
+@pytest.mark.parametrize("value", [*ESCAPES, "docs/../../secret.txt", "docs/..%2F..%2Fsecret.txt"])
+def test_a_greedy_value_spans_segments_but_never_climbs(gw: Gateway, value: str) -> None:
+    answer = gw.send("GET", f"/v1/tree/{value}")
+    assert SECRET_TEXT not in answer.body
+    assert answer.status in (400, 404), answer.status
+    assert gw.files.paths == []
+
+
+# ---- 3. validated means forwarded ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=5&limit=100000",
+        "limit=5&li%6Dit=100000",
+        "limit=5&LIMIT=100000",
+        "LIMIT=100000",
+        "limit=100000",
+    ],
+)
+def test_a_validated_parameter_cannot_pass_with_one_value_and_reach_with_another(
+    gw: Gateway, query: str
+) -> None:
+    answer = gw.send("GET", f"/v1/search?{query}")
+    assert_problem(answer, 400)
+    assert gw.backend.seen == []
+
+
+def test_the_backend_reads_the_query_as_validated(gw: Gateway) -> None:
+    answer = gw.send("GET", "/v1/search?limit=%35&q=a+b;limit=99&scope=private")
+    assert answer.status == 200, answer.body
+    (seen,) = gw.backend.seen
+    # Canonical: one limit, `;` can no longer split, the pinned scope is the route's alone.
+    assert seen.query == "scope=public&limit=5&q=a%20b%3Blimit%3D99"
+
+
+@pytest.mark.parametrize("spelling", ["fixed=2", "FIXED=2", "fi%78ed=2", "fixed"])
+def test_a_pinned_query_value_cannot_be_overridden(gw: Gateway, spelling: str) -> None:
+    answer = gw.send("GET", f"/v1/echo/x?{spelling}&other=1")
+    assert answer.status == 200, answer.body
+    (seen,) = gw.backend.seen
+    assert seen.query == "fixed=1&other=1"
+
+
+# ---- 4. identities are namespaced ------------------------------------------------------
+
+
+def test_a_token_whose_subject_is_an_api_key_consumer_spends_its_own_quota(gw: Gateway, capsys) -> None:
+    key = gw.key(capsys, "acme")
+    for _ in range(2):  # the plan's whole daily quota
+        assert gw.send("GET", "/v1/who", [("x-api-key", key)]).status == 200
+    assert gw.send("GET", "/v1/who", [("x-api-key", key)]).status == 429
+    for issuer in (None, OTHER_ISSUER):
+        bearer = token("acme") if issuer is None else token("acme", issuer)
+        answer = gw.send("GET", "/v1/who", [("authorization", f"Bearer {bearer}")])
+        assert answer.status == 200, answer.body
+    consumers = [s.header("x-tollway-consumer")[0] for s in gw.backend.seen]
+    assert consumers == [
+        "acme",
+        "acme",
+        "https://login.boundary.test/|acme",
+        "https://partner.boundary.test/|acme",
+    ]
+
+
+# ---- 5. claims are values, not header text ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"scope": ["read write"]},
+        {"scope": ["read", "x\r\nx-tollway-consumer: admin"]},
+        {"scope": "read\twrite"},
+        {"sub": "acme\r\nx-injected: 1"},
+        {"sub": "acme\x00"},
+        {"sub": "acme\x7f"},
+    ],
+)
+def test_a_malformed_claim_is_401_before_any_quota_is_spent(gw: Gateway, claims) -> None:
+    claims = dict(claims)
+    sub = claims.pop("sub", "claims-test")
+    for _ in range(3):  # over the plan's quota of 2, were any of them admitted
+        answer = gw.send("GET", "/v1/who", [("authorization", f"Bearer {token(sub, **claims)}")])
+        assert_problem(answer, 401)
+        assert answer.header("ratelimit") is None
+    assert gw.backend.seen == []
+    good = gw.send("GET", "/v1/who", [("authorization", f"Bearer {token('claims-test')}")])
+    assert good.status == 200
+
+
+def test_forwarded_scopes_are_unambiguous(gw: Gateway) -> None:
+    bearer = token("scoped", scope=["b:read", "a:write"])
+    assert gw.send("GET", "/v1/who", [("authorization", f"Bearer {bearer}")]).status == 200
+    (seen,) = gw.backend.seen
+    assert seen.header("x-tollway-scopes") == ["a:write b:read"]
+
+
+def test_a_non_ascii_subject_reaches_the_backend_as_its_utf8_bytes(gw: Gateway) -> None:
+    bearer = token("jos\u00e9")
+    answer = gw.send("GET", "/v1/who", [("authorization", f"Bearer {bearer}")])
+    assert answer.status == 200, answer.body
+    (seen,) = gw.backend.seen
+    value = seen.header("x-tollway-consumer")[0].encode("latin-1").decode()
+    assert value == "https://login.boundary.test/|jos\u00e9"
+
+
+# ---- 7. backend answers ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["vary", "silent"])
+def test_a_cached_gzip_answer_never_reaches_a_caller_who_did_not_accept_gzip(gw: Gateway, mode: str) -> None:
+    first = gw.send("GET", f"/v1/cached/{mode}", [("accept-encoding", "gzip")])
+    assert first.status == 200 and first.header("content-encoding") == "gzip"
+    assert gzip.decompress(first.body) == b'{"enc":"gzip"}'
+    plain = gw.send("GET", f"/v1/cached/{mode}", [("accept-encoding", "identity")])
+    assert plain.status == 200, plain.body
+    assert plain.header("content-encoding") is None
+    assert plain.body == b'{"enc":"identity"}'
+    bare = gw.send("GET", f"/v1/cached/{mode}")
+    assert bare.header("content-encoding") is None and bare.body == b'{"enc":"identity"}'
+    # The same negotiation is still a hit: Vary narrows the cache, it does not disable it.
+    again = gw.send("GET", f"/v1/cached/{mode}")
+    assert again.header("tollway-cache") == "hit"
+
+
+def test_a_proxied_4xx_passes_as_documented(gw: Gateway) -> None:
+    answer = gw.send("GET", "/v1/deny")
+    assert answer.status == 401
+    # The backend's own answer: its body, its cookie and its own fields...
+    assert answer.json() == {"error": "session expired"}
+    assert answer.header("set-cookie") == "session=; Max-Age=0; Path=/"
+    assert answer.header("www-authenticate") == 'Bearer realm="backend"'
+    assert answer.header("x-backend-reason") == "expired"
+    # ...but never what describes the hosts and software behind the gateway, nor a field
+    # in the gateway's own namespace.
+    assert answer.header("x-powered-by") is None and answer.header("via") is None
+    assert "ip-10-0-3-7" not in (answer.header("server") or "")
+    assert answer.header("tollway-partial") is None
