@@ -93,7 +93,7 @@ class AwsCalls:
 
     def attach_transport(self, router: ModuleType) -> None:
         """Also count the calls that bypass botocore: the quota's DynamoDB requests go
-        through the gateway's shared HTTP exchanger (tollway.dynamo), signed by Tollway."""
+        through the gateway's shared HTTP exchanger (tollway.aws.dynamodb), signed by Tollway."""
         gateway = router.app.gateway
         admission = gateway.admission
         if admission is None:
@@ -111,7 +111,7 @@ class AwsCalls:
         exchanger.request = counted
 
     def attach_usage(self, router: ModuleType) -> None:
-        """Count the usage sends too: the lean SQS sender (tollway.usage.sqs) bypasses botocore."""
+        """Count the usage sends too: the lean SQS sender (tollway.aws.sqs) bypasses botocore."""
         usage = router.app.gateway.usage
         if usage is None:
             return

@@ -58,7 +58,7 @@ def _cpu_rows(r: dict[str, Any]) -> list[Row]:
     base = f"naive floor {_us(floor)}"
     out = []
     if "tollway_full" in us:
-        # The quota's DynamoDB call bypasses botocore (tollway.dynamo): measure 6 counts it.
+        # The quota's DynamoDB call bypasses botocore (tollway.aws.dynamodb): measure 6 counts it.
         quota = cpu["components"].get("quota", False)
         usage = cpu["components"]["usage"]
         parts = [

@@ -2,7 +2,7 @@
 backends that refuse, reset, hang, dribble or flood.
 
 The gateway is assembled from its parts, as `tollway.assemble.build_app` does, so the
-DynamoDB clients (boto3 for keys, `tollway.dynamo` for quotas) can be pointed at the fault
+DynamoDB clients (boto3 for keys, `tollway.aws.dynamodb` for quotas) can be pointed at the fault
 front with short timeouts (a hang then costs the test 0.3 s).
 """
 
@@ -24,15 +24,16 @@ from botocore.config import Config
 from tollway.auth.authenticator import build_authenticator
 from tollway.config.compile import compile_infra
 from tollway.dev.serve import free_port
-from tollway.dynamo import DynamoCaller
 from tollway.http.app import GatewayApp
 from tollway.observability import access_log
 from tollway.pipeline import Gateway
 from tollway.quota.admission import QuotaAdmission
 from tollway.quota.store import QuotaStore
 from tollway.settings import Settings
-from tollway.upstream.client import make_client
+from tollway.transport.client import make_client
 from tollway.upstream.dispatch import HttpUpstream
+
+from tests.lean import dynamo_caller
 
 SHORT = Config(connect_timeout=0.3, read_timeout=0.3, retries={"max_attempts": 1, "mode": "standard"})
 
@@ -127,7 +128,7 @@ def assemble(infra: Path, aws: dict[str, str], dynamodb_url: str, environ: dict[
         authenticator=build_authenticator(config, settings, client, dynamodb=dynamodb),
         upstream=HttpUpstream(client),
         admission=QuotaAdmission(
-            QuotaStore(DynamoCaller.from_client(client, dynamodb, timeout=0.3), aws["TOLLWAY_QUOTA_TABLE"]),
+            QuotaStore(dynamo_caller(client, dynamodb, timeout=0.3), aws["TOLLWAY_QUOTA_TABLE"]),
             config.plans,
         ),
         access_log=access_log,

@@ -19,7 +19,7 @@ from tollway.config.compile import CompiledRoute, compile_infra
 from tollway.http.app import GatewayApp
 from tollway.http.messages import Request, Response
 from tollway.pipeline import Exchange, Gateway
-from tollway.upstream.client import make_client
+from tollway.transport.client import make_client
 from tollway.upstream.dispatch import HttpUpstream
 
 

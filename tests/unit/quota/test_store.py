@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 import pytest
-from tollway.dynamo import DynamoError
+from tollway.aws.errors import AwsError
 from tollway.quota.store import MAX_REMOVALS, Budget, Exhausted, QuotaStore, StoreUnavailable
 
 BUDGET = Budget("D2026-11-27#0#acme", 1_795_000_000, quota=10, rate=4, window="r900")
@@ -15,13 +15,15 @@ BUDGET = Budget("D2026-11-27#0#acme", 1_795_000_000, quota=10, rate=4, window="r
 class Replay:
     """A caller that records what it was asked and answers (or fails) as told."""
 
-    def __init__(self, answer: dict[str, Any] | DynamoError) -> None:
+    def __init__(self, answer: dict[str, Any] | AwsError) -> None:
         self.answer = answer
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.deadlines: list[float | None] = []
 
-    async def call(self, operation: str, body: bytes) -> dict[str, Any]:
+    async def call(self, operation: str, body: bytes, *, deadline: float | None = None) -> dict[str, Any]:
         self.calls.append((operation, orjson.loads(body)))
-        if isinstance(self.answer, DynamoError):
+        self.deadlines.append(deadline)
+        if isinstance(self.answer, AwsError):
             raise self.answer
         return self.answer
 
@@ -65,12 +67,12 @@ async def test_spend_sends_the_request_and_reads_the_new_counters() -> None:
 
 async def test_a_failed_condition_is_exhausted_with_the_old_item() -> None:
     old = {"Item": {"used": {"N": "10"}, "r900": {"N": "1"}}}
-    store = QuotaStore(Replay(DynamoError("ConditionalCheckFailedException", old, 400)), "QuotaTable")
+    store = QuotaStore(Replay(AwsError("ConditionalCheckFailedException", old, 400)), "QuotaTable")
     with pytest.raises(Exhausted) as exhausted:
         await store.spend(BUDGET, 1)
     assert exhausted.value.counters is not None and exhausted.value.counters.used == 10
     # Without the old item (dynalite), the admission reads it.
-    bare = QuotaStore(Replay(DynamoError("ConditionalCheckFailedException", {}, 400)), "QuotaTable")
+    bare = QuotaStore(Replay(AwsError("ConditionalCheckFailedException", {}, 400)), "QuotaTable")
     with pytest.raises(Exhausted) as exhausted:
         await bare.spend(BUDGET, 1)
     assert exhausted.value.counters is None
@@ -80,7 +82,7 @@ async def test_a_failed_condition_is_exhausted_with_the_old_item() -> None:
     "code", ["ThrottlingException", "ResourceNotFoundException", "InternalServerError", "Timeout"]
 )
 async def test_any_other_error_is_the_store_unavailable(code: str) -> None:
-    store = QuotaStore(Replay(DynamoError(code)), "QuotaTable")
+    store = QuotaStore(Replay(AwsError(code)), "QuotaTable")
     with pytest.raises(StoreUnavailable) as unavailable:
         await store.spend(BUDGET, 1)
     assert unavailable.value.reason == code

@@ -1,7 +1,7 @@
 """The admit step: spend the principal's plan for one request, in one DynamoDB round trip.
 
-The round trip is awaited (tollway.dynamo, on the container's shared HTTP client), so
-under uvicorn other requests run while it is on the wire.
+The round trip is awaited (tollway.aws.dynamodb, on the container's shared HTTP transport)
+within the route's deadline, so under uvicorn other requests run while it is on the wire.
 
     remembered exhausted? -> 429, no call
     pick a shard          -> one conditional UpdateItem (tollway.quota.store)
@@ -111,7 +111,9 @@ class Spend:
         budget = open_[self.admission.choose(len(open_))] if len(open_) > 1 else open_[0]
         seen = memory.get(budget.pk)
         try:
-            counters = await self.admission.store.spend(budget, self.cost, self._stale(seen))
+            counters = await self.admission.store.spend(
+                budget, self.cost, self._stale(seen), deadline=self.ex.deadline
+            )
         except Exhausted as exhausted:
             counters = exhausted.counters or await self._read(budget)
             if counters is not None:
@@ -165,7 +167,7 @@ class Spend:
 
     async def _read(self, budget: Budget) -> Counters | None:
         try:
-            return await self.admission.store.read(budget)
+            return await self.admission.store.read(budget, deadline=self.ex.deadline)
         except StoreUnavailable:
             return None
 

@@ -28,8 +28,9 @@ A write that fails its condition comes back with the item as it was
 (ReturnValuesOnConditionCheckFailure=ALL_OLD), so the caller learns which limit was hit
 without another call; an emulator that does not return it (dynalite) costs one GetItem.
 
-Calls go through a `tollway.dynamo` caller (async, on the container's shared HTTP client);
-its `DynamoError` becomes `Exhausted` (a failed condition) or `StoreUnavailable` (anything else).
+Calls go through a `tollway.aws.dynamodb` caller (async, on the container's shared HTTP
+transport) within the request's deadline; its `AwsError` becomes `Exhausted` (a failed
+condition) or `StoreUnavailable` (anything else, the deadline passing included).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from typing import Any
 
 import orjson
 
-from tollway.dynamo import Caller, DynamoError
+from tollway.aws.dynamodb import Caller
+from tollway.aws.errors import AwsError
 
 # A bound on the REMOVE list, so that the expression stays far under DynamoDB's 4 KB.
 MAX_REMOVALS = 16
@@ -124,26 +126,28 @@ class QuotaStore:
             request["ConditionExpression"] = " AND ".join(conditions)
         return request
 
-    async def spend(self, budget: Budget, cost: int, stale: Iterable[str] = ()) -> Counters:
+    async def spend(
+        self, budget: Budget, cost: int, stale: Iterable[str] = (), *, deadline: float | None = None
+    ) -> Counters:
         """Count one request of `cost` units, or raise Exhausted / StoreUnavailable."""
         body = orjson.dumps(self.update_request(budget, cost, stale))
         try:
-            answer = await self.caller.call("UpdateItem", body)
-        except DynamoError as error:
+            answer = await self.caller.call("UpdateItem", body, deadline=deadline)
+        except AwsError as error:
             if error.code != CONDITION_FAILED:
                 raise StoreUnavailable(error.code) from error
             item = error.body.get("Item")
             raise Exhausted(_counters(item, budget.window) if item is not None else None) from None
         return _counters(answer.get("Attributes", {}), budget.window)
 
-    async def read(self, budget: Budget) -> Counters:
+    async def read(self, budget: Budget, *, deadline: float | None = None) -> Counters:
         """The item now (strongly consistent); for emulators that do not return ALL_OLD."""
         body = orjson.dumps(
             {"TableName": self.table, "Key": {"pk": {"S": budget.pk}}, "ConsistentRead": True}
         )
         try:
-            answer = await self.caller.call("GetItem", body)
-        except DynamoError as error:
+            answer = await self.caller.call("GetItem", body, deadline=deadline)
+        except AwsError as error:
             raise StoreUnavailable(error.code) from error
         return _counters(answer.get("Item", {}), budget.window)
 
