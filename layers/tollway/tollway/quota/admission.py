@@ -112,7 +112,7 @@ class Spend:
         seen = memory.get(budget.pk)
         try:
             counters = await self.admission.store.spend(
-                budget, self.cost, self._stale(seen), deadline=self.ex.deadline
+                budget, self.cost, self._stale(seen), deadline=self._deadline()
             )
         except Exhausted as exhausted:
             counters = exhausted.counters or await self._read(budget)
@@ -130,6 +130,16 @@ class Spend:
             self.cost,
             [("ratelimit-policy", self.policy), ("ratelimit", self._limit_field(budget, counters))],
         )
+
+    def _deadline(self) -> float:
+        """How long the quota call may wait: what is left of the route's deadline, or, on a
+        route that fails open, half of it, so that the backends keep time for the answer the
+        route promises when DynamoDB is silent."""
+        deadline = self.ex.deadline
+        if self.ex.route.quota_failure != "open":
+            return deadline
+        now = time.monotonic()
+        return now + max(deadline - now, 0.0) / 2
 
     def _budget(self, shard: int) -> Budget:
         plan, shards = self.plan, self.plan.shards
@@ -167,7 +177,7 @@ class Spend:
 
     async def _read(self, budget: Budget) -> Counters | None:
         try:
-            return await self.admission.store.read(budget, deadline=self.ex.deadline)
+            return await self.admission.store.read(budget, deadline=self._deadline())
         except StoreUnavailable:
             return None
 
