@@ -20,8 +20,8 @@ from tollway.auth.keys import key_hash
 from tollway.auth.store import KeyStore, new_record
 
 from tests.backends import loopback_backend
-from tests.issued import new_key
 from tests.infra_files import write_infra
+from tests.issued import new_key
 
 from .conftest import DynamoFront, assemble
 

@@ -85,6 +85,7 @@ class JwksApp:
 def write_infra(
     root: Path, echo_url: str, jwks_url: str, *, cache_ttl_s: int = 1, legacy_keys: bool = True
 ) -> Path:
+    legacy = str(legacy_keys).lower()
     infra = root / "infra"
     (infra / "routes").mkdir(parents=True)
     (infra / "gateway.yaml").write_text(
@@ -92,7 +93,7 @@ def write_infra(
 stages:
   dev: {{services: {{echo: "{echo_url}"}}}}
 auth:
-  api_keys: {{cache_ttl_s: {cache_ttl_s}, negative_cache_ttl_s: {cache_ttl_s}, cache_size: 1000, legacy_keys: {str(legacy_keys).lower()}}}
+  api_keys: {{cache_ttl_s: {cache_ttl_s}, negative_cache_ttl_s: {cache_ttl_s}, cache_size: 1000, legacy_keys: {legacy}}}
   jwt:
     - issuer: "http://127.0.0.1/idp"
       audience: tollway

@@ -39,7 +39,9 @@ async def backend(scope, receive, send) -> None:
 class KeyHolders:
     """Accepts `X-API-Key: <consumer>` as that consumer on the `free` plan."""
 
-    async def authenticate(self, request: Request, route: CompiledRoute) -> Principal:
+    async def authenticate(
+        self, request: Request, route: CompiledRoute, deadline: float | None = None
+    ) -> Principal:
         consumer = request.headers.get("x-api-key")
         if not consumer:
             raise Unauthorized("no key")

@@ -104,7 +104,9 @@ class Scripted:
 class FakeAuthenticator:
     """Every caller is a consumer named by its `x-consumer` header (default c1)."""
 
-    async def authenticate(self, request: Request, route: CompiledRoute) -> Principal:
+    async def authenticate(
+        self, request: Request, route: CompiledRoute, deadline: float | None = None
+    ) -> Principal:
         consumer = request.headers.get("x-consumer", "c1")
         return Principal(consumer_id=consumer, plan="free", scopes=frozenset(), credential="api_key")
 

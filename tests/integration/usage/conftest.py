@@ -78,7 +78,9 @@ async def backend(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 class HeaderAuthenticator:
-    async def authenticate(self, request: Request, route: CompiledRoute) -> Principal:
+    async def authenticate(
+        self, request: Request, route: CompiledRoute, deadline: float | None = None
+    ) -> Principal:
         value = request.headers.get("x-api-key")
         if not value or ":" not in value:
             raise Unauthorized("missing API key")

@@ -13,10 +13,11 @@ from typing import Any
 import orjson
 import pytest
 from botocore.credentials import Credentials
-from tests.unit.aws.test_dynamodb import botocore_authorization
 from tollway.aws.errors import AwsError
 from tollway.aws.protocol import CONTENT_TYPE
 from tollway.aws.sqs import LeanSqs
+
+from tests.unit.aws.test_dynamodb import botocore_authorization
 
 CREDENTIALS = Credentials("AK", "SK", "TOKEN")
 QUEUE = "http://127.0.0.1/123456789012/UsageQueue"
