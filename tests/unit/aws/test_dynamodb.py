@@ -320,3 +320,41 @@ async def test_a_call_through_aiohttp_directly_is_the_same_post(serve) -> None:
     assert request["headers"][b"x-amz-target"] == b"DynamoDB_20120810.UpdateItem"
     assert request["headers"][b"x-amz-security-token"] == b"TOKEN"
     assert request["headers"][b"authorization"].startswith(b"AWS4-HMAC-SHA256 Credential=AK/")
+
+
+# ---- deadlines -------------------------------------------------------------------------
+
+
+async def test_a_silent_dynamodb_is_given_only_the_time_left(counted) -> None:
+    """The attempt's own `timeout` (1 s) does not count: the deadline, 0.25 s away, does."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        caller = DynamoCaller(counted, endpoint, "us-east-1", CREDENTIALS, timeout=1.0, pause=lambda: 0.0)
+        started = time.monotonic()
+        with pytest.raises(AwsError, match="Timeout"):
+            await caller.call("UpdateItem", BODY, deadline=started + 0.25)
+    assert counted.requests == 1
+    assert time.monotonic() - started < 0.7
+
+
+async def test_a_call_after_its_deadline_is_not_sent(caller_for) -> None:
+    script = Script((200, {}))
+    caller = caller_for(httpx.MockTransport(script))
+    with pytest.raises(AwsError, match="Timeout") as failed:
+        await caller.call("GetItem", BODY, deadline=time.monotonic() - 0.001)
+    assert not failed.value.retryable
+    assert script.requests == []
+
+
+async def test_no_retry_when_the_deadline_leaves_no_time_for_it(caller_for) -> None:
+    clock = [100.0]
+    script = Script((500, fault("InternalServerError")), (200, {}))
+    caller = caller_for(httpx.MockTransport(script), monotonic=lambda: clock[0])
+    with pytest.raises(AwsError, match="InternalServerError"):
+        await caller.call("GetItem", BODY, deadline=100.01)  # 10 ms left: less than one attempt
+    assert len(script.requests) == 1
+    # With time left, the same failure is retried once.
+    script = Script((500, fault("InternalServerError")), (200, {"Item": {}}))
+    caller = caller_for(httpx.MockTransport(script), monotonic=lambda: clock[0])
+    assert await caller.call("GetItem", BODY, deadline=101.0) == {"Item": {}}
+    assert len(script.requests) == 2
