@@ -94,7 +94,10 @@ stages:
   dev: {{services: {{echo: "{echo_url}"}}}}
 auth:
   api_keys:
-    {{cache_ttl_s: {cache_ttl_s}, negative_cache_ttl_s: {cache_ttl_s}, cache_size: 1000, legacy_keys: {legacy}}}
+    cache_ttl_s: {cache_ttl_s}
+    negative_cache_ttl_s: {cache_ttl_s}
+    cache_size: 1000
+    legacy_keys: {legacy}
   jwt:
     - issuer: "http://127.0.0.1/idp"
       audience: tollway
