@@ -6,8 +6,19 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from tollway.aws.errors import AwsError
-from tollway.quota.store import MAX_REMOVALS, Budget, Exhausted, QuotaStore, StoreUnavailable
+from tollway.quota.store import (
+    MAX_REMOVALS,
+    Budget,
+    Exhausted,
+    QuotaStore,
+    StoreUnavailable,
+    counter_pk,
+    counts_towards,
+    parse_counter_pk,
+)
 
 BUDGET = Budget("D2026-11-27#0#acme", 1_795_000_000, quota=10, rate=4, window="r900")
 
@@ -88,3 +99,19 @@ async def test_any_other_error_is_the_store_unavailable(code: str) -> None:
     assert unavailable.value.reason == code
     with pytest.raises(StoreUnavailable):
         await store.read(BUDGET)
+
+
+@given(consumer=st.text(min_size=1, max_size=40), shard=st.integers(0, 63))
+def test_a_counter_key_reads_back_its_period_shard_and_consumer(consumer: str, shard: int) -> None:
+    for period in ("D2026-11-27", "M2026-11"):
+        assert parse_counter_pk(counter_pk(period, shard, consumer)) == (period, shard, consumer)
+
+
+def test_a_month_counts_its_monthly_and_its_days_counters_a_day_only_its_own() -> None:
+    assert counts_towards("2026-11", counter_pk("M2026-11", 0, "a#b"))
+    assert counts_towards("2026-11", counter_pk("D2026-11-27", 3, "a"))
+    assert not counts_towards("2026-11", counter_pk("D2026-12-01", 0, "a"))
+    assert not counts_towards("2026-11", counter_pk("M2026-10", 0, "2026-11"))
+    assert counts_towards("2026-11-27", counter_pk("D2026-11-27", 1, "a"))
+    assert not counts_towards("2026-11-27", counter_pk("M2026-11", 0, "a"))
+    assert not counts_towards("2026-11-27", counter_pk("D2026-11-28", 0, "a"))

@@ -36,7 +36,7 @@ from tollway.observability import count, logger
 from tollway.pipeline import Exchange
 from tollway.quota import limits
 from tollway.quota.memory import CounterMemory
-from tollway.quota.store import Budget, Counters, Exhausted, QuotaStore, StoreUnavailable
+from tollway.quota.store import Budget, Counters, Exhausted, QuotaStore, StoreUnavailable, counter_pk
 
 
 class QuotaAdmission:
@@ -144,7 +144,7 @@ class Spend:
     def _budget(self, shard: int) -> Budget:
         plan, shards = self.plan, self.plan.shards
         return Budget(
-            pk=f"{self.counter.key}#{shard}#{self.ex.principal.consumer_id}",
+            pk=counter_pk(self.counter.key, shard, self.ex.principal.consumer_id),
             expires_at=limits.expires_at(self.counter),
             quota=limits.share(plan.quota.limit, shards, shard) if plan.quota is not None else None,
             rate=limits.share(limits.burst(plan.rate), shards, shard) if plan.rate is not None else None,

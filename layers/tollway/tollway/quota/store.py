@@ -3,7 +3,8 @@
 Item design (QuotaTable, key `pk`), one item per consumer, counter period and shard:
 
     pk          "D2026-11-27#0#<consumer>" (day) / "M2026-11#0#<consumer>" (month);
-                the consumer id comes last, so any id is unambiguous
+                the consumer id comes last, so any id is unambiguous (`counter_pk` writes
+                it, `parse_counter_pk` reads it: nowhere else)
     used        N  quota units spent in the period
     r<index>    N  requests in rate window <index> (see tollway.quota.limits)
     expires_at  N  TTL, epoch seconds: a day after the period ends
@@ -37,16 +38,39 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from tollway.aws.dynamodb import Caller
 from tollway.aws.errors import AwsError
+
+if TYPE_CHECKING:
+    from tollway.aws.dynamodb import Caller
 
 # A bound on the REMOVE list, so that the expression stays far under DynamoDB's 4 KB.
 MAX_REMOVALS = 16
 CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+def counter_pk(period: str, shard: int, consumer: str) -> str:
+    """The item of `consumer`'s counter `period` ("D2026-11-27", "M2026-11") and shard."""
+    return f"{period}#{shard}#{consumer}"
+
+
+def parse_counter_pk(pk: str) -> tuple[str, int, str]:
+    """(period, shard, consumer) of an item written by `counter_pk`: the period and shard
+    never hold a '#', so the consumer, last, is everything after the second one."""
+    period, shard, consumer = pk.split("#", 2)
+    return period, int(shard), consumer
+
+
+def counts_towards(period: str, pk: str) -> bool:
+    """Whether the counter item `pk` counts units of the calendar `period` (YYYY-MM[-DD]):
+    a day's own counters; for a month, its monthly ones and its days' daily ones."""
+    counter = parse_counter_pk(pk)[0]
+    if len(period) == 10:
+        return counter == f"D{period}"
+    return counter == f"M{period}" or (counter[:1] == "D" and counter[1:8] == period)
 
 
 @dataclass(frozen=True, slots=True)
