@@ -92,13 +92,14 @@ class AwsCalls:
             session.events.register("before-call", self._on_call)
 
     def attach_transport(self, router: ModuleType) -> None:
-        """Also count the calls that bypass botocore: the quota's DynamoDB requests go
-        through the gateway's shared HTTP exchanger (tollway.aws.dynamodb), signed by Tollway."""
+        """Also count the calls that bypass botocore: key lookups and quota calls go to
+        DynamoDB through the gateway's shared HTTP exchanger (tollway.aws.dynamodb)."""
         gateway = router.app.gateway
-        admission = gateway.admission
-        if admission is None:
+        admission, lookup = gateway.admission, gateway.authenticator.keys.store
+        caller = admission.store.caller if admission is not None else getattr(lookup, "caller", None)
+        if caller is None:
             return
-        exchanger = admission.store.caller.exchanger
+        exchanger = caller.exchanger
         send = exchanger.request
 
         async def counted(method: str, url: str, headers: Any, body: Any, **options: Any) -> Any:
