@@ -112,7 +112,8 @@ def provision_aws(moto_url: str, plans: list[str]) -> Aws:
     creds = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench"}
     dynamodb = boto3.client("dynamodb", **kwargs, **creds)
     sqs = boto3.client("sqs", **kwargs, **creds)
-    provisioned = provision(read_template(ROOT / "template.yaml"), dynamodb, sqs, {"Stage": STAGE})
+    secrets = boto3.client("secretsmanager", **kwargs, **creds)
+    provisioned = provision(read_template(ROOT / "template.yaml"), dynamodb, sqs, {"Stage": STAGE}, secrets)
     env = {**FAKE_AWS, **provisioned.environment, "AWS_ENDPOINT_URL": moto_url, "TOLLWAY_STAGE": STAGE}
     aws = Aws(moto_url, env)
     try:
@@ -123,7 +124,6 @@ def provision_aws(moto_url: str, plans: list[str]) -> Aws:
     except ImportError as exc:
         aws.auth_error = f"API keys not available: {exc}"
         return aws
-    secrets = boto3.client("secretsmanager", **kwargs, **creds)
     secret = secrets.get_secret_value(SecretId=env["TOLLWAY_KEY_SECRET_ID"])["SecretString"]
     mac = KeyMac(secret.encode("utf-8"))
     aws.env["BENCH_KEY_SECRET"] = secret  # for unknown_key() in the workers; never the router's

@@ -94,12 +94,11 @@ class AwsCalls:
     def attach_transport(self, router: ModuleType) -> None:
         """Also count the calls that bypass botocore: key lookups and quota calls go to
         DynamoDB through the gateway's shared HTTP exchanger (tollway.aws.dynamodb)."""
-        gateway = router.app.gateway
-        admission, lookup = gateway.admission, gateway.authenticator.keys.store
-        caller = admission.store.caller if admission is not None else getattr(lookup, "caller", None)
-        if caller is None:
+        admission = router.app.gateway.admission
+        if admission is None:
             return
-        exchanger = caller.exchanger
+        # One caller per container (tollway.assemble): the key lookups' too.
+        exchanger = admission.store.caller.exchanger
         send = exchanger.request
 
         async def counted(method: str, url: str, headers: Any, body: Any, **options: Any) -> Any:

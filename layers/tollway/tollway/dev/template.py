@@ -51,8 +51,14 @@ class Provisioned:
 
 
 def provision(
-    template: dict[str, Any], dynamodb: Any, sqs: Any, parameters: dict[str, str] | None = None
+    template: dict[str, Any],
+    dynamodb: Any,
+    sqs: Any,
+    parameters: dict[str, str] | None = None,
+    secrets: Any = None,
 ) -> Provisioned:
+    """`secrets`: a Secrets Manager client (default: one on the DynamoDB client's endpoint,
+    with the environment's credentials)."""
     resources: dict[str, Any] = template.get("Resources", {})
     out = Provisioned()
     queues = {k: v for k, v in resources.items() if v.get("Type") == "AWS::SQS::Queue"}
@@ -100,7 +106,7 @@ def provision(
         out.arns[logical_id] = description["TableArn"]
     for logical_id, resource in resources.items():
         if resource.get("Type") == "AWS::SecretsManager::Secret":
-            out.names[logical_id] = out.arns[logical_id] = _dev_secret(logical_id, dynamodb)
+            out.names[logical_id] = out.arns[logical_id] = _dev_secret(logical_id, dynamodb, secrets)
     params = {
         name: (parameters or {}).get(name, spec.get("Default", ""))
         for name, spec in template.get("Parameters", {}).items()
@@ -118,16 +124,17 @@ def provision(
     return out
 
 
-def _dev_secret(logical_id: str, dynamodb: Any) -> str:
+def _dev_secret(logical_id: str, dynamodb: Any, client: Any) -> str:
     """A random value for a generated secret, made once per emulator; its ARN."""
     import secrets
 
-    import boto3
+    if client is None:
+        import boto3
 
-    # The emulator serves every service on one endpoint: the DynamoDB client's.
-    client = boto3.client(
-        "secretsmanager", endpoint_url=dynamodb.meta.endpoint_url, region_name=dynamodb.meta.region_name
-    )
+        # The emulator serves every service on one endpoint: the DynamoDB client's.
+        client = boto3.client(
+            "secretsmanager", endpoint_url=dynamodb.meta.endpoint_url, region_name=dynamodb.meta.region_name
+        )
     value = secrets.token_urlsafe(48)
     try:
         return client.create_secret(Name=logical_id, SecretString=value)["ARN"]
