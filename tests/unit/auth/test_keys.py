@@ -229,3 +229,15 @@ async def test_keys_issued_before_the_mac_work_until_legacy_keys_is_turned_off()
     refusing = verifier(store, legacy_keys=False)
     assert (await refused(refusing, legacy)).detail == "malformed API key"
     assert store.reads == 1
+
+
+async def test_a_cached_key_is_not_checked_again_and_a_forged_one_never_enters_the_cache():
+    key, record = issue()
+    check = verifier(MemoryStore(record))
+    await check.verify(key)
+    calls = []
+    check.issued = lambda k: calls.append(k) or False  # any further MAC check would refuse
+    assert await check.verify(key) == record and calls == []
+    forged, _ = KeyMac(b"not-the-deployment-secret-at-all!").new_key()
+    await refused(check, forged)
+    assert calls == [forged] and len(check.found) == 1
