@@ -100,7 +100,7 @@ async def main(n: int) -> None:
             region_name="us-east-1",
             aws_access_key_id=FAKE_AWS["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=FAKE_AWS["AWS_SECRET_ACCESS_KEY"],
-            config=aws.HOT_PATH,
+            config=aws.hot_path_config(),
         )
         boto.create_table(
             TableName="QuotaTable",
