@@ -5,6 +5,7 @@ Written to a temp folder per run; its services point at the run's loopback backe
 
 from __future__ import annotations
 
+import os
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,27 +112,39 @@ def provision_aws(moto_url: str, plans: list[str]) -> Aws:
     creds = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench"}
     dynamodb = boto3.client("dynamodb", **kwargs, **creds)
     sqs = boto3.client("sqs", **kwargs, **creds)
-    provisioned = provision(read_template(ROOT / "template.yaml"), dynamodb, sqs, {"Stage": STAGE})
+    secrets = boto3.client("secretsmanager", **kwargs, **creds)
+    provisioned = provision(read_template(ROOT / "template.yaml"), dynamodb, sqs, {"Stage": STAGE}, secrets)
     env = {**FAKE_AWS, **provisioned.environment, "AWS_ENDPOINT_URL": moto_url, "TOLLWAY_STAGE": STAGE}
     aws = Aws(moto_url, env)
     try:
         from datetime import UTC, datetime
 
-        from tollway.auth.keys import key_hash, new_key
+        from tollway.auth.keys import KeyMac, key_hash
         from tollway.auth.store import KeyStore, new_record
     except ImportError as exc:
         aws.auth_error = f"API keys not available: {exc}"
         return aws
+    secret = secrets.get_secret_value(SecretId=env["TOLLWAY_KEY_SECRET_ID"])["SecretString"]
+    mac = KeyMac(secret.encode("utf-8"))
+    aws.env["BENCH_KEY_SECRET"] = secret  # for unknown_key() in the workers; never the router's
     store = KeyStore(dynamodb, env["TOLLWAY_KEYS_TABLE"])
     for plan in plans:
-        key, key_id = new_key()
+        key, key_id = mac.new_key()
         store.put(new_record(key_hash(key), key_id, f"bench-{plan}", plan, [], datetime.now(UTC), None))
         aws.keys[plan] = key
     return aws
 
 
-def unknown_key() -> str:
-    """A well-formed issued key (its checksum holds) that the table does not have."""
-    from tollway.auth.keys import new_key
+def unknown_key(secret: str | None = None) -> str:
+    """A key the deployment could have issued (its MAC holds) that the table does not have."""
+    from tollway.auth.keys import KeyMac
 
-    return new_key()[0]
+    secret = secret if secret is not None else os.environ["BENCH_KEY_SECRET"]
+    return KeyMac(secret.encode("utf-8")).new_key()[0]
+
+
+def forged_key() -> str:
+    """A well-formed key whose MAC is under another secret: what anyone can mint."""
+    from tollway.auth.keys import KeyMac
+
+    return KeyMac(os.urandom(32)).new_key()[0]

@@ -92,12 +92,12 @@ class AwsCalls:
             session.events.register("before-call", self._on_call)
 
     def attach_transport(self, router: ModuleType) -> None:
-        """Also count the calls that bypass botocore: the quota's DynamoDB requests go
-        through the gateway's shared HTTP exchanger (tollway.dynamo), signed by Tollway."""
-        gateway = router.app.gateway
-        admission = gateway.admission
+        """Also count the calls that bypass botocore: key lookups and quota calls go to
+        DynamoDB through the gateway's shared HTTP exchanger (tollway.aws.dynamodb)."""
+        admission = router.app.gateway.admission
         if admission is None:
             return
+        # One caller per container (tollway.assemble): the key lookups' too.
         exchanger = admission.store.caller.exchanger
         send = exchanger.request
 
@@ -111,7 +111,7 @@ class AwsCalls:
         exchanger.request = counted
 
     def attach_usage(self, router: ModuleType) -> None:
-        """Count the usage sends too: the lean SQS sender (tollway.usage.sqs) bypasses botocore."""
+        """Count the usage sends too: the lean SQS sender (tollway.aws.sqs) bypasses botocore."""
         usage = router.app.gateway.usage
         if usage is None:
             return

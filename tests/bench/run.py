@@ -5,6 +5,8 @@
 Starts everything it measures on 127.0.0.1 (nginx, fast-gateway, uvicorn servers, the moto
 server, a loopback SQS sink), stops all of it, prints one table and writes
 bench/results.json. BENCH_SECONDS (default 3) and BENCH_ROUNDS (default 3) size the wrk runs.
+BENCH_ONLY=cpu,calls,... runs only those measures (the keys of results.json), for one row's
+work on a shared machine; its results go to bench/work/results-only.json, not bench/results.json.
 """
 
 from __future__ import annotations
@@ -55,8 +57,13 @@ def worker(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return json.loads(out_path.read_text())
 
 
+ONLY = {k for k in os.environ.get("BENCH_ONLY", "").split(",") if k}
+
+
 def attempt(results: dict[str, Any], key: str, fn, *args: Any, **kwargs: Any) -> Any:
     """Run one measure; a failure is recorded as its result, and the others still run."""
+    if ONLY and key not in ONLY:
+        return None
     started = time.monotonic()
     log(f"{key} ...")
     try:
@@ -120,6 +127,46 @@ def under_load(
     return {"seconds": seconds, "rounds": rounds}
 
 
+FLOOD_DELAY_MS = 200
+
+
+def flooded(results: dict[str, Any], procs: Procs, aws: Aws, sink_env: dict[str, str]) -> dict[str, Any]:
+    """Row 6c: public p99 (wrk -c8) idle, and while 200 forged + 200 unknown keys a pass are
+    looked up against a DynamoDB answering 200 ms late; rounds interleaved."""
+    from tests.bench.flood import Flood
+    from tests.bench.infra import forged_key, unknown_key
+    from tests.bench.load import Series, wrk
+
+    seconds = float(os.environ.get("BENCH_SECONDS", "3"))
+    rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
+    slow_env = {"BENCH_DYNAMODB": aws.url, "BENCH_DYNAMODB_DELAY_MS": str(FLOOD_DELAY_MS)}
+    slow, _ = servers.python_server(procs, "slow-dynamodb", slow_env)
+    gateway, _ = servers.python_server(procs, "tollway", {**sink_env, "AWS_ENDPOINT_URL_DYNAMODB": slow})
+    secret = aws.env["BENCH_KEY_SECRET"]
+
+    def keys() -> list[str]:
+        return [forged_key() for _ in range(200)] + [unknown_key(secret) for _ in range(200)]
+
+    public = gateway + "/v1/ping"
+    wrk(public, 8, 1)
+    idle, busy = Series([]), Series([])
+    sent, statuses = 0, {}
+    for _ in range(rounds):
+        idle.runs.append(wrk(public, 8, seconds))
+        with Flood(gateway + "/v1/keyed", keys) as flood:
+            busy.runs.append(wrk(public, 8, seconds))
+        sent += flood.sent
+        for status, count in flood.statuses.items():
+            statuses[status] = statuses.get(status, 0) + count
+    return {
+        "delay_ms": FLOOD_DELAY_MS,
+        "idle": idle.as_dict(),
+        "flood": busy.as_dict(),
+        "flood_requests": sent,
+        "flood_statuses": statuses,
+    }
+
+
 def main() -> int:
     started = time.monotonic()
     WORK.mkdir(parents=True, exist_ok=True)
@@ -155,16 +202,19 @@ def main() -> int:
         if "wrk" not in missing:
             attempt(results, "load", under_load, results, procs, backend, sink_env, fast_gateway)
             attempt(results, "dev_server", dev_server.measure, procs, infra, sink_env)
+            if aws.keys:
+                attempt(results, "flood", flooded, results, procs, aws, sink_env)
         attempt(results, "cold_start", coldstart.measure, env)
     results["seconds"] = round(time.monotonic() - started, 1)
     table = rows(results)
     results["table"] = [row.as_dict() for row in table]
     results["markdown"] = render(table)
-    RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    target = WORK / "results-only.json" if ONLY else RESULTS
+    target.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(render(table))
     print(
         f"\n{COMMAND}: {results['seconds']} s, load average {results['machine']['load'][0]:.1f} "
-        f"on {results['machine']['cpus']} CPUs; details in {RESULTS.relative_to(ROOT)}"
+        f"on {results['machine']['cpus']} CPUs; details in {target.relative_to(ROOT)}"
     )
     return 0
 

@@ -1,6 +1,6 @@
 """One uvicorn worker serving Tollway, the naive floor or a test backend, as `tollway dev` does.
 
-    python -m tests.bench.serve tollway|naive|backend|sqs-sink --port N --info FILE [--loop L] [--http H]
+    python -m tests.bench.serve tollway|naive|backend|sqs-sink|slow-dynamodb --port N --info FILE [...]
 
 Settings come from the environment the bench gives it (TOLLWAY_INFRA_DIR, ...). The info file
 records the event loop and HTTP protocol uvicorn actually chose.
@@ -28,6 +28,10 @@ def make_app(kind: str) -> Any:
         from tests.bench.floor import naive_app
 
         return naive_app(os.environ["BENCH_BACKEND"])
+    if kind == "slow-dynamodb":
+        from tests.bench.flood import slow_dynamodb
+
+        return slow_dynamodb(os.environ["BENCH_DYNAMODB"], float(os.environ["BENCH_DYNAMODB_DELAY_MS"]))
     if kind == "sqs-sink":
         from tests.bench.sqs_sink import sqs_sink
 
@@ -39,7 +43,7 @@ def make_app(kind: str) -> Any:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["tollway", "naive", "backend", "sqs-sink"])
+    parser.add_argument("kind", choices=["tollway", "naive", "backend", "sqs-sink", "slow-dynamodb"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--info", type=Path, required=True)
     parser.add_argument("--loop", default="auto")

@@ -58,7 +58,7 @@ def _cpu_rows(r: dict[str, Any]) -> list[Row]:
     base = f"naive floor {_us(floor)}"
     out = []
     if "tollway_full" in us:
-        # The quota's DynamoDB call bypasses botocore (tollway.dynamo): measure 6 counts it.
+        # The quota's DynamoDB call bypasses botocore (tollway.aws.dynamodb): measure 6 counts it.
         quota = cpu["components"].get("quota", False)
         usage = cpu["components"]["usage"]
         parts = [
@@ -279,18 +279,40 @@ def _calls_rows(r: dict[str, Any]) -> list[Row]:
         )
     ]
     background = c["admitted"]["background_per_request"]
+    forged = n("forged_key_distinct") if "forged_key_distinct" in c else None
+    forged_text = "—" if forged is None else f"{forged:g}"
     out.append(
         Row(
             "6b",
-            "… new well-formed unknown key each time / malformed key; usage sends after the response",
-            f"{n('unknown_key_distinct'):g} / {n('malformed_key'):g}; {background:g} in background",
-            "—",
+            "… a new forged key each time (well-formed, MAC under another secret) / malformed key; "
+            "usage sends after the response",
+            f"{forged_text} / {n('malformed_key'):g}; {background:g} in background",
+            f"a new issued-but-unknown key: {n('unknown_key_distinct'):g} (one read each)",
             "",
             "0 / 0",
-            _met(n("unknown_key_distinct") == 0 and n("malformed_key") == 0),
+            "pending" if forged is None else _met(forged == 0 and n("malformed_key") == 0),
         )
     )
     return out
+
+
+def _flood_row(r: dict[str, Any]) -> Row:
+    f = r.get("flood")
+    measure = "public route p99 (wrk -c8) while 200 forged + 200 unknown keys/pass hit a slow DynamoDB"
+    why = _failed(f)
+    if why:
+        return Row("6c", measure, "error", why, "", "≤ 2.00x idle p99", "error")
+    idle, busy = f["idle"]["p99_ms"], f["flood"]["p99_ms"]
+    ratio = busy / idle if idle else float("inf")
+    return Row(
+        "6c",
+        f"{measure} ({f['delay_ms']} ms late; {f['flood_requests']:,} flood requests)",
+        f"{busy:.2f} ms",
+        f"idle p99 {idle:.2f} ms",
+        _x(ratio),
+        "≤ 2.00x idle p99",
+        _met(ratio <= 2.0 and f["idle"]["errors"] == 0 and f["flood"]["errors"] == 0),
+    )
 
 
 def _rss_row(r: dict[str, Any]) -> Row:
@@ -435,6 +457,7 @@ def rows(r: dict[str, Any]) -> list[Row]:
         _fanout_row(r),
         *_cold_rows(r),
         *_calls_rows(r),
+        _flood_row(r),
         _rss_row(r),
         _race_row(r),
         *_step_rows(r),

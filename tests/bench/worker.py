@@ -142,7 +142,7 @@ def measure_fanout(spec: dict[str, Any]) -> dict[str, Any]:
 
 def measure_calls(spec: dict[str, Any]) -> dict[str, Any]:
     """AWS calls per request, blocking (on the invoking thread) and background, by outcome."""
-    from tests.bench.infra import TINY_LIMIT, unknown_key
+    from tests.bench.infra import TINY_LIMIT, forged_key, unknown_key
     from tests.bench.invoke import CONTEXT, AwsCalls, http_event, load_router
 
     calls = AwsCalls()
@@ -193,6 +193,7 @@ def measure_calls(spec: dict[str, Any]) -> dict[str, Any]:
         router.handler(unknown, CONTEXT)
         out["unknown_key_repeated"] = run([unknown] * n)
         out["unknown_key_distinct"] = run([http_event(keyed, {"x-api-key": unknown_key()}) for _ in range(n)])
+        out["forged_key_distinct"] = run([http_event(keyed, {"x-api-key": forged_key()}) for _ in range(n)])
     out["malformed_key"] = run([http_event(keyed, {"x-api-key": "not-a-key"})] * n)
     out["public_route"] = run([http_event("/v1/ping")] * n)
     return out

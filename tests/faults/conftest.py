@@ -1,9 +1,9 @@
 """Fault injection on loopback: a DynamoDB front door that can throttle, fail or hang, and
 backends that refuse, reset, hang, dribble or flood.
 
-The gateway is assembled from its parts, as `tollway.assemble.build_app` does, so the
-DynamoDB clients (boto3 for keys, `tollway.dynamo` for quotas) can be pointed at the fault
-front with short timeouts (a hang then costs the test 0.3 s).
+The gateway is `tollway.assemble.build_app` itself, its DynamoDB endpoint
+(`AWS_ENDPOINT_URL_DYNAMODB`) the fault front: key lookups and quota calls both wait only
+for what is left of the route's deadline (the routes here keep it short).
 """
 
 from __future__ import annotations
@@ -18,23 +18,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import boto3
 import pytest
-from botocore.config import Config
-from tollway.auth.authenticator import build_authenticator
-from tollway.config.compile import compile_infra
 from tollway.dev.serve import free_port
-from tollway.dynamo import DynamoCaller
 from tollway.http.app import GatewayApp
-from tollway.observability import access_log
-from tollway.pipeline import Gateway
-from tollway.quota.admission import QuotaAdmission
-from tollway.quota.store import QuotaStore
 from tollway.settings import Settings
-from tollway.upstream.client import make_client
-from tollway.upstream.dispatch import HttpUpstream
-
-SHORT = Config(connect_timeout=0.3, read_timeout=0.3, retries={"max_attempts": 1, "mode": "standard"})
 
 
 def error_body(code: str, message: str) -> bytes:
@@ -111,28 +98,18 @@ def dynamo_front(moto_url: str) -> Iterator[DynamoFront]:
 
 
 def assemble(infra: Path, aws: dict[str, str], dynamodb_url: str, environ: dict[str, str]) -> GatewayApp:
-    """`build_app`, with the DynamoDB client injected (short timeouts, pointed at `dynamodb_url`)."""
+    """`build_app` as a container runs it, its DynamoDB calls sent to `dynamodb_url`."""
+    from tollway.assemble import build_app
+
     settings = Settings(
         infra=infra,
         stage="dev",
         keys_table=aws["TOLLWAY_KEYS_TABLE"],
         quota_table=aws["TOLLWAY_QUOTA_TABLE"],
-        environ=environ,
+        key_secret_id=aws["TOLLWAY_KEY_SECRET_ID"],
+        environ={**environ, "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_url},
     )
-    config = compile_infra(infra, "dev", environ)
-    client = make_client()
-    dynamodb = boto3.client("dynamodb", endpoint_url=dynamodb_url, region_name="us-east-1", config=SHORT)
-    gateway = Gateway(
-        config,
-        authenticator=build_authenticator(config, settings, client, dynamodb=dynamodb),
-        upstream=HttpUpstream(client),
-        admission=QuotaAdmission(
-            QuotaStore(DynamoCaller.from_client(client, dynamodb, timeout=0.3), aws["TOLLWAY_QUOTA_TABLE"]),
-            config.plans,
-        ),
-        access_log=access_log,
-    )
-    return GatewayApp(gateway, on_shutdown=[client.aclose])
+    return build_app(settings)
 
 
 class RawBackend:

@@ -16,11 +16,12 @@ import boto3
 import httpx
 import jwt
 import pytest
-from tollway.auth.keys import key_hash, new_key
+from tollway.auth.keys import key_hash
 from tollway.auth.store import KeyStore, new_record
 
 from tests.backends import loopback_backend
 from tests.infra_files import write_infra
+from tests.issued import new_key
 
 from .conftest import DynamoFront, assemble
 
@@ -31,13 +32,22 @@ ROUTES = """\
   methods: [GET]
   auth: [api_key, jwt]
   quota_failure: open
+  timeout_ms: 400
   backends: [{name: b, service: svc, path: /echo/open}]
 - id: closed
   path: /v1/closed
   methods: [GET]
   auth: [api_key, jwt]
   quota_failure: closed
+  timeout_ms: 400
   backends: [{name: b, service: svc, path: /echo/closed}]
+- id: short
+  path: /v1/short
+  methods: [GET]
+  auth: [api_key, jwt]
+  quota_failure: closed
+  timeout_ms: 300
+  backends: [{name: b, service: svc, path: /echo/short}]
 """
 AUTH = """\
 auth:
@@ -46,8 +56,8 @@ auth:
 """
 
 
-def issue(moto_url: str, table: str) -> str:
-    key, key_id = new_key()
+def issue(moto_url: str, table: str, aws: dict[str, str]) -> str:
+    key, key_id = new_key(aws)
     store = KeyStore(boto3.client("dynamodb", endpoint_url=moto_url), table)
     store.put(new_record(key_hash(key), key_id, "acme", "free", [], datetime.now(UTC), None))
     return key
@@ -58,7 +68,7 @@ def gateway(aws, moto_url, serve, tmp_path: Path, dynamo_front: DynamoFront):
     infra = write_infra(tmp_path, {"svc": serve(loopback_backend)}, ROUTES, auth=AUTH)
     app = assemble(infra, aws, dynamo_front.url, {"FAULTS_JWT_SECRET": SECRET})
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="https://gw.test")
-    return client, lambda: issue(moto_url, aws["TOLLWAY_KEYS_TABLE"])
+    return client, lambda: issue(moto_url, aws["TOLLWAY_KEYS_TABLE"], aws)
 
 
 def token() -> str:
@@ -91,7 +101,7 @@ async def test_a_cached_key_follows_the_routes_quota_failure_policy(gateway, dyn
     closed = await client.get("/v1/closed", headers=key)
     assert_problem(closed, 503)
     assert closed.headers["retry-after"] == "1"
-    # Each request waited at most the injected client's timeout, never the route's deadline.
+    # Each request waited at most what was left of its route's 400 ms deadline.
     assert time.monotonic() - started < 2.0
 
 
@@ -113,3 +123,15 @@ async def test_a_jwt_needs_dynamodb_only_for_the_quota(gateway, dynamo_front, fa
     dynamo_front.mode = fault
     assert (await client.get("/v1/open", headers=bearer)).status_code == 200
     assert_problem(await client.get("/v1/closed", headers=bearer), 503)
+
+
+@pytest.mark.parametrize("credential", ["key", "jwt"])
+async def test_a_silent_dynamodb_costs_a_request_its_deadline_not_more(gateway, dynamo_front, credential):
+    """`timeout_ms: 300` and DynamoDB accepting but never answering: 503 at ~300 ms, both for
+    an uncached key's lookup and for the quota call (no fixed 1 s per call, no retry after)."""
+    client, issue_key = gateway
+    headers = {"x-api-key": issue_key()} if credential == "key" else {"authorization": f"Bearer {token()}"}
+    dynamo_front.mode = "hang"
+    started = time.monotonic()
+    assert_problem(await client.get("/v1/short", headers=headers), 503)
+    assert time.monotonic() - started < 0.8

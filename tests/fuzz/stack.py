@@ -151,7 +151,8 @@ def write_fuzz_infra(root: Path, backend_url: str) -> Path:
 
 
 def environ(aws: dict[str, str]) -> dict[str, str]:
-    return {**aws, "FUZZ_JWT_SECRET": JWT_SECRET}
+    # A container's environment: the emulator's endpoint (set by the moto fixture) included.
+    return {"AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"], **aws, "FUZZ_JWT_SECRET": JWT_SECRET}
 
 
 def gateway_app(infra: Path, aws: dict[str, str], **overrides: object) -> GatewayApp:
@@ -159,6 +160,7 @@ def gateway_app(infra: Path, aws: dict[str, str], **overrides: object) -> Gatewa
         infra=infra,
         stage="dev",
         keys_table=aws["TOLLWAY_KEYS_TABLE"],
+        key_secret_id=aws["TOLLWAY_KEY_SECRET_ID"],
         quota_table=aws["TOLLWAY_QUOTA_TABLE"],
         usage_queue_url=aws["TOLLWAY_USAGE_QUEUE_URL"],
         environ=environ(aws),

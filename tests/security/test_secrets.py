@@ -66,7 +66,7 @@ async def run_and_scan(aws, moto_url, serve, tmp_path, monkeypatch, capfd, extra
             ("GET", "/v1/things/1", {"x-api-key": creds.key, "cookie": cookie}),
             ("GET", "/v1/things/1", {"authorization": f"Bearer {creds.token}", "cookie": cookie}),
             ("GET", "/v1/things/1", {"x-api-key": creds.scopeless_key}),  # 403
-            ("GET", "/v1/things/1", {"x-api-key": creds.key[:-7] + "aaaaaaa"}),  # 401 unknown
+            ("GET", "/v1/things/1", {"x-api-key": creds.key[:-7] + "aaaaaaa"}),  # 401 malformed (MAC)
             ("GET", "/v1/things/1", {"authorization": f"Bearer {creds.token[:-4]}AAAA"}),  # 401 bad signature
             ("GET", "/v1/things/1", {"authorization": basic}),  # 401 scheme
             ("GET", "/v1/search", {"x-api-key": creds.key}),  # 401: JWT only
@@ -102,7 +102,7 @@ async def run_and_scan(aws, moto_url, serve, tmp_path, monkeypatch, capfd, extra
     assert {json.loads(e)["consumer_id"] for e in events} >= {"fuzzer"}
     secrets = {
         "api key": creds.key,
-        "key body": creds.key[3:-6],
+        "key body": creds.key[4:-16],
         "scopeless key": creds.scopeless_key,
         "jwt": creds.token,
         "jwt signature": creds.token.rsplit(".", 1)[1],

@@ -1,14 +1,13 @@
 """Wire one container's gateway: compile config, create clients once, build the app.
 
-Everything created here lives as long as the container: the HTTP client (backends,
-JWKS and DynamoDB quota calls share its pool), one boto3 DynamoDB client (key lookups,
-and the endpoint and credentials of the quota calls), the SQS client of the usage
-emitter, and the discovery resolvers.
+Everything created here lives as long as the container: the HTTP transport (one httpx
+client and the exchanger on its pool, shared by backends, JWKS, and the DynamoDB calls of
+key lookups and quotas), the API key MAC (its secret read once), the SQS sender of the
+usage emitter, and the discovery resolvers. Nothing here blocks a request on boto3.
 """
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 import httpx
@@ -21,21 +20,21 @@ from tollway.http.app import GatewayApp
 from tollway.observability import access_log
 from tollway.pipeline import Admission, Gateway, UsageRecorder
 from tollway.settings import Settings
-from tollway.upstream.client import make_client
+from tollway.transport.client import exchanger_for, make_client
 from tollway.upstream.dispatch import HttpUpstream
 
 
 def build_app(settings: Settings, *, http_client: httpx.AsyncClient | None = None) -> GatewayApp:
     config = compile_infra(settings.infra, settings.stage, settings.environ)
     client = http_client or make_client()
-    dynamodb = cache(lambda: aws.client("dynamodb"))  # created only if a table needs it
     on_startup: list = []
     on_shutdown: list = [client.aclose]
+    dynamodb = _dynamodb(settings, client) if settings.keys_table or settings.quota_table else None
 
     authenticator = build_authenticator(
-        config, settings, client, dynamodb=dynamodb() if settings.keys_table else None
+        config, settings, client, keys=_keys(settings, dynamodb), mac=_mac(settings)
     )
-    admission = _admission(settings, config, client, dynamodb) if settings.quota_table else None
+    admission = _admission(settings, config, dynamodb) if settings.quota_table else None
     usage = _usage(settings, on_startup, on_shutdown) if settings.usage_queue_url else None
     refs = references(config)
     directory = build_directory(refs, aws.client) if refs else None
@@ -51,23 +50,43 @@ def build_app(settings: Settings, *, http_client: httpx.AsyncClient | None = Non
     return GatewayApp(gateway, on_startup=on_startup, on_shutdown=on_shutdown)
 
 
-def _admission(settings: Settings, config: Any, client: httpx.AsyncClient, dynamodb: Any) -> Admission:
-    from tollway.dynamo import DynamoCaller
+def _dynamodb(settings: Settings, client: httpx.AsyncClient) -> Any:
+    from tollway.aws.dynamodb import DynamoCaller
+
+    region = aws.region()
+    endpoint = aws.endpoint("dynamodb", settings.environ or {}, region)
+    return DynamoCaller(exchanger_for(client), endpoint, region, aws.credentials())
+
+
+def _keys(settings: Settings, dynamodb: Any) -> Any:
+    if not settings.keys_table:
+        return None
+    from tollway.auth.store import KeyLookup
+
+    return KeyLookup(dynamodb, settings.keys_table)
+
+
+def _mac(settings: Settings) -> Any:
+    if not settings.key_secret_id:
+        return None
+    from tollway.auth.secret import load_key_mac
+
+    return load_key_mac(settings.key_secret_id)
+
+
+def _admission(settings: Settings, config: Any, dynamodb: Any) -> Admission:
     from tollway.quota.admission import QuotaAdmission
     from tollway.quota.store import QuotaStore
 
-    # The boto3 client only lends its endpoint, region and credentials; calls go through
-    # the shared HTTP client's pool (see tollway.dynamo).
-    caller = DynamoCaller.from_client(client, dynamodb())
-    return QuotaAdmission(QuotaStore(caller, settings.quota_table), config.plans)
+    assert settings.quota_table is not None
+    return QuotaAdmission(QuotaStore(dynamodb, settings.quota_table), config.plans)
 
 
 def _usage(settings: Settings, on_startup: list, on_shutdown: list) -> UsageRecorder:
-    from tollway.usage.emitter import SQS_CONFIG, BackgroundFlusher, UsageEmitter
-    from tollway.usage.sqs import LeanSqs
+    from tollway.aws.sqs import LeanSqs
+    from tollway.usage.emitter import BackgroundFlusher, UsageEmitter
 
-    # The boto3 client only lends its endpoint, region and credentials (see tollway.usage.sqs).
-    sqs = LeanSqs.from_client(aws.client("sqs", config=SQS_CONFIG))
+    sqs = LeanSqs.from_environment(settings.environ or {})
     emitter = UsageEmitter(sqs, settings.usage_queue_url)
     # Under uvicorn (lifespan on); on Lambda (lifespan off) the extension flushes instead.
     flusher = BackgroundFlusher(emitter)

@@ -61,7 +61,9 @@ Middleware = Callable[[Handler], Handler]
 
 
 class Authenticator(Protocol):
-    async def authenticate(self, request: Request, route: CompiledRoute) -> Principal: ...
+    async def authenticate(
+        self, request: Request, route: CompiledRoute, deadline: float | None = None
+    ) -> Principal: ...
 
 
 class Admission(Protocol):
@@ -112,7 +114,7 @@ def limit_body(next_: Handler) -> Handler:
 def authenticate(authenticator: Authenticator) -> Middleware:
     def wrap(next_: Handler) -> Handler:
         async def step(ex: Exchange) -> Response:
-            ex.principal = await authenticator.authenticate(ex.request, ex.route)
+            ex.principal = await authenticator.authenticate(ex.request, ex.route, ex.deadline)
             return await next_(ex)
 
         return step

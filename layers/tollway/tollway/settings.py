@@ -15,6 +15,7 @@ class Settings:
     quota_table: str | None = None
     usage_table: str | None = None
     usage_queue_url: str | None = None
+    key_secret_id: str | None = None  # Secrets Manager name or ARN of the API key secret
     environ: Mapping[str, str] | None = None  # for TOLLWAY_SERVICE_* and JWT secret variables
 
     @classmethod
@@ -26,5 +27,6 @@ class Settings:
             quota_table=environ.get("TOLLWAY_QUOTA_TABLE"),
             usage_table=environ.get("TOLLWAY_USAGE_TABLE"),
             usage_queue_url=environ.get("TOLLWAY_USAGE_QUEUE_URL"),
+            key_secret_id=environ.get("TOLLWAY_KEY_SECRET_ID"),
             environ=dict(environ),
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,11 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
-from tollway import aws as tollway_aws
 from tollway.assemble import build_app
 from tollway.cli import main
 from tollway.http.app import GatewayApp
 from tollway.settings import Settings
+from tollway.transport.client import make_client
 
 DEV_ISSUER = "https://dev.tollway.local/"
 HS_SECRET = "an-integration-secret-of-32-bytes"
@@ -81,7 +82,10 @@ class JwksApp:
         await send({"type": "http.response.body", "body": body})
 
 
-def write_infra(root: Path, echo_url: str, jwks_url: str, *, cache_ttl_s: int = 1) -> Path:
+def write_infra(
+    root: Path, echo_url: str, jwks_url: str, *, cache_ttl_s: int = 1, legacy_keys: bool = True
+) -> Path:
+    legacy = str(legacy_keys).lower()
     infra = root / "infra"
     (infra / "routes").mkdir(parents=True)
     (infra / "gateway.yaml").write_text(
@@ -89,7 +93,11 @@ def write_infra(root: Path, echo_url: str, jwks_url: str, *, cache_ttl_s: int = 
 stages:
   dev: {{services: {{echo: "{echo_url}"}}}}
 auth:
-  api_keys: {{cache_ttl_s: {cache_ttl_s}, negative_cache_ttl_s: {cache_ttl_s}, cache_size: 1000}}
+  api_keys:
+    cache_ttl_s: {cache_ttl_s}
+    negative_cache_ttl_s: {cache_ttl_s}
+    cache_size: 1000
+    legacy_keys: {legacy}
   jwt:
     - issuer: "http://127.0.0.1/idp"
       audience: tollway
@@ -141,6 +149,23 @@ class Stack:
         return json.loads(out)
 
 
+class AwsCalls(httpx.AsyncBaseTransport):
+    """httpx's own transport, noting the `x-amz-target` of every AWS call it carries."""
+
+    def __init__(self, calls: list[str]) -> None:
+        self.calls = calls
+        self.inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        target = request.headers.get("x-amz-target")
+        if target:
+            self.calls.append(target)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 @pytest.fixture
 async def stack_factory(aws, serve, tmp_path, monkeypatch) -> AsyncIterator[Callable[..., Stack]]:
     """`stack_factory(cache_ttl_s=1)`: the gateway app, built the way a container builds it."""
@@ -155,22 +180,19 @@ async def stack_factory(aws, serve, tmp_path, monkeypatch) -> AsyncIterator[Call
 
     def factory(environ: dict[str, str] | None = None, **options: Any) -> Stack:
         infra = write_infra(tmp_path / str(len(built)), echo_url, jwks_url, **options)
-        environ = {**aws, "TEST_JWT_SECRET": HS_SECRET, **(environ or {})}
+        # The container's environment: the emulator's endpoint (set by the moto fixture) too.
+        endpoint = {"AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"]}
+        environ = {**endpoint, **aws, "TEST_JWT_SECRET": HS_SECRET, **(environ or {})}
         reads: list[str] = []
-
-        def count(event_name: str, **kwargs: Any) -> None:
-            reads.append(event_name)
-
-        # The router's DynamoDB client is created inside build_app and copies the session's handlers.
-        events = tollway_aws.session().events
-        events.register("before-call.dynamodb", count)
-        try:
-            settings = Settings(
-                infra=infra, stage="dev", keys_table=aws["TOLLWAY_KEYS_TABLE"], environ=environ
-            )
-            app = build_app(settings)
-        finally:
-            events.unregister("before-call.dynamodb", count)
+        settings = Settings(
+            infra=infra,
+            stage="dev",
+            keys_table=aws["TOLLWAY_KEYS_TABLE"],
+            key_secret_id=aws["TOLLWAY_KEY_SECRET_ID"],
+            environ=environ,
+        )
+        # The container's one transport carries the key lookups too: count them on it.
+        app = build_app(settings, http_client=make_client(AwsCalls(reads)))
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://gateway.test")
         stack = Stack(infra, app, client, jwks, environ, reads)
         built.append(stack)

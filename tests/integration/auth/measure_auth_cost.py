@@ -4,7 +4,7 @@
 
 Starts a moto server on loopback, creates the keys table from template.yaml, issues a key
 and times `GatewayAuthenticator.authenticate` for a cached API key and for JWTs of each
-algorithm (JWKS already fetched), counting DynamoDB calls with a botocore event hook.
+algorithm (JWKS already fetched), counting the DynamoDB calls the lean caller sends.
 Not collected by pytest: it measures, it does not assert.
 """
 
@@ -24,13 +24,16 @@ import jwt
 from moto.server import ThreadedMotoServer
 from tollway.auth.authenticator import GatewayAuthenticator
 from tollway.auth.jwt import build_jwt_verifier
-from tollway.auth.keys import KeyVerifier, key_hash, new_key
-from tollway.auth.store import KeyStore, new_record
+from tollway.auth.keys import KeyMac, KeyVerifier, key_hash
+from tollway.auth.store import KeyLookup, KeyStore, new_record
 from tollway.config.compile import compile_infra
 from tollway.config.models import ApiKeys, JwtIssuer
 from tollway.dev.serve import free_port
 from tollway.dev.template import provision, read_template
 from tollway.http.messages import Request
+from tollway.transport.client import make_client
+
+from tests.lean import dynamo_caller
 
 from ...unit.auth.helpers import HS_SECRET, Signer
 
@@ -61,14 +64,11 @@ async def main() -> None:
         sqs = boto3.client("sqs", endpoint_url=url)
         env = provision(read_template(ROOT / "template.yaml"), dynamodb, sqs)
         store = KeyStore(dynamodb, env.environment["TOLLWAY_KEYS_TABLE"])
-        key, key_id = new_key()
+        mac = KeyMac(b"measure-auth-cost-deployment-secret")
+        key, key_id = mac.new_key()
         store.put(new_record(key_hash(key), key_id, "acme", "free", ["users:read"], datetime.now(UTC), None))
-        calls: list[str] = []
-
-        def count(event_name: str, **_: object) -> None:
-            calls.append(event_name)
-
-        dynamodb.meta.events.register("before-call.dynamodb", count)
+        http = make_client()
+        caller = dynamo_caller(http, dynamodb)
 
         signers = {alg: Signer(alg, f"k-{alg}") for alg in ("RS256", "ES256", "EdDSA")}
         jwks = {"keys": [s.jwk() for s in signers.values()]}
@@ -80,7 +80,7 @@ async def main() -> None:
         config = compile_infra(ROOT / "infra", "dev", {})
         route = next(r for r in config.routes if r.id == "users.get")
         auth = GatewayAuthenticator(
-            KeyVerifier(store, ApiKeys(cache_ttl_s=60)),
+            KeyVerifier(KeyLookup(caller, store.table), ApiKeys(cache_ttl_s=60), mac=mac),
             build_jwt_verifier(issuers, {"S": HS_SECRET}, client),
             config.plans,
         )
@@ -105,8 +105,7 @@ async def main() -> None:
             cpu = statistics.median(r[1] for r in runs)
             print(f"{name:<26} {wall:8.1f} {cpu:8.1f}")
         total = 3 * (N + 500) * len(cases)
-        kinds = ", ".join(sorted(set(calls)))
-        print(f"DynamoDB calls during {total} authentications: {len(calls)} ({kinds})")
+        print(f"DynamoDB calls during {total} authentications: {caller.calls} (GetItem)")
     finally:
         server.stop()
 

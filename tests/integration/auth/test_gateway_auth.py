@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 
 import boto3
 import jwt
-from tollway.auth.keys import key_hash, new_key
+from tollway.auth.keys import KeyMac, key_hash, new_legacy_key
 from tollway.auth.store import KeyStore, new_record
+
+from tests.issued import new_key
 
 from .conftest import DEV_ISSUER, HS_SECRET
 
@@ -44,7 +46,7 @@ async def test_missing_malformed_and_unknown_keys_are_401_with_a_challenge(stack
     response = await stack.client.get("/v1/things/7")
     assert_problem(response, 401, "this route needs an API key")
     assert response.headers["www-authenticate"] == 'Bearer realm="tollway"'
-    for key, detail in (("not-a-key", "malformed API key"), (new_key()[0], "unknown API key")):
+    for key, detail in (("not-a-key", "malformed API key"), (new_key(stack.environ)[0], "unknown API key")):
         response = await stack.client.get("/v1/things/7", headers={"x-api-key": key})
         assert_problem(response, 401, detail)
         assert 'error="invalid_token"' in response.headers["www-authenticate"]
@@ -93,7 +95,7 @@ async def test_a_revoked_key_stops_working_within_the_cache_ttl(stack, capsys):
 
 
 async def test_a_miss_is_remembered_for_the_negative_ttl_then_read_again(stack):
-    key, key_id = new_key()
+    key, key_id = new_key(stack.environ)
     headers = {"x-api-key": key}
     assert_problem(await stack.client.get("/v1/either", headers=headers), 401, "unknown API key")
     record = new_record(key_hash(key), key_id, "late", "free", [], datetime.now(UTC), None)
@@ -133,19 +135,36 @@ async def test_a_warm_container_reads_the_table_once_per_key_per_ttl(stack_facto
     stack.reads.clear()
     for _ in range(50):
         assert (await stack.client.get("/v1/either", headers={"x-api-key": key})).status_code == 200
-    assert stack.reads == ["before-call.dynamodb.GetItem"]
+    assert stack.reads == ["DynamoDB_20120810.GetItem"]
     stack.reads.clear()
-    unknown = new_key()[0]
+    unknown = new_key(stack.environ)[0]
     for _ in range(50):
         assert (await stack.client.get("/v1/either", headers={"x-api-key": unknown})).status_code == 401
     assert len(stack.reads) == 1
     stack.reads.clear()
     for i in range(50):
-        garbage = f"tw_{'a' * 12}_{i:0>46}"
+        garbage = f"tw1_{'a' * 12}_{i:0>56}"
         assert (await stack.client.get("/v1/either", headers={"x-api-key": garbage})).status_code == 401
         token_like = "eyJ" + "x" * 20 + ".e30.sig"
         assert (await stack.client.get("/v1/either", headers={"x-api-key": token_like})).status_code == 401
+        # Well-formed, signed, but not under this deployment's secret: refused unread.
+        forged = KeyMac(b"a-secret-this-deployment-never-had").new_key()[0]
+        response = await stack.client.get("/v1/either", headers={"x-api-key": forged})
+        assert_problem(response, 401, "malformed API key")
     assert stack.reads == []
+
+
+async def test_a_key_issued_before_the_mac_works_until_legacy_keys_is_off(stack_factory):
+    legacy, key_id = new_legacy_key()
+    stack = stack_factory()
+    record = new_record(key_hash(legacy), key_id, "old-timer", "free", [], datetime.now(UTC), None)
+    KeyStore(boto3.client("dynamodb"), stack.environ["TOLLWAY_KEYS_TABLE"]).put(record)
+    response = await stack.client.get("/v1/either", headers={"x-api-key": legacy})
+    assert response.status_code == 200 and response.json()["x-tollway-consumer"] == "old-timer"
+    refusing = stack_factory(legacy_keys=False)
+    response = await refusing.client.get("/v1/either", headers={"x-api-key": legacy})
+    assert_problem(response, 401, "malformed API key")
+    assert refusing.reads == []
 
 
 async def test_the_dev_demo_key_is_accepted_only_where_tollway_demo_key_names_it(stack_factory):

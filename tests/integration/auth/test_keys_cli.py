@@ -6,7 +6,13 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import boto3
-from tollway.auth.keys import issued_key_id, key_hash
+from tollway.auth.keys import key_hash
+from tollway.auth.secret import load_key_mac
+
+
+def issued_key_id(stack, key: str) -> str | None:
+    """The key id if the key's MAC holds under the deployment's secret (the router's check)."""
+    return load_key_mac(stack.environ["TOLLWAY_KEY_SECRET_ID"]).key_id(key)
 
 
 def items(table: str) -> list[dict]:
@@ -16,7 +22,7 @@ def items(table: str) -> list[dict]:
 def test_create_prints_the_key_once_and_stores_only_its_hash(stack, capsys):
     created = stack.create_key(capsys, "--scopes", "things:read,b", "--expires-in", "30d")
     assert set(created) == {"key", "key_id", "consumer", "plan", "scopes", "expires_at"}
-    assert issued_key_id(created["key"]) == created["key_id"]
+    assert issued_key_id(stack, created["key"]) == created["key_id"]
     assert (created["consumer"], created["plan"], created["scopes"]) == ("acme", "free", ["b", "things:read"])
     expires = datetime.fromisoformat(created["expires_at"].replace("Z", "+00:00"))
     assert abs(expires - (datetime.now(UTC) + timedelta(days=30))) < timedelta(seconds=5)
@@ -31,8 +37,19 @@ def test_create_for_people_prints_the_key_alone_on_stdout(stack, capsys):
         "keys", "create", "--consumer", "acme", "--plan", "pro", "--infra", str(stack.infra), capsys=capsys
     )
     assert status == 0
-    assert issued_key_id(out.strip()) is not None
+    assert issued_key_id(stack, out.strip()) is not None
     assert "only time" in err and "never" in err
+
+
+def test_create_without_the_key_secret_says_where_to_find_it(stack, capsys, monkeypatch):
+    monkeypatch.delenv("TOLLWAY_KEY_SECRET_ID")
+    base = ("keys", "create", "--consumer", "acme", "--plan", "free", "--infra", str(stack.infra))
+    status, out, err = stack.cli(*base, capsys=capsys)
+    assert status == 1 and "TOLLWAY_KEY_SECRET_ID is not set" in err and out == ""
+    monkeypatch.setenv("TOLLWAY_KEY_SECRET_ID", "no-such-secret")
+    status, out, err = stack.cli(*base, capsys=capsys)
+    assert status == 1 and "could not be read" in err and out == ""
+    assert items(stack.environ["TOLLWAY_KEYS_TABLE"]) == []
 
 
 def test_create_rejects_unknown_plans_bad_durations_and_scopes(stack, capsys):

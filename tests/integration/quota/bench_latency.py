@@ -7,7 +7,7 @@ counted here, behind uvicorn, so that calls reuse their connection as DynamoDB's
 (werkzeug, moto's own server, closes every connection after one answer). One event loop,
 one container per path, all on the same moto:
 
-    boto3        the store on `BotoCaller`: botocore, blocking (the path before tollway.dynamo)
+    boto3        the store on `BotoCaller`: botocore, blocking (the path before tollway.aws.dynamodb)
     lean         the store on `DynamoCaller` on the container's client: aiohttp directly
     lean-httpx   the same through the client's httpx transport (`HttpxExchanger`), as tests run it
 
@@ -29,21 +29,22 @@ from typing import Any
 import boto3
 from tollway import aws
 from tollway.auth.principal import Principal
+from tollway.aws.dynamodb import BotoCaller, Caller
 from tollway.config.compile import compile_infra
 from tollway.config.models import Plan
-from tollway.dynamo import BotoCaller, Caller, DynamoCaller
 from tollway.errors import TooManyRequests
 from tollway.http.messages import Request
 from tollway.pipeline import Exchange
 from tollway.quota.admission import QuotaAdmission
 from tollway.quota.store import QuotaStore
-from tollway.upstream.client import make_client
+from tollway.transport.client import make_client
 
 from tests.bench.infra import FAKE_AWS
 from tests.bench.procs import Procs
 from tests.bench.servers import moto_server
 from tests.conftest import INFRA
 from tests.integration.quota.conftest import CountingTransport
+from tests.lean import dynamo_caller
 
 ROUNDS = 5
 PLANS = {
@@ -99,7 +100,7 @@ async def main(n: int) -> None:
             region_name="us-east-1",
             aws_access_key_id=FAKE_AWS["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=FAKE_AWS["AWS_SECRET_ACCESS_KEY"],
-            config=aws.HOT_PATH,
+            config=aws.hot_path_config(),
         )
         boto.create_table(
             TableName="QuotaTable",
@@ -110,12 +111,12 @@ async def main(n: int) -> None:
         route = replace(next(r for r in compile_infra(INFRA, "dev").routes if not r.public), cost=1)
         counted = CountingTransport(make_client()._transport)
         http = make_client()
-        lean = DynamoCaller.from_client(http, boto)
+        lean = dynamo_caller(http, boto)
         transport = lean.exchanger = CountingExchanger(lean.exchanger)
         callers: dict[str, Caller] = {
             "boto3": BotoCaller(boto),
             "lean": lean,
-            "lean-httpx": DynamoCaller.from_client(make_client(counted), boto),
+            "lean-httpx": dynamo_caller(make_client(counted), boto),
         }
         admissions = {name: QuotaAdmission(QuotaStore(c, "QuotaTable"), PLANS) for name, c in callers.items()}
         consumers = {name: uuid.uuid4().hex for name in callers}
@@ -144,7 +145,7 @@ async def main(n: int) -> None:
         print(f"lean: {len(transport.calls) / 100:.2f} HTTP requests per admitted request")
         limited = uuid.uuid4().hex
         await lean.admit(exchange(route, "tiny", limited))
-        other_caller = DynamoCaller.from_client(http, boto)
+        other_caller = dynamo_caller(http, boto)
         other_caller.exchanger = transport
         other = QuotaAdmission(QuotaStore(other_caller, "QuotaTable"), PLANS)
         transport.calls.clear()

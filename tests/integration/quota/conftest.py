@@ -1,6 +1,6 @@
 """Two independent DynamoDB implementations on loopback: the moto server and dynalite.
 
-Each test "container" talks to them the way the gateway does: a `tollway.dynamo` caller on
+Each test "container" talks to them the way the gateway does: a `tollway.aws.dynamodb` caller on
 the gateway's HTTP client, whose transport counts the requests (`container` fixture).
 
 dynalite (npm, pinned in tools/dynalite) is started once per session as
@@ -26,15 +26,16 @@ import pytest
 from botocore.config import Config
 from httpx_aiohttp import AiohttpTransport
 from tollway.auth.principal import Principal
+from tollway.aws.dynamodb import DynamoCaller
 from tollway.config.compile import CompiledRoute, compile_infra
 from tollway.dev.serve import free_port
 from tollway.dev.template import read_template
-from tollway.dynamo import DynamoCaller
 from tollway.http.messages import Request
 from tollway.pipeline import Exchange
-from tollway.upstream.client import LIMITS, make_client
+from tollway.transport.client import LIMITS, make_client
 
 from tests.conftest import INFRA, ROOT, TEMPLATE
+from tests.lean import dynamo_caller
 
 DYNALITE = ROOT / "tools" / "dynalite" / "node_modules" / "dynalite" / "cli.js"
 # For the tests' own look at the tables: few retries, short timeouts.
@@ -209,7 +210,7 @@ def new_container(dynamo: Dynamo | str) -> Container:
     http = make_client(transport)
     url = dynamo if isinstance(dynamo, str) else dynamo.url
     boto = boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1")
-    return Container(http, transport, DynamoCaller.from_client(http, boto, pause=lambda: 0.0))
+    return Container(http, transport, dynamo_caller(http, boto, pause=lambda: 0.0))
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+from tollway.aws.dynamodb import BotoCaller
 from tollway.config.models import Plan
 from tollway.dev.serve import free_port
-from tollway.dynamo import BotoCaller
 from tollway.errors import ServiceUnavailable
 from tollway.quota import limits
 from tollway.quota.admission import QuotaAdmission

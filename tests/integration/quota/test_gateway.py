@@ -11,17 +11,17 @@ import json
 import httpx
 from tollway.auth.principal import Principal
 from tollway.config.compile import CompiledRoute, compile_infra
-from tollway.dynamo import DynamoCaller
 from tollway.errors import Unauthorized
 from tollway.http.app import GatewayApp
 from tollway.http.messages import Request
 from tollway.pipeline import Gateway
 from tollway.quota.admission import QuotaAdmission
 from tollway.quota.store import QuotaStore
-from tollway.upstream.client import make_client
+from tollway.transport.client import make_client
 from tollway.upstream.dispatch import HttpUpstream
 
 from tests.conftest import INFRA
+from tests.lean import dynamo_caller
 
 from .conftest import Clock, Dynamo
 
@@ -39,7 +39,9 @@ async def backend(scope, receive, send) -> None:
 class KeyHolders:
     """Accepts `X-API-Key: <consumer>` as that consumer on the `free` plan."""
 
-    async def authenticate(self, request: Request, route: CompiledRoute) -> Principal:
+    async def authenticate(
+        self, request: Request, route: CompiledRoute, deadline: float | None = None
+    ) -> Principal:
         consumer = request.headers.get("x-api-key")
         if not consumer:
             raise Unauthorized("no key")
@@ -53,7 +55,7 @@ def test_authenticated_route_spends_quota_and_public_route_does_not(
     dynamodb = moto_dynamo.client()
     # As build_app wires it: one HTTP client for the backends and for DynamoDB.
     client = make_client()
-    caller = DynamoCaller.from_client(client, dynamodb)
+    caller = dynamo_caller(client, dynamodb)
     gateway = Gateway(
         config,
         authenticator=KeyHolders(),

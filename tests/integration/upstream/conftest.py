@@ -19,7 +19,7 @@ from tollway.config.compile import CompiledRoute, compile_infra
 from tollway.http.app import GatewayApp
 from tollway.http.messages import Request, Response
 from tollway.pipeline import Exchange, Gateway
-from tollway.upstream.client import make_client
+from tollway.transport.client import make_client
 from tollway.upstream.dispatch import HttpUpstream
 
 
@@ -104,7 +104,9 @@ class Scripted:
 class FakeAuthenticator:
     """Every caller is a consumer named by its `x-consumer` header (default c1)."""
 
-    async def authenticate(self, request: Request, route: CompiledRoute) -> Principal:
+    async def authenticate(
+        self, request: Request, route: CompiledRoute, deadline: float | None = None
+    ) -> Principal:
         consumer = request.headers.get("x-consumer", "c1")
         return Principal(consumer_id=consumer, plan="free", scopes=frozenset(), credential="api_key")
 

@@ -23,10 +23,11 @@ from tollway.http.app import GatewayApp
 from tollway.http.messages import Request
 from tollway.pipeline import Exchange, Gateway
 from tollway.settings import Settings
-from tollway.upstream.client import make_client
+from tollway.transport.client import make_client
 from tollway.upstream.dispatch import HttpUpstream
 from tollway.usage.emitter import SQS_CONFIG, BackgroundFlusher, UnsentLog, UsageEmitter
-from tollway.usage.sqs import LeanSqs
+
+from tests.lean import lean_sqs
 
 ROUTES = {
     "team": "billing",
@@ -77,7 +78,9 @@ async def backend(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 class HeaderAuthenticator:
-    async def authenticate(self, request: Request, route: CompiledRoute) -> Principal:
+    async def authenticate(
+        self, request: Request, route: CompiledRoute, deadline: float | None = None
+    ) -> Principal:
         value = request.headers.get("x-api-key")
         if not value or ":" not in value:
             raise Unauthorized("missing API key")
@@ -135,7 +138,7 @@ def build_stack(
     admission: Any = None,
 ) -> Stack:
     config = compile_infra(infra, "dev", {"TOLLWAY_SERVICE_ITEMS": backend_url})
-    sqs = sqs or LeanSqs.from_client(aws.client("sqs", config=SQS_CONFIG))  # as assemble wires it
+    sqs = sqs or lean_sqs(aws.client("sqs", config=SQS_CONFIG))  # as assemble wires it
     emitter = UsageEmitter(sqs, aws_env["TOLLWAY_USAGE_QUEUE_URL"], unsent=unsent)
     admission = admission or LimitAdmission()
     client = make_client()

@@ -11,9 +11,12 @@ from typing import Any
 import httpx
 import pytest
 from tollway import aws as tollway_aws
+from tollway.aws.errors import AwsError
+from tollway.aws.sqs import LeanSqs
 from tollway.usage.emitter import SQS_CONFIG, UnsentLog
 from tollway.usage.replay import unsent_events
-from tollway.usage.sqs import LeanSqs, SqsError
+
+from tests.lean import lean_sqs
 
 from .conftest import build_stack
 
@@ -56,7 +59,7 @@ def closed_endpoint() -> str:
 def test_a_closed_port_keeps_the_events_and_logs_them_as_unsent(aws, infra, backend_url, serve, sender):
     """The same outcome through either sender: the emitter's behaviour did not change."""
     client = tollway_aws.session().client("sqs", endpoint_url=closed_endpoint(), config=SQS_CONFIG)
-    sqs = LeanSqs.from_client(client) if sender == "lean" else client
+    sqs = lean_sqs(client) if sender == "lean" else client
     unsent = io.StringIO()
     stack = build_stack(aws, infra, backend_url, sqs=sqs, unsent=UnsentLog(unsent), interval_s=3600)
     url = serve(stack.app)
@@ -74,9 +77,9 @@ def test_a_closed_port_keeps_the_events_and_logs_them_as_unsent(aws, infra, back
 
 
 def test_an_sqs_error_is_raised_with_its_code_and_the_connection_lives_on(aws):
-    lean = LeanSqs.from_client(tollway_aws.client("sqs", config=SQS_CONFIG))
+    lean = lean_sqs(tollway_aws.client("sqs", config=SQS_CONFIG))
     missing = aws["TOLLWAY_USAGE_QUEUE_URL"] + "-missing"
-    with pytest.raises(SqsError) as failed:
+    with pytest.raises(AwsError) as failed:
         lean.send_message_batch(QueueUrl=missing, Entries=[{"Id": "0", "MessageBody": "{}"}])
     assert (failed.value.code, failed.value.status) == ("QueueDoesNotExist", 400)
     assert (

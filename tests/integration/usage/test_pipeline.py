@@ -13,12 +13,14 @@ import httpx
 import pytest
 from tollway import aws as tollway_aws
 from tollway import cli
+from tollway.aws.sqs import LeanSqs
 from tollway.dev.sqs_poller import start_poller
 from tollway.usage.billing import Ledger, prices
 from tollway.usage.consumer import UsageConsumer, build_handler
 from tollway.usage.emitter import SQS_CONFIG, UnsentLog
 from tollway.usage.events import UsageEvent
-from tollway.usage.sqs import LeanSqs
+
+from tests.lean import lean_sqs
 
 from .conftest import Relay, Stack, build_stack, queue_depth, wait_for
 
@@ -231,7 +233,7 @@ def test_sqs_outage_loses_nothing(
 
 def sqs_at(endpoint: str) -> LeanSqs:
     """The emitter's sender (as assemble wires it), at `endpoint`."""
-    return LeanSqs.from_client(tollway_aws.session().client("sqs", endpoint_url=endpoint, config=SQS_CONFIG))
+    return lean_sqs(tollway_aws.session().client("sqs", endpoint_url=endpoint, config=SQS_CONFIG))
 
 
 def test_no_aws_call_before_the_response(aws, infra, backend_url, serve):

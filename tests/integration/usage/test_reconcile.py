@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 import httpx
 from tollway import aws as tollway_aws
 from tollway import cli
-from tollway.dynamo import DynamoCaller
 from tollway.quota.admission import QuotaAdmission
 from tollway.quota.store import QuotaStore
-from tollway.upstream.client import make_client
+from tollway.transport.client import make_client
 from tollway.usage.consumer import build_handler
+
+from tests.lean import dynamo_caller
 
 from .conftest import build_stack
 from .test_pipeline import drain
@@ -28,7 +29,7 @@ def test_reconcile_matches_after_drain_and_shows_unbilled_units(
 
     plans = compile_infra(infra, "dev").plans
     # The production caller; its client's pool is opened on the server's loop at first use.
-    caller = DynamoCaller.from_client(make_client(), tollway_aws.client("dynamodb"))
+    caller = dynamo_caller(make_client(), tollway_aws.client("dynamodb"))
     admission = QuotaAdmission(QuotaStore(caller, aws["TOLLWAY_QUOTA_TABLE"]), plans)
     stack = build_stack(aws, infra, backend_url, admission=admission)
     url = serve(stack.app)

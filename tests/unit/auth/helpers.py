@@ -7,11 +7,14 @@ import time
 from typing import Any
 
 import jwt
-from botocore.exceptions import EndpointConnectionError
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from tollway.auth.keys import KeyMac
 from tollway.auth.store import KeyRecord
+from tollway.aws.errors import AwsError
 
 HS_SECRET = "a-development-secret-of-32-bytes!"
+# The deployment key secret of these tests: keys signed under it are "issued".
+MAC = KeyMac(b"a-test-deployment-key-secret-0123456789")
 
 
 class Signer:
@@ -54,15 +57,17 @@ def unsigned(payload: dict[str, Any], **header: Any) -> str:
 
 
 class MemoryStore:
-    """The KeyStore's `get`, over a dict, counting reads."""
+    """KeyLookup's `get`, over a dict, counting reads and keeping the deadlines it was given."""
 
     def __init__(self, *records: KeyRecord, fail: bool = False) -> None:
         self.records = {r.key_hash: r for r in records}
         self.reads = 0
         self.fail = fail
+        self.deadlines: list[float | None] = []
 
-    def get(self, digest: str) -> KeyRecord | None:
+    async def get(self, digest: str, *, deadline: float | None = None) -> KeyRecord | None:
         self.reads += 1
+        self.deadlines.append(deadline)
         if self.fail:
-            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
+            raise AwsError("ConnectionError")
         return self.records.get(digest)

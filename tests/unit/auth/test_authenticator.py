@@ -10,7 +10,7 @@ import jwt
 import pytest
 from tollway.auth.authenticator import GatewayAuthenticator, presented
 from tollway.auth.jwt import build_jwt_verifier
-from tollway.auth.keys import KeyVerifier, key_hash, new_key
+from tollway.auth.keys import KeyVerifier, key_hash
 from tollway.auth.principal import Principal
 from tollway.auth.store import new_record
 from tollway.config.compile import compile_infra
@@ -20,7 +20,7 @@ from tollway.http.messages import Request, Response
 from tollway.pipeline import Exchange, authorize
 
 from ...conftest import INFRA
-from .helpers import HS_SECRET, MemoryStore, claims
+from .helpers import HS_SECRET, MAC, MemoryStore, claims
 
 DEV = "https://dev.tollway.local/"
 CONFIG = compile_infra(INFRA, "dev", {})
@@ -44,11 +44,11 @@ def authenticator(*records, plans=("free", "pro")) -> tuple[GatewayAuthenticator
     store = MemoryStore(*records)
     issuer = JwtIssuer(issuer=DEV, audience="tollway", hs256_secret_env="S", plan_claim="plan")
     tokens = build_jwt_verifier((issuer,), {"S": HS_SECRET}, httpx.AsyncClient())
-    return GatewayAuthenticator(KeyVerifier(store, ApiKeys()), tokens, plans), store
+    return GatewayAuthenticator(KeyVerifier(store, ApiKeys(), mac=MAC), tokens, plans), store
 
 
 def issue(plan: str = "free", scopes=("users:read",)) -> tuple[str, object]:
-    key, key_id = new_key()
+    key, key_id = MAC.new_key()
     return key, new_record(key_hash(key), key_id, "acme", plan, scopes, datetime.now(UTC), None)
 
 

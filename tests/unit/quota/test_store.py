@@ -6,8 +6,19 @@ from typing import Any
 
 import orjson
 import pytest
-from tollway.dynamo import DynamoError
-from tollway.quota.store import MAX_REMOVALS, Budget, Exhausted, QuotaStore, StoreUnavailable
+from hypothesis import given
+from hypothesis import strategies as st
+from tollway.aws.errors import AwsError
+from tollway.quota.store import (
+    MAX_REMOVALS,
+    Budget,
+    Exhausted,
+    QuotaStore,
+    StoreUnavailable,
+    counter_pk,
+    counts_towards,
+    parse_counter_pk,
+)
 
 BUDGET = Budget("D2026-11-27#0#acme", 1_795_000_000, quota=10, rate=4, window="r900")
 
@@ -15,13 +26,15 @@ BUDGET = Budget("D2026-11-27#0#acme", 1_795_000_000, quota=10, rate=4, window="r
 class Replay:
     """A caller that records what it was asked and answers (or fails) as told."""
 
-    def __init__(self, answer: dict[str, Any] | DynamoError) -> None:
+    def __init__(self, answer: dict[str, Any] | AwsError) -> None:
         self.answer = answer
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.deadlines: list[float | None] = []
 
-    async def call(self, operation: str, body: bytes) -> dict[str, Any]:
+    async def call(self, operation: str, body: bytes, *, deadline: float | None = None) -> dict[str, Any]:
         self.calls.append((operation, orjson.loads(body)))
-        if isinstance(self.answer, DynamoError):
+        self.deadlines.append(deadline)
+        if isinstance(self.answer, AwsError):
             raise self.answer
         return self.answer
 
@@ -65,12 +78,12 @@ async def test_spend_sends_the_request_and_reads_the_new_counters() -> None:
 
 async def test_a_failed_condition_is_exhausted_with_the_old_item() -> None:
     old = {"Item": {"used": {"N": "10"}, "r900": {"N": "1"}}}
-    store = QuotaStore(Replay(DynamoError("ConditionalCheckFailedException", old, 400)), "QuotaTable")
+    store = QuotaStore(Replay(AwsError("ConditionalCheckFailedException", old, 400)), "QuotaTable")
     with pytest.raises(Exhausted) as exhausted:
         await store.spend(BUDGET, 1)
     assert exhausted.value.counters is not None and exhausted.value.counters.used == 10
     # Without the old item (dynalite), the admission reads it.
-    bare = QuotaStore(Replay(DynamoError("ConditionalCheckFailedException", {}, 400)), "QuotaTable")
+    bare = QuotaStore(Replay(AwsError("ConditionalCheckFailedException", {}, 400)), "QuotaTable")
     with pytest.raises(Exhausted) as exhausted:
         await bare.spend(BUDGET, 1)
     assert exhausted.value.counters is None
@@ -80,9 +93,25 @@ async def test_a_failed_condition_is_exhausted_with_the_old_item() -> None:
     "code", ["ThrottlingException", "ResourceNotFoundException", "InternalServerError", "Timeout"]
 )
 async def test_any_other_error_is_the_store_unavailable(code: str) -> None:
-    store = QuotaStore(Replay(DynamoError(code)), "QuotaTable")
+    store = QuotaStore(Replay(AwsError(code)), "QuotaTable")
     with pytest.raises(StoreUnavailable) as unavailable:
         await store.spend(BUDGET, 1)
     assert unavailable.value.reason == code
     with pytest.raises(StoreUnavailable):
         await store.read(BUDGET)
+
+
+@given(consumer=st.text(min_size=1, max_size=40), shard=st.integers(0, 63))
+def test_a_counter_key_reads_back_its_period_shard_and_consumer(consumer: str, shard: int) -> None:
+    for period in ("D2026-11-27", "M2026-11"):
+        assert parse_counter_pk(counter_pk(period, shard, consumer)) == (period, shard, consumer)
+
+
+def test_a_month_counts_its_monthly_and_its_days_counters_a_day_only_its_own() -> None:
+    assert counts_towards("2026-11", counter_pk("M2026-11", 0, "a#b"))
+    assert counts_towards("2026-11", counter_pk("D2026-11-27", 3, "a"))
+    assert not counts_towards("2026-11", counter_pk("D2026-12-01", 0, "a"))
+    assert not counts_towards("2026-11", counter_pk("M2026-10", 0, "2026-11"))
+    assert counts_towards("2026-11-27", counter_pk("D2026-11-27", 1, "a"))
+    assert not counts_towards("2026-11-27", counter_pk("M2026-11", 0, "a"))
+    assert not counts_towards("2026-11-27", counter_pk("D2026-11-28", 0, "a"))

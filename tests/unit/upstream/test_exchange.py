@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import orjson
 import pytest
-from tollway.upstream.client import exchanger_for, make_client
-from tollway.upstream.exchange import (
+from tollway.transport.client import exchanger_for, make_client
+from tollway.transport.exchange import (
     AiohttpExchanger,
     Exchanger,
     HttpxExchanger,

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import pytest
-from tollway.usage.report import ConsumerUsage, RouteUsage, period_key, render_table
+from tollway.usage.report import ConsumerUsage, RouteUsage, render_table
+from tollway.usage.table import period_sk as period_key
 
 
 @pytest.mark.parametrize(("period", "key"), [("2026-11", "MONTH#2026-11"), ("2026-11-27", "DAY#2026-11-27")])

@@ -9,16 +9,14 @@ would refuse costs no table read and no signature check.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import Any
 
 import httpx
 
-from tollway import aws
 from tollway.auth.challenge import invalid_token, missing
 from tollway.auth.jwt import JwtVerifier, build_jwt_verifier
-from tollway.auth.keys import KeyVerifier
+from tollway.auth.keys import KeyMac, KeyVerifier
 from tollway.auth.principal import Principal
-from tollway.auth.store import KeyStore
+from tollway.auth.store import KeyLookup
 from tollway.config.compile import CompiledConfig, CompiledRoute
 from tollway.errors import Forbidden
 from tollway.http.messages import Request
@@ -63,7 +61,10 @@ class GatewayAuthenticator:
         self.tokens = tokens
         self.plans = frozenset(plans)
 
-    async def authenticate(self, request: Request, route: CompiledRoute) -> Principal:
+    async def authenticate(
+        self, request: Request, route: CompiledRoute, deadline: float | None = None
+    ) -> Principal:
+        """`deadline` (time.monotonic() seconds) bounds any lookup the credential needs."""
         credential = presented(request.headers)
         accepted = " or ".join(KIND_NAMES[k] for k in sorted(route.auth))
         if credential is None:
@@ -72,7 +73,7 @@ class GatewayAuthenticator:
         if kind not in route.auth:
             raise missing(f"this route accepts {accepted}, not {KIND_NAMES[kind]}")
         if kind == "api_key":
-            record = self.keys.verify(value)
+            record = await self.keys.verify(value, deadline=deadline)
             principal = Principal(
                 consumer_id=record.consumer,
                 plan=record.plan,
@@ -91,15 +92,23 @@ class GatewayAuthenticator:
 
 
 def build_authenticator(
-    config: CompiledConfig, settings: Settings, http_client: httpx.AsyncClient, *, dynamodb: Any = None
+    config: CompiledConfig,
+    settings: Settings,
+    http_client: httpx.AsyncClient,
+    *,
+    keys: KeyLookup | None = None,
+    mac: KeyMac | None = None,
 ) -> GatewayAuthenticator:
+    """`keys`: the keys table's lookup (None: API keys are refused); `mac`: the deployment's
+    key MAC (None: only legacy and demo keys can be accepted)."""
     environ = settings.environ or {}
-    store = None
-    if settings.keys_table:
-        store = KeyStore(dynamodb or aws.client("dynamodb"), settings.keys_table)
-    else:
+    if keys is None:
         logger.warning("no keys table is configured: API keys will be refused")
+    elif mac is None:
+        logger.warning("no API key secret is configured: issued keys will be refused")
     demo_key = environ.get(DEMO_KEY_VARIABLE)
-    keys = KeyVerifier(store, config.gateway.auth.api_keys, extra_keys=[demo_key] if demo_key else ())
+    verifier = KeyVerifier(
+        keys, config.gateway.auth.api_keys, mac=mac, extra_keys=[demo_key] if demo_key else ()
+    )
     tokens = build_jwt_verifier(config.issuers, environ, http_client)
-    return GatewayAuthenticator(keys, tokens, config.plans)
+    return GatewayAuthenticator(verifier, tokens, config.plans)

@@ -1,7 +1,11 @@
 """The keys table (see KeysTable in template.yaml): one item per API key, keyed by its hash.
 
 The key itself is never stored; `key_id` is the public handle that `tollway keys` and the
-logs use.
+logs use. This module is the only one that writes or reads the table's items:
+
+    KeyLookup   the request path: one strongly consistent GetItem through the async
+                DynamoDB caller the quota uses (tollway.aws.dynamodb), within the deadline
+    KeyStore    the tools (`tollway keys`, the dev demo consumer): boto3, blocking
 """
 
 from __future__ import annotations
@@ -9,7 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from tollway.aws.dynamodb import Caller
 
 ACTIVE, REVOKED = "active", "revoked"
 
@@ -78,19 +87,36 @@ class KeyRecord:
         return item
 
 
+def _key(key_hash: str) -> dict[str, Any]:
+    return {"key_hash": {"S": key_hash}}
+
+
+class KeyLookup:
+    """Reads one key's item on the request path, never blocking the event loop."""
+
+    def __init__(self, caller: Caller, table: str) -> None:
+        self.caller = caller
+        self.table = table
+
+    async def get(self, key_hash: str, *, deadline: float | None = None) -> KeyRecord | None:
+        """The key's record, None if the table has none; raises AwsError."""
+        # Strongly consistent: a key used the second after `keys create` must not be
+        # read as missing and then held in the negative cache.
+        body = orjson.dumps({"TableName": self.table, "Key": _key(key_hash), "ConsistentRead": True})
+        answer = await self.caller.call("GetItem", body, deadline=deadline)
+        item = answer.get("Item")
+        return KeyRecord.from_item(item) if item else None
+
+
 class KeyStore:
-    """DynamoDB access to the keys table through a boto3 client made once per container."""
+    """The keys table for tools, through a boto3 client."""
 
     def __init__(self, dynamodb: Any, table: str) -> None:
         self.dynamodb = dynamodb
         self.table = table
 
     def get(self, key_hash: str) -> KeyRecord | None:
-        # Strongly consistent: a key used the second after `keys create` must not be
-        # read as missing and then held in the negative cache.
-        response = self.dynamodb.get_item(
-            TableName=self.table, Key={"key_hash": {"S": key_hash}}, ConsistentRead=True
-        )
+        response = self.dynamodb.get_item(TableName=self.table, Key=_key(key_hash), ConsistentRead=True)
         item = response.get("Item")
         return KeyRecord.from_item(item) if item else None
 
@@ -114,7 +140,7 @@ class KeyStore:
     def revoke(self, record: KeyRecord, when: datetime) -> None:
         self.dynamodb.update_item(
             TableName=self.table,
-            Key={"key_hash": {"S": record.key_hash}},
+            Key=_key(record.key_hash),
             UpdateExpression="SET #status = :revoked, revoked_at = :when",
             ConditionExpression="attribute_exists(key_hash)",
             ExpressionAttributeNames={"#status": "status"},

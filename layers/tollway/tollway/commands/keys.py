@@ -1,7 +1,8 @@
 """`tollway keys create|revoke|list`: issue API keys, show each once, store only its hash.
 
-The keys table is named by `TOLLWAY_KEYS_TABLE` (written to `.tollway/dev.env` by
-`tollway dev`, or taken from the stack's outputs); AWS endpoints come the boto3 way.
+The keys table is named by `TOLLWAY_KEYS_TABLE` and the key secret by
+`TOLLWAY_KEY_SECRET_ID` (both written to `.tollway/dev.env` by `tollway dev`, or taken from
+the stack's outputs KeysTableName and KeySecretId); AWS endpoints come the boto3 way.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tollway import aws
-from tollway.auth.keys import key_hash, new_key
+from tollway.auth.keys import KeyMac, key_hash
 from tollway.auth.store import REVOKED, KeyRecord, KeyStore, new_record
 from tollway.config.load import load_infra
 
@@ -88,6 +89,24 @@ def store() -> KeyStore:
     return KeyStore(aws.client("dynamodb", config=None), table)
 
 
+def key_mac() -> KeyMac:
+    """The MAC new keys are signed with: the deployment's secret, as the router reads it."""
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+    from tollway.auth.secret import load_key_mac
+
+    secret_id = os.environ.get("TOLLWAY_KEY_SECRET_ID")
+    if not secret_id:
+        raise UsageError(
+            "TOLLWAY_KEY_SECRET_ID is not set: run `tollway dev` in this folder, "
+            "or export KeySecretId from the stack's outputs"
+        )
+    try:
+        return load_key_mac(secret_id)
+    except GetParameterError as exc:
+        raise UsageError(f"the key secret {secret_id!r} could not be read: {exc}") from exc
+
+
 def run_create(args: argparse.Namespace) -> int:
     return _guarded(_create, args)
 
@@ -120,7 +139,7 @@ def _create(args: argparse.Namespace) -> int:
     scopes = parse_scopes(args.scopes)
     now = datetime.now(UTC)
     expires = now + parse_duration(args.expires_in) if args.expires_in else None
-    key, key_id = new_key()
+    key, key_id = key_mac().new_key()
     record = new_record(key_hash(key), key_id, args.consumer, args.plan, scopes, now, expires)
     store().put(record)
     if args.json:

@@ -40,10 +40,11 @@ def _need(value: str | None, variable: str) -> str:
 
 def run_report(args: argparse.Namespace) -> int:
     from tollway import aws
-    from tollway.usage.report import UsageReader, period_key, render_table
+    from tollway.usage.report import UsageReader, render_table
+    from tollway.usage.table import period_sk
 
     try:
-        period_key(args.period)
+        period_sk(args.period)
     except ValueError as exc:
         print(f"tollway usage report: {exc}", file=sys.stderr)
         return 2

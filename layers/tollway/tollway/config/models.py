@@ -107,6 +107,8 @@ class ApiKeys(Model):
     cache_ttl_s: Annotated[int, Field(ge=0, le=60)] = 30
     negative_cache_ttl_s: Annotated[int, Field(ge=0, le=60)] = 30
     cache_size: Annotated[int, Field(gt=0)] = 10_000
+    # Look up keys of the checksummed format issued before keys carried a MAC (docs/auth.md).
+    legacy_keys: bool = True
 
 
 class Auth(Model):

@@ -1,4 +1,10 @@
-"""The demo consumer and the local usage pipeline of `tollway dev`."""
+"""The demo consumer and the local usage pipeline of `tollway dev`.
+
+The dev key secret is made by `provision` (a random value in the emulator's Secrets
+Manager, `TOLLWAY_KEY_SECRET_ID` in dev.env), so keys from `tollway keys create` verify
+exactly as on a stack; the demo key itself is outside the signed format and accepted only
+where `TOLLWAY_DEMO_KEY` is set.
+"""
 
 from __future__ import annotations
 

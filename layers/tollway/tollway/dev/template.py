@@ -1,7 +1,8 @@
 """Emulated AWS resources created from template.yaml itself, named after logical ids.
 
-`tollway dev` and the tests call `provision(template, clients)`: every DynamoDB table
-and SQS queue the template declares is created, and the functions' environment
+`tollway dev` and the tests call `provision(template, clients)`: every DynamoDB table,
+SQS queue and generated Secrets Manager secret (a random value) the template declares is
+created, and the functions' environment
 variables are resolved against them, so there is no second list to keep in step.
 """
 
@@ -50,8 +51,14 @@ class Provisioned:
 
 
 def provision(
-    template: dict[str, Any], dynamodb: Any, sqs: Any, parameters: dict[str, str] | None = None
+    template: dict[str, Any],
+    dynamodb: Any,
+    sqs: Any,
+    parameters: dict[str, str] | None = None,
+    secrets: Any = None,
 ) -> Provisioned:
+    """`secrets`: a Secrets Manager client (default: one on the DynamoDB client's endpoint,
+    with the environment's credentials)."""
     resources: dict[str, Any] = template.get("Resources", {})
     out = Provisioned()
     queues = {k: v for k, v in resources.items() if v.get("Type") == "AWS::SQS::Queue"}
@@ -97,6 +104,9 @@ def provision(
             )
         out.names[logical_id] = logical_id
         out.arns[logical_id] = description["TableArn"]
+    for logical_id, resource in resources.items():
+        if resource.get("Type") == "AWS::SecretsManager::Secret":
+            out.names[logical_id] = out.arns[logical_id] = _dev_secret(logical_id, dynamodb, secrets)
     params = {
         name: (parameters or {}).get(name, spec.get("Default", ""))
         for name, spec in template.get("Parameters", {}).items()
@@ -112,6 +122,24 @@ def provision(
         if resolved != "":
             out.environment[key] = str(resolved)
     return out
+
+
+def _dev_secret(logical_id: str, dynamodb: Any, client: Any) -> str:
+    """A random value for a generated secret, made once per emulator; its ARN."""
+    import secrets
+
+    if client is None:
+        import boto3
+
+        # The emulator serves every service on one endpoint: the DynamoDB client's.
+        client = boto3.client(
+            "secretsmanager", endpoint_url=dynamodb.meta.endpoint_url, region_name=dynamodb.meta.region_name
+        )
+    value = secrets.token_urlsafe(48)
+    try:
+        return client.create_secret(Name=logical_id, SecretString=value)["ARN"]
+    except client.exceptions.ResourceExistsException:
+        return client.describe_secret(SecretId=logical_id)["ARN"]
 
 
 def _resolve(value: Any, out: Provisioned, params: dict[str, str]) -> Any:

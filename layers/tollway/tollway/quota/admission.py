@@ -1,7 +1,7 @@
 """The admit step: spend the principal's plan for one request, in one DynamoDB round trip.
 
-The round trip is awaited (tollway.dynamo, on the container's shared HTTP client), so
-under uvicorn other requests run while it is on the wire.
+The round trip is awaited (tollway.aws.dynamodb, on the container's shared HTTP transport)
+within the route's deadline, so under uvicorn other requests run while it is on the wire.
 
     remembered exhausted? -> 429, no call
     pick a shard          -> one conditional UpdateItem (tollway.quota.store)
@@ -36,7 +36,7 @@ from tollway.observability import count, logger
 from tollway.pipeline import Exchange
 from tollway.quota import limits
 from tollway.quota.memory import CounterMemory
-from tollway.quota.store import Budget, Counters, Exhausted, QuotaStore, StoreUnavailable
+from tollway.quota.store import Budget, Counters, Exhausted, QuotaStore, StoreUnavailable, counter_pk
 
 
 class QuotaAdmission:
@@ -111,7 +111,9 @@ class Spend:
         budget = open_[self.admission.choose(len(open_))] if len(open_) > 1 else open_[0]
         seen = memory.get(budget.pk)
         try:
-            counters = await self.admission.store.spend(budget, self.cost, self._stale(seen))
+            counters = await self.admission.store.spend(
+                budget, self.cost, self._stale(seen), deadline=self._deadline()
+            )
         except Exhausted as exhausted:
             counters = exhausted.counters or await self._read(budget)
             if counters is not None:
@@ -129,10 +131,20 @@ class Spend:
             [("ratelimit-policy", self.policy), ("ratelimit", self._limit_field(budget, counters))],
         )
 
+    def _deadline(self) -> float:
+        """How long the quota call may wait: what is left of the route's deadline, or, on a
+        route that fails open, half of it, so that the backends keep time for the answer the
+        route promises when DynamoDB is silent."""
+        deadline = self.ex.deadline
+        if self.ex.route.quota_failure != "open":
+            return deadline
+        now = time.monotonic()
+        return now + max(deadline - now, 0.0) / 2
+
     def _budget(self, shard: int) -> Budget:
         plan, shards = self.plan, self.plan.shards
         return Budget(
-            pk=f"{self.counter.key}#{shard}#{self.ex.principal.consumer_id}",
+            pk=counter_pk(self.counter.key, shard, self.ex.principal.consumer_id),
             expires_at=limits.expires_at(self.counter),
             quota=limits.share(plan.quota.limit, shards, shard) if plan.quota is not None else None,
             rate=limits.share(limits.burst(plan.rate), shards, shard) if plan.rate is not None else None,
@@ -165,7 +177,7 @@ class Spend:
 
     async def _read(self, budget: Budget) -> Counters | None:
         try:
-            return await self.admission.store.read(budget)
+            return await self.admission.store.read(budget, deadline=self._deadline())
         except StoreUnavailable:
             return None
 

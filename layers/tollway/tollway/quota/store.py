@@ -3,7 +3,8 @@
 Item design (QuotaTable, key `pk`), one item per consumer, counter period and shard:
 
     pk          "D2026-11-27#0#<consumer>" (day) / "M2026-11#0#<consumer>" (month);
-                the consumer id comes last, so any id is unambiguous
+                the consumer id comes last, so any id is unambiguous (`counter_pk` writes
+                it, `parse_counter_pk` reads it: nowhere else)
     used        N  quota units spent in the period
     r<index>    N  requests in rate window <index> (see tollway.quota.limits)
     expires_at  N  TTL, epoch seconds: a day after the period ends
@@ -28,23 +29,48 @@ A write that fails its condition comes back with the item as it was
 (ReturnValuesOnConditionCheckFailure=ALL_OLD), so the caller learns which limit was hit
 without another call; an emulator that does not return it (dynalite) costs one GetItem.
 
-Calls go through a `tollway.dynamo` caller (async, on the container's shared HTTP client);
-its `DynamoError` becomes `Exhausted` (a failed condition) or `StoreUnavailable` (anything else).
+Calls go through a `tollway.aws.dynamodb` caller (async, on the container's shared HTTP
+transport) within the request's deadline; its `AwsError` becomes `Exhausted` (a failed
+condition) or `StoreUnavailable` (anything else, the deadline passing included).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from tollway.dynamo import Caller, DynamoError
+from tollway.aws.errors import AwsError
+
+if TYPE_CHECKING:
+    from tollway.aws.dynamodb import Caller
 
 # A bound on the REMOVE list, so that the expression stays far under DynamoDB's 4 KB.
 MAX_REMOVALS = 16
 CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+def counter_pk(period: str, shard: int, consumer: str) -> str:
+    """The item of `consumer`'s counter `period` ("D2026-11-27", "M2026-11") and shard."""
+    return f"{period}#{shard}#{consumer}"
+
+
+def parse_counter_pk(pk: str) -> tuple[str, int, str]:
+    """(period, shard, consumer) of an item written by `counter_pk`: the period and shard
+    never hold a '#', so the consumer, last, is everything after the second one."""
+    period, shard, consumer = pk.split("#", 2)
+    return period, int(shard), consumer
+
+
+def counts_towards(period: str, pk: str) -> bool:
+    """Whether the counter item `pk` counts units of the calendar `period` (YYYY-MM[-DD]):
+    a day's own counters; for a month, its monthly ones and its days' daily ones."""
+    counter = parse_counter_pk(pk)[0]
+    if len(period) == 10:
+        return counter == f"D{period}"
+    return counter == f"M{period}" or (counter[:1] == "D" and counter[1:8] == period)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,26 +150,28 @@ class QuotaStore:
             request["ConditionExpression"] = " AND ".join(conditions)
         return request
 
-    async def spend(self, budget: Budget, cost: int, stale: Iterable[str] = ()) -> Counters:
+    async def spend(
+        self, budget: Budget, cost: int, stale: Iterable[str] = (), *, deadline: float | None = None
+    ) -> Counters:
         """Count one request of `cost` units, or raise Exhausted / StoreUnavailable."""
         body = orjson.dumps(self.update_request(budget, cost, stale))
         try:
-            answer = await self.caller.call("UpdateItem", body)
-        except DynamoError as error:
+            answer = await self.caller.call("UpdateItem", body, deadline=deadline)
+        except AwsError as error:
             if error.code != CONDITION_FAILED:
                 raise StoreUnavailable(error.code) from error
             item = error.body.get("Item")
             raise Exhausted(_counters(item, budget.window) if item is not None else None) from None
         return _counters(answer.get("Attributes", {}), budget.window)
 
-    async def read(self, budget: Budget) -> Counters:
+    async def read(self, budget: Budget, *, deadline: float | None = None) -> Counters:
         """The item now (strongly consistent); for emulators that do not return ALL_OLD."""
         body = orjson.dumps(
             {"TableName": self.table, "Key": {"pk": {"S": budget.pk}}, "ConsistentRead": True}
         )
         try:
-            answer = await self.caller.call("GetItem", body)
-        except DynamoError as error:
+            answer = await self.caller.call("GetItem", body, deadline=deadline)
+        except AwsError as error:
             raise StoreUnavailable(error.code) from error
         return _counters(answer.get("Item", {}), budget.window)
 

@@ -12,7 +12,7 @@ whose breaker is open; each instance URL has its own breaker. Two ways to try ag
 A POST or PATCH is sent once: a refused connection is its 502 (over a pooled connection
 the client cannot always tell "refused" from "sent, then lost"). All within the deadline.
 
-Requests go through the container's `Exchanger` (`exchange.py`): aiohttp directly in
+Requests go through the container's `Exchanger` (`tollway/transport/exchange.py`): aiohttp directly in
 production, any httpx transport in tests.
 """
 
@@ -29,10 +29,10 @@ import httpx
 
 from tollway.config.compile import CompiledBackend
 from tollway.discovery.target import Reference
+from tollway.transport.client import exchanger_for
+from tollway.transport.exchange import ExchangeError, Refused, ResponseHeaders
 from tollway.upstream.balancer import Balancers
 from tollway.upstream.breaker import Breakers
-from tollway.upstream.client import exchanger_for
-from tollway.upstream.exchange import ExchangeError, Refused, ResponseHeaders
 from tollway.upstream.request import BackendRequest
 from tollway.upstream.retry import IDEMPOTENT, RETRY_STATUSES, attempts_for, backoff_s
 

@@ -20,9 +20,9 @@ from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from tollway.config.models import Plan
+from tollway.usage import table
 from tollway.usage.events import UsageEvent
 
-DEDUPE_SK = "EVENT"
 # Replays and redeliveries must happen within this window to be recognised as duplicates.
 DEDUPE_TTL_S = 90 * 86_400
 REJECTED_STATUSES = frozenset({403, 429})
@@ -82,10 +82,12 @@ def counts(event: UsageEvent, price: Price) -> Counts:
     )
 
 
-def totals_keys(event: UsageEvent) -> list[dict[str, dict[str, str]]]:
-    pk = {"S": f"CONSUMER#{event.consumer_id}"}
-    day, month, route = f"DAY#{event.day}", f"MONTH#{event.month}", f"#ROUTE#{event.route_id}"
-    return [{"pk": pk, "sk": {"S": sk}} for sk in (day, day + route, month, month + route)]
+def totals_keys(event: UsageEvent) -> list[table.Key]:
+    return [
+        table.totals_key(event.consumer_id, period, route)
+        for period in (event.day, event.month)
+        for route in (None, event.route_id)
+    ]
 
 
 class Ledger:
@@ -123,8 +125,7 @@ class Ledger:
                 "Put": {
                     "TableName": self.table,
                     "Item": {
-                        "pk": {"S": f"EVENT#{event.event_id}"},
-                        "sk": {"S": DEDUPE_SK},
+                        **table.dedupe_key(event.event_id),
                         "consumer": {"S": event.consumer_id},
                         "timestamp": {"S": event.timestamp.isoformat()},
                         "expires_at": {"N": str(int(time.time()) + DEDUPE_TTL_S)},
@@ -163,6 +164,6 @@ class Ledger:
             # usage (reported as zeros), never usage missing from the index.
             self.dynamodb.put_item(
                 TableName=self.table,
-                Item={"pk": {"S": f"PERIOD#{period}"}, "sk": {"S": f"CONSUMER#{event.consumer_id}"}},
+                Item=table.index_key(period, event.consumer_id),
             )
             self._indexed.add((period, event.consumer_id))

@@ -3,7 +3,7 @@
 `record` costs a few microseconds and makes no AWS call. `flush` runs after the
 response: from the Lambda extension thread (tollway.usage.extension) or, under uvicorn,
 from `BackgroundFlusher` every ~200 ms. It sends with SendMessageBatch through any object
-with boto3's `send_message_batch` signature: in the router, `tollway.usage.sqs.LeanSqs`
+with boto3's `send_message_batch` signature: in the router, `tollway.aws.sqs.LeanSqs`
 (a fraction of botocore's CPU per flush); in tools, a boto3 client. An event whose send
 fails (the call raises, or SQS lists it as failed) stays buffered and is retried on the
 next flush.

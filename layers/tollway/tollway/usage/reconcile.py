@@ -1,10 +1,10 @@
 """Compare the units the quota counters admitted with the units billed (`tollway usage reconcile`).
 
-QuotaTable (tollway/quota/store.py) keeps, per consumer, counter period and shard, an item
-`pk = "D<YYYY-MM-DD>#<shard>#<consumer>"` or `"M<YYYY-MM>#<shard>#<consumer>"` whose `used`
-is the units admitted in that period. Billing keeps the units of admitted events. They
-differ when events are still queued or in the DLQ (billed < counted), or were admitted
-without a counter (a route that fails open while the quota store is down: billed > counted).
+QuotaTable (tollway/quota/store.py, which alone writes and parses its keys) keeps, per
+consumer, counter period and shard, an item whose `used` is the units admitted in that
+period. Billing keeps the units of admitted events. They differ when events are still
+queued or in the DLQ (billed < counted), or were admitted without a counter (a route that
+fails open while the quota store is down: billed > counted).
 
 A day is comparable for consumers whose counters are daily, a month for all (monthly
 counters, or the sum of daily ones). Counters expire a day after their period ends, so
@@ -16,7 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tollway.usage.report import UsageReader, period_key
+from tollway.quota.store import counts_towards, parse_counter_pk
+from tollway.usage.report import UsageReader
+from tollway.usage.table import period_sk
 
 
 @dataclass(slots=True)
@@ -40,14 +42,13 @@ class Row:
 
 def counted_units(dynamodb: Any, quota_table: str, period: str) -> dict[str, int]:
     """Admitted units per consumer in `period`, summed over shards (and over days for a month)."""
-    prefixes = [f"D{period}#"] if len(period) == 10 else [f"M{period}#", f"D{period}-"]
     totals: dict[str, int] = {}
     for page in dynamodb.get_paginator("scan").paginate(TableName=quota_table, ConsistentRead=True):
         for item in page["Items"]:
             pk = item["pk"]["S"]
-            if not any(pk.startswith(p) for p in prefixes) or "used" not in item:
+            if "used" not in item or not counts_towards(period, pk):
                 continue
-            consumer = pk.split("#", 2)[2]
+            consumer = parse_counter_pk(pk)[2]
             totals[consumer] = totals.get(consumer, 0) + int(item["used"]["N"])
     return totals
 
@@ -55,7 +56,7 @@ def counted_units(dynamodb: Any, quota_table: str, period: str) -> dict[str, int
 def reconcile(
     dynamodb: Any, usage_table: str, quota_table: str, period: str, consumer: str | None = None
 ) -> list[Row]:
-    period_key(period)
+    period_sk(period)
     counted = counted_units(dynamodb, quota_table, period)
     reader = UsageReader(dynamodb, usage_table)
     consumers = [consumer] if consumer else sorted(set(reader.consumers(period)) | set(counted))

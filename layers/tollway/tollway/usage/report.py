@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from tollway.usage import table
 from tollway.usage.billing import render_amount
-
-_PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?$")
-
-
-def period_key(period: str) -> str:
-    """`2026-11` -> `MONTH#2026-11`, `2026-11-27` -> `DAY#2026-11-27`."""
-    if not _PERIOD.match(period):
-        raise ValueError(f"period must be YYYY-MM or YYYY-MM-DD, not {period!r}")
-    return ("DAY#" if len(period) == 10 else "MONTH#") + period
 
 
 @dataclass(slots=True)
@@ -69,11 +60,14 @@ class UsageReader:
         return items
 
     def consumer(self, consumer_id: str, period: str) -> ConsumerUsage:
-        prefix = period_key(period)
+        prefix = table.period_sk(period)
         usage = ConsumerUsage(consumer_id, period)
         items = self._query(
             KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues={":pk": {"S": f"CONSUMER#{consumer_id}"}, ":prefix": {"S": prefix}},
+            ExpressionAttributeValues={
+                ":pk": {"S": table.consumer_pk(consumer_id)},
+                ":prefix": {"S": prefix},
+            },
         )
         for item in items:
             sk = item["sk"]["S"]
@@ -84,17 +78,16 @@ class UsageReader:
                 usage.rejected = _n(item, "rejected")
                 usage.units = _n(item, "units")
                 usage.amount_nanos = _n(item, "amount_nanos")
-            elif sk.startswith(prefix + "#ROUTE#"):
-                route_id = sk.removeprefix(prefix + "#ROUTE#")
+            elif (route_id := table.route_of(sk, period)) is not None:
                 usage.routes[route_id] = RouteUsage(_n(item, "requests"), _n(item, "units"))
         return usage
 
     def consumers(self, period: str) -> list[str]:
-        period_key(period)
         items = self._query(
-            KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": f"PERIOD#{period}"}}
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": table.index_pk(period)}},
         )
-        return sorted(item["sk"]["S"].removeprefix("CONSUMER#") for item in items)
+        return sorted(table.indexed_consumer(item) for item in items)
 
     def report(self, period: str, consumer: str | None = None) -> dict[str, Any]:
         """SPEC §3's JSON: one consumer's object, or `{"period", "consumers": [...]}`."""

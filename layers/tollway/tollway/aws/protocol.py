@@ -1,15 +1,11 @@
 """The AWS JSON 1.0 protocol, the part DynamoDB and SQS share: SigV4 for its one request
 shape, and reading its answers.
 
-`tollway.dynamo` (quota UpdateItem, async, on the shared HTTP pool) and
-`tollway.usage.sqs` (usage SendMessageBatch, synchronous, its own connection) speak it
+`tollway.aws.dynamodb` (async, on the container's shared HTTP transport) and
+`tollway.aws.sqs` (usage SendMessageBatch, synchronous, its own connection) speak it
 without botocore, whose generic machinery costs more CPU per call than a whole proxied
-request. Both are checked against botocore's own SigV4 in the tests.
-
-    AwsError(code, body, status)
-        code: the `__type` after '#'   e.g. ConditionalCheckFailedException, QueueDoesNotExist
-              "InternalServerError"    an HTTP 5xx without a `__type`
-              "BadResponse"            any other answer that is not the service's JSON
+request. Both are checked against botocore's own SigV4 in the tests. Answers that are not
+a 200 become `tollway.aws.errors.AwsError`.
 """
 
 from __future__ import annotations
@@ -22,27 +18,19 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from tollway.aws.errors import AwsError
+
 CONTENT_TYPE = "application/x-amz-json-1.0"
 
 
-class AwsError(Exception):
-    """The service refused the call or could not be asked; `body` is its JSON answer, if any."""
-
-    def __init__(self, code: str, body: dict[str, Any] | None = None, status: int | None = None) -> None:
-        super().__init__(code)
-        self.code = code
-        self.body = body if body is not None else {}
-        self.status = status
-
-
-def parse_answer(status: int, content: bytes, error: type[AwsError]) -> dict[str, Any]:
-    """The JSON answer of a 200, or `error` with the code the service gave (or one of ours)."""
+def parse_answer(status: int, content: bytes) -> dict[str, Any]:
+    """The JSON answer of a 200, or AwsError with the code the service gave (or one of ours)."""
     try:
         answer = orjson.loads(content)
     except orjson.JSONDecodeError:
         answer = None
     if not isinstance(answer, dict):
-        raise error("InternalServerError" if status >= 500 else "BadResponse", None, status)
+        raise AwsError("InternalServerError" if status >= 500 else "BadResponse", None, status)
     if status == 200:
         return answer
     kind = answer.get("__type")
@@ -50,7 +38,7 @@ def parse_answer(status: int, content: bytes, error: type[AwsError]) -> dict[str
         code = kind.rpartition("#")[2]
     else:
         code = "InternalServerError" if status >= 500 else "BadResponse"
-    raise error(code, answer, status)
+    raise AwsError(code, answer, status)
 
 
 class FrozenCredentials(Protocol):
@@ -66,7 +54,7 @@ class Credentials(Protocol):
 class SigV4:
     """AWS Signature Version 4 for the AWS JSON 1.0 protocol's one request shape: POST to
     `path`, no query, a JSON body, the operation in `x-amz-target`. DynamoDB and SQS
-    (`service="sqs"`, tollway.usage.sqs) both speak it, with the same content-type.
+    (`service="sqs"`, tollway.aws.sqs) both speak it, with the same content-type.
 
     Signed headers: content-type;host;x-amz-date;x-amz-security-token (with a session
     token);x-amz-target — what botocore's SigV4Auth signs for the same request.

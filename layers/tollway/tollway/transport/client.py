@@ -16,7 +16,7 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from tollway.upstream.exchange import AiohttpExchanger, Exchanger, HttpxExchanger, SharedSession
+from tollway.transport.exchange import AiohttpExchanger, Exchanger, HttpxExchanger, SharedSession
 
 LIMITS = httpx.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=30)
 

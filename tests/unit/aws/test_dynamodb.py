@@ -13,10 +13,11 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from tollway.awsjson import CONTENT_TYPE, SigV4, canonical_host
-from tollway.dynamo import DynamoCaller, DynamoError
-from tollway.upstream.client import exchanger_for, make_client
-from tollway.upstream.exchange import Exchanger, HttpxExchanger
+from tollway.aws.dynamodb import DynamoCaller
+from tollway.aws.errors import AwsError
+from tollway.aws.protocol import CONTENT_TYPE, SigV4, canonical_host
+from tollway.transport.client import exchanger_for, make_client
+from tollway.transport.exchange import Exchanger, HttpxExchanger
 
 CREDENTIALS = Credentials("AK", "SK", "TOKEN")
 BODY = orjson.dumps({"TableName": "QuotaTable", "Key": {"pk": {"S": "D2026-11-27#0#acme"}}})
@@ -86,7 +87,7 @@ def test_signature_is_botocores_across_days_and_credentials(endpoint: str, host:
     [("https://sqs.us-east-1.amazonaws.com", "us-east-1"), ("http://127.0.0.1:5000", "eu-west-1")],
 )
 def test_an_sqs_signature_is_botocores(endpoint: str, region: str) -> None:
-    """The same signer, service "sqs": SQS speaks the same JSON 1.0 protocol (tollway.usage.sqs)."""
+    """The same signer, service "sqs": SQS speaks the same JSON 1.0 protocol (tollway.aws.sqs)."""
     body = orjson.dumps(
         {
             "QueueUrl": "https://sqs.us-east-1.amazonaws.com/123456789012/UsageQueue",
@@ -189,7 +190,7 @@ async def test_a_failed_condition_carries_the_old_item_and_is_never_retried(call
     old = {"Item": {"pk": {"S": "x"}, "used": {"N": "10"}}}
     script = Script((400, {**fault("ConditionalCheckFailedException"), **old}), (200, {}))
     caller = caller_for(httpx.MockTransport(script))
-    with pytest.raises(DynamoError) as failed:
+    with pytest.raises(AwsError) as failed:
         await caller.call("UpdateItem", BODY)
     assert failed.value.code == "ConditionalCheckFailedException"
     assert failed.value.status == 400 and failed.value.body["Item"] == old["Item"]
@@ -212,7 +213,7 @@ async def test_throttling_and_5xx_are_retried_once(caller_for, status, body, cod
     assert len(recovers.requests) == 2
 
     persists = Script((status, body), (status, body), (200, {}))
-    with pytest.raises(DynamoError) as failed:
+    with pytest.raises(AwsError) as failed:
         await caller_for(httpx.MockTransport(persists)).call("GetItem", BODY)
     assert (failed.value.code, failed.value.status) == (code, status)
     assert len(persists.requests) == 2
@@ -231,7 +232,7 @@ async def test_throttling_and_5xx_are_retried_once(caller_for, status, body, cod
 )
 async def test_client_errors_and_garbage_are_not_retried(caller_for, status, body, code) -> None:
     script = Script((status, body), (200, {}))
-    with pytest.raises(DynamoError) as failed:
+    with pytest.raises(AwsError) as failed:
         await caller_for(httpx.MockTransport(script)).call("GetItem", BODY)
     assert failed.value.code == code and failed.value.status == status
     assert len(script.requests) == 1
@@ -239,7 +240,7 @@ async def test_client_errors_and_garbage_are_not_retried(caller_for, status, bod
 
 async def test_missing_credentials_fail_the_call(caller_for) -> None:
     script = Script((200, {}))
-    with pytest.raises(DynamoError, match="NoCredentials"):
+    with pytest.raises(AwsError, match="NoCredentials"):
         await caller_for(httpx.MockTransport(script), credentials=None).call("GetItem", BODY)
     assert script.requests == []
 
@@ -272,7 +273,7 @@ async def test_a_refused_connection_is_retried_once_then_reported(counted) -> No
         placeholder.bind(("127.0.0.1", 0))
         port = placeholder.getsockname()[1]
     caller = DynamoCaller(counted, f"http://127.0.0.1:{port}", "us-east-1", CREDENTIALS, pause=lambda: 0.0)
-    with pytest.raises(DynamoError, match="ConnectionError"):
+    with pytest.raises(AwsError, match="ConnectionError"):
         await caller.call("GetItem", BODY)
     assert counted.requests == 2
 
@@ -283,7 +284,7 @@ async def test_an_unanswered_call_times_out_without_a_retry(counted) -> None:
         endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
         caller = DynamoCaller(counted, endpoint, "us-east-1", CREDENTIALS, timeout=0.2, pause=lambda: 0.0)
         started = time.monotonic()
-        with pytest.raises(DynamoError, match="Timeout"):
+        with pytest.raises(AwsError, match="Timeout"):
             await caller.call("UpdateItem", BODY)
     assert counted.requests == 1
     assert time.monotonic() - started < 1.0
@@ -319,3 +320,41 @@ async def test_a_call_through_aiohttp_directly_is_the_same_post(serve) -> None:
     assert request["headers"][b"x-amz-target"] == b"DynamoDB_20120810.UpdateItem"
     assert request["headers"][b"x-amz-security-token"] == b"TOKEN"
     assert request["headers"][b"authorization"].startswith(b"AWS4-HMAC-SHA256 Credential=AK/")
+
+
+# ---- deadlines -------------------------------------------------------------------------
+
+
+async def test_a_silent_dynamodb_is_given_only_the_time_left(counted) -> None:
+    """The attempt's own `timeout` (1 s) does not count: the deadline, 0.25 s away, does."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        caller = DynamoCaller(counted, endpoint, "us-east-1", CREDENTIALS, timeout=1.0, pause=lambda: 0.0)
+        started = time.monotonic()
+        with pytest.raises(AwsError, match="Timeout"):
+            await caller.call("UpdateItem", BODY, deadline=started + 0.25)
+    assert counted.requests == 1
+    assert time.monotonic() - started < 0.7
+
+
+async def test_a_call_after_its_deadline_is_not_sent(caller_for) -> None:
+    script = Script((200, {}))
+    caller = caller_for(httpx.MockTransport(script))
+    with pytest.raises(AwsError, match="Timeout") as failed:
+        await caller.call("GetItem", BODY, deadline=time.monotonic() - 0.001)
+    assert not failed.value.retryable
+    assert script.requests == []
+
+
+async def test_no_retry_when_the_deadline_leaves_no_time_for_it(caller_for) -> None:
+    clock = [100.0]
+    script = Script((500, fault("InternalServerError")), (200, {}))
+    caller = caller_for(httpx.MockTransport(script), monotonic=lambda: clock[0])
+    with pytest.raises(AwsError, match="InternalServerError"):
+        await caller.call("GetItem", BODY, deadline=100.01)  # 10 ms left: less than one attempt
+    assert len(script.requests) == 1
+    # With time left, the same failure is retried once.
+    script = Script((500, fault("InternalServerError")), (200, {"Item": {}}))
+    caller = caller_for(httpx.MockTransport(script), monotonic=lambda: clock[0])
+    assert await caller.call("GetItem", BODY, deadline=101.0) == {"Item": {}}
+    assert len(script.requests) == 2

@@ -4,7 +4,7 @@ Why not boto3's client: a flush of one event through it cost ~810 µs of CPU aft
 Lambda invocation, and 27% of a uvicorn worker's throughput, nearly all of it botocore's
 generic machinery (event hooks, validation, serialization, endpoint rules, parsing).
 SQS speaks the AWS JSON 1.0 protocol, like DynamoDB: a call here is one orjson body, the
-SigV4 of `tollway.awsjson` with service "sqs", one POST and one orjson parse.
+SigV4 of `tollway.aws.protocol` with service "sqs", one POST and one orjson parse.
 
 Synchronous on purpose: the Lambda extension flushes from its own thread while the
 Mangum event loop is idle, and `BackgroundFlusher` runs the flush on a worker thread.
@@ -14,17 +14,12 @@ idle, or the environment was frozen) is sent once more on a new one; any other f
 and every timeout, is raised at once: the emitter keeps the events for its next flush,
 and the usage function's dedupe on `event_id` makes a doubled send harmless.
 
-    SqsError(code, body, status)
-        code: the `__type` after '#'   QueueDoesNotExist, AccessDenied, RequestThrottled, ...
-              "InternalServerError"    an HTTP 5xx without a `__type`
-              "BadResponse"            any other answer that is not SQS's JSON
-              "ConnectionError"        could not connect (in time), or the connection broke
-              "Timeout"                connected, but no answer within the read timeout
-              "NoCredentials"          the credential chain found nothing
+Errors are `tollway.aws.errors.AwsError` ("Timeout", "ConnectionError", "NoCredentials",
+or the code SQS gave: QueueDoesNotExist, AccessDenied, RequestThrottled, ...).
 
-Endpoint, region and credentials are read from a boto3 SQS client (`LeanSqs.from_client`),
-so `AWS_ENDPOINT_URL[_SQS]` and the credential chain work as boto3 reads them; credentials
-are frozen per call, so refreshable ones stay valid.
+`LeanSqs.from_environment` takes the endpoint as boto3 would (`AWS_ENDPOINT_URL[_SQS]`),
+the region and the credential chain from `tollway.aws`; credentials are frozen per call,
+so refreshable ones stay valid.
 """
 
 from __future__ import annotations
@@ -33,21 +28,18 @@ import http.client
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 
-from tollway.awsjson import AwsError, Credentials, SigV4, canonical_host, parse_answer
+from tollway.aws.errors import AwsError
+from tollway.aws.protocol import Credentials, SigV4, canonical_host, parse_answer
 
 TARGET_PREFIX = "AmazonSQS"
 # How a kept-alive connection that the other side has closed fails, before any answer.
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
-
-
-class SqsError(AwsError):
-    """SQS refused the call or could not be asked; `body` is its JSON answer, when it gave one."""
 
 
 class LeanSqs:
@@ -81,24 +73,24 @@ class LeanSqs:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_client(cls, client: Any, **options: Any) -> LeanSqs:
-        """Endpoint, region and credentials exactly as `client` (a boto3 SQS client) uses them."""
+    def from_environment(cls, environ: Mapping[str, str], **options: Any) -> LeanSqs:
+        """Endpoint, region and credentials as a boto3 SQS client would take them."""
         from botocore.httpsession import where  # the CA bundle boto3 itself verifies with
 
-        # The signer's credentials are the ones the client itself signs with, whichever
-        # way they were given (environment, role, explicit keys): boto3 has no public getter.
-        credentials = client._request_signer._credentials
+        from tollway import aws
+
+        region = aws.region()
         options.setdefault("ca_file", where())
-        return cls(client.meta.endpoint_url, client.meta.region_name, credentials, **options)
+        return cls(aws.endpoint("sqs", environ, region), region, aws.credentials(), **options)
 
     def send_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803 - boto3's names
-        """`{"Successful": [...], "Failed": [...]}`, as boto3's call answers; raises SqsError."""
+        """`{"Successful": [...], "Failed": [...]}`, as boto3's call answers; raises AwsError."""
         return self.call("SendMessageBatch", orjson.dumps({"QueueUrl": QueueUrl, "Entries": Entries}))
 
     def call(self, operation: str, body: bytes) -> dict[str, Any]:
         """One SQS operation with a serialized JSON request; its parsed answer."""
         if self.credentials is None:
-            raise SqsError("NoCredentials")
+            raise AwsError("NoCredentials")
         headers = dict(
             self.signer.headers(
                 body, f"{TARGET_PREFIX}.{operation}", self.credentials.get_frozen_credentials(), self.now()
@@ -107,7 +99,7 @@ class LeanSqs:
         with self._lock:
             self.calls += 1
             status, content = self._exchange(headers, body)
-        return parse_answer(status, content, SqsError)
+        return parse_answer(status, content)
 
     def close(self) -> None:
         with self._lock:
@@ -120,14 +112,14 @@ class LeanSqs:
         except _STALE as error:
             # A kept-alive connection the other side closed while idle: expected, try a new one.
             if not reused:
-                raise SqsError("ConnectionError") from error
+                raise AwsError("ConnectionError") from error
         try:
             return self._attempt(headers, body)
         except _STALE as error:
-            raise SqsError("ConnectionError") from error
+            raise AwsError("ConnectionError") from error
 
     def _attempt(self, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
-        """One request on the kept connection (opened if need be); raises SqsError, or a
+        """One request on the kept connection (opened if need be); raises AwsError, or a
         `_STALE` error when the connection broke before any answer."""
         connection = self._connect()
         try:
@@ -140,10 +132,10 @@ class LeanSqs:
             raise
         except TimeoutError as error:
             self._drop()
-            raise SqsError("Timeout") from error
+            raise AwsError("Timeout") from error
         except (OSError, http.client.HTTPException) as error:
             self._drop()
-            raise SqsError("ConnectionError") from error
+            raise AwsError("ConnectionError") from error
         if response.will_close:
             self._drop()
         return response.status, content
@@ -165,7 +157,7 @@ class LeanSqs:
             connection.connect()
         except (OSError, http.client.HTTPException) as error:
             connection.close()
-            raise SqsError("ConnectionError") from error
+            raise AwsError("ConnectionError") from error
         assert connection.sock is not None
         connection.sock.settimeout(self.read_timeout)
         self._connection = connection

@@ -13,10 +13,11 @@ from typing import Any
 import orjson
 import pytest
 from botocore.credentials import Credentials
-from tollway.awsjson import CONTENT_TYPE
-from tollway.usage.sqs import LeanSqs, SqsError
+from tollway.aws.errors import AwsError
+from tollway.aws.protocol import CONTENT_TYPE
+from tollway.aws.sqs import LeanSqs
 
-from tests.unit.test_dynamo import botocore_authorization
+from tests.unit.aws.test_dynamodb import botocore_authorization
 
 CREDENTIALS = Credentials("AK", "SK", "TOKEN")
 QUEUE = "http://127.0.0.1/123456789012/UsageQueue"
@@ -114,7 +115,7 @@ def test_credentials_are_frozen_for_every_call(serve) -> None:
 
 def test_missing_credentials_fail_before_any_request(serve) -> None:
     fake = FakeSqs()
-    with pytest.raises(SqsError, match="NoCredentials"):
+    with pytest.raises(AwsError, match="NoCredentials"):
         LeanSqs(serve(fake), "us-east-1", None).send_message_batch(QueueUrl=QUEUE, Entries=ENTRIES)
     assert fake.requests == []
 
@@ -140,7 +141,7 @@ def error(code: str) -> bytes:
 def test_errors_and_garbage_raise_sqs_error_with_the_code(serve, status, body, code) -> None:
     fake = FakeSqs((status, body))
     sqs = LeanSqs(serve(fake), "us-east-1", CREDENTIALS)
-    with pytest.raises(SqsError) as failed:
+    with pytest.raises(AwsError) as failed:
         sqs.send_message_batch(QueueUrl=QUEUE, Entries=ENTRIES)
     assert (failed.value.code, failed.value.status) == (code, status)
     assert len(fake.requests) == 1  # never retried: the emitter retries on its next flush
@@ -157,7 +158,7 @@ def free_port() -> int:
 
 def test_a_refused_connection_is_a_connection_error() -> None:
     sqs = LeanSqs(f"http://127.0.0.1:{free_port()}", "us-east-1", CREDENTIALS)
-    with pytest.raises(SqsError, match="ConnectionError"):
+    with pytest.raises(AwsError, match="ConnectionError"):
         sqs.send_message_batch(QueueUrl=QUEUE, Entries=ENTRIES)
 
 
@@ -167,7 +168,7 @@ def test_an_unanswered_call_times_out_after_the_read_timeout() -> None:
             f"http://127.0.0.1:{silent.getsockname()[1]}", "us-east-1", CREDENTIALS, read_timeout=0.2
         )
         started = time.monotonic()
-        with pytest.raises(SqsError, match="Timeout"):
+        with pytest.raises(AwsError, match="Timeout"):
             sqs.send_message_batch(QueueUrl=QUEUE, Entries=ENTRIES)
         assert 0.2 <= time.monotonic() - started < 1.0
 
@@ -255,7 +256,7 @@ def test_a_new_connection_that_breaks_is_not_retried(raw_server) -> None:
             RawServer.read_request(connection)
 
     server = raw_server(close_without_answer)
-    with pytest.raises(SqsError, match="ConnectionError"):
+    with pytest.raises(AwsError, match="ConnectionError"):
         LeanSqs(server.url, "us-east-1", CREDENTIALS).send_message_batch(QueueUrl=QUEUE, Entries=ENTRIES)
     assert server.connections == 1
 

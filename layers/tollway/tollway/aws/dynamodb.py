@@ -1,0 +1,143 @@
+"""DynamoDB's JSON protocol over the container's shared HTTP transport: one signed POST per call.
+
+Why not botocore on the request path: its generic machinery (event hooks, parameter
+validation, serialization, signing, parsing) costs more CPU per `UpdateItem` than a naive
+proxy spends on a whole request (docs/quota.md has the numbers), and its call blocks the
+event loop for the round trip. A call here is a body the caller already serialized, SigV4 over
+the one request shape DynamoDB needs, one POST through the container's `Exchanger`
+(`tollway/transport/`: its pooled keep-alive connections, aiohttp directly in production)
+and one orjson parse. Errors are `tollway.aws.errors.AwsError`.
+
+Deadlines: a call on the request path passes the route's deadline (`time.monotonic()`
+seconds); the attempt waits only for the time left, and a call made after the deadline is
+not sent. Without one (tools), each attempt waits `timeout` seconds.
+
+One retry at most, after a short jittered pause, when the error is `retryable` (throttling,
+5xx, a broken connection) and the deadline leaves time for it. A connection that breaks
+after the write reached DynamoDB can make the retry count a request twice: counters then
+err towards rejecting, never towards admitting.
+
+Credentials are the session's credential chain (`tollway.aws.credentials()`), frozen per
+call, so refreshable ones stay valid. `BotoCaller` makes the same calls through botocore
+(blocking): for tools and tests, not the request path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import orjson
+
+from tollway.aws.errors import AwsError
+from tollway.aws.protocol import Credentials, SigV4, canonical_host, parse_answer
+from tollway.transport.exchange import ExchangeError, Exchanger, ReadTimeout
+
+API_VERSION = "DynamoDB_20120810"
+# Less than this left before the deadline: not worth a retry.
+MIN_ATTEMPT_S = 0.02
+
+
+class Caller(Protocol):
+    async def call(self, operation: str, body: bytes, *, deadline: float | None = None) -> dict[str, Any]: ...
+
+
+def _pause() -> float:
+    return random.uniform(0.01, 0.05)
+
+
+class DynamoCaller:
+    def __init__(
+        self,
+        exchanger: Exchanger,
+        endpoint: str,
+        region: str,
+        credentials: Credentials | None,
+        *,
+        timeout: float = 1.0,
+        pause: Callable[[], float] = _pause,
+        now: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        path = urlsplit(endpoint).path.rstrip("/") + "/"
+        self.exchanger = exchanger
+        self.endpoint = endpoint
+        self.credentials = credentials
+        self.signer = SigV4(region, canonical_host(endpoint), path)
+        self.pause = pause
+        self.now = now
+        self.monotonic = monotonic
+        self._url = endpoint.rstrip("/") + "/"
+        self.timeout = timeout
+        self.calls = 0  # requests sent, retries included: what the bench counts
+
+    async def call(self, operation: str, body: bytes, *, deadline: float | None = None) -> dict[str, Any]:
+        """One DynamoDB operation (`UpdateItem`, ...) with a serialized JSON request; its answer."""
+        try:
+            return await self._attempt(operation, body, deadline)
+        except AwsError as error:
+            if not error.retryable:
+                raise
+            pause = self.pause()
+            if deadline is not None and deadline - self.monotonic() - pause < MIN_ATTEMPT_S:
+                raise
+        await asyncio.sleep(pause)
+        return await self._attempt(operation, body, deadline)
+
+    async def _attempt(self, operation: str, body: bytes, deadline: float | None) -> dict[str, Any]:
+        if self.credentials is None:
+            raise AwsError("NoCredentials")
+        timeout = self.timeout
+        if deadline is not None:
+            timeout = deadline - self.monotonic()
+            if timeout <= 0:
+                raise AwsError("Timeout")
+        headers = self.signer.headers(
+            body, f"{API_VERSION}.{operation}", self.credentials.get_frozen_credentials(), self.now()
+        )
+        # Ask for the answer as it is: small JSON, not worth a decompression.
+        headers.append(("accept-encoding", "identity"))
+        self.calls += 1
+        try:
+            # The exchanger's timeout bounds connecting and each read; the whole attempt
+            # (slow trickling answers included) is bounded here.
+            async with asyncio.timeout(timeout):
+                response = await self.exchanger.request("POST", self._url, headers, body, timeout=timeout)
+                try:
+                    status, content = response.status, await response.read()
+                finally:
+                    await response.close()
+        except (ReadTimeout, TimeoutError) as error:
+            raise AwsError("Timeout") from error
+        except ExchangeError as error:
+            raise AwsError("ConnectionError") from error
+        return parse_answer(status, content)
+
+
+class BotoCaller:
+    """The same calls through a boto3 client: blocking, botocore's cost; for tools and tests."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    async def call(self, operation: str, body: bytes, *, deadline: float | None = None) -> dict[str, Any]:
+        from botocore import xform_name
+        from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
+
+        method = getattr(self.client, xform_name(operation))
+        try:
+            return method(**orjson.loads(body))
+        except ClientError as error:
+            response: dict[str, Any] = error.response  # type: ignore[assignment]
+            code = response.get("Error", {}).get("Code", "BadResponse")
+            raise AwsError(
+                code, response, response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            ) from error
+        except ReadTimeoutError as error:
+            raise AwsError("Timeout") from error
+        except BotoCoreError as error:
+            raise AwsError("ConnectionError") from error

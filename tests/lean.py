@@ -1,0 +1,29 @@
+"""The lean AWS callers aimed where a test's boto3 client points (a fault proxy, a closed port).
+
+The gateway builds them from the environment (`tollway.assemble`); tests often point one
+at another endpoint, so they take its endpoint and region from a boto3 client and the
+credentials from the public credential chain, as the gateway does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from tollway import aws
+from tollway.aws.dynamodb import DynamoCaller
+from tollway.aws.sqs import LeanSqs
+from tollway.transport.client import exchanger_for
+
+
+def dynamo_caller(http: httpx.AsyncClient, client: Any, **options: Any) -> DynamoCaller:
+    return DynamoCaller(
+        exchanger_for(http), client.meta.endpoint_url, client.meta.region_name, aws.credentials(), **options
+    )
+
+
+def lean_sqs(client: Any, **options: Any) -> LeanSqs:
+    from botocore.httpsession import where
+
+    options.setdefault("ca_file", where())
+    return LeanSqs(client.meta.endpoint_url, client.meta.region_name, aws.credentials(), **options)
