@@ -18,6 +18,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+import os
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -246,7 +247,7 @@ def build(via: str, aws: dict[str, str], serve, tmp_path: Path, monkeypatch) -> 
     monkeypatch.chdir(tmp_path)  # away from a developer's .tollway/dev.env
     if via == "uvicorn":
         # As `tollway dev` serves it: uvicorn's own proxy-header handling off.
-        url = serve(build_app(Settings.from_environ(environ, infra)), proxy_headers=False)
+        url = serve(build_app(Settings.from_environ(os.environ, infra)), proxy_headers=False)
         send = partial(over_socket, url)
     else:
         send = partial(as_event, load_router().handler)
