@@ -81,3 +81,37 @@ def measure(env: dict[str, str], runs: int = 7) -> dict[str, Any]:
         "slowest_imports": _import_times(gateway, full_env),
         "built": built_size(),
     }
+
+
+def main() -> int:
+    """Row 5 alone (`python -m tests.bench.coldstart`): the bench's infra, a backend, the moto server."""
+    import tempfile
+
+    from tests.bench import servers
+    from tests.bench.infra import provision_aws, write_infra
+    from tests.bench.procs import Procs
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    with Procs() as procs:
+        url, _ = servers.python_server(procs, "backend", {})
+        backend = url + "/echo"  # answers any path below it with 200
+        moto = servers.moto_server(procs)
+        infra = write_infra(Path(tempfile.mkdtemp(prefix="infra-", dir=WORK)), backend, backend)
+        aws = provision_aws(moto, ["bench"])
+        env = {**aws.env, "TOLLWAY_INFRA_DIR": str(infra)}
+        result = measure(env)
+        if "--importtime" in sys.argv:  # the whole -X importtime tree, for reading
+            event = WORK / "cold-event.json"
+            argv = [sys.executable, "-X", "importtime", str(COLD), str(ROUTER), str(event)]
+            done = subprocess.run(argv, env={**os.environ, **env}, cwd=ROOT, capture_output=True, text=True)
+            (WORK / "cold-importtime.txt").write_text(done.stderr)
+    ms = result["ms"]
+    print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
+    print(
+        f"cold start {ms['gateway']:.0f} ms vs import boto3 {ms['boto3']:.0f} ms: {ms['gateway'] / ms['boto3']:.2f}x"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
