@@ -15,7 +15,7 @@ import httpx
 
 from tollway import aws
 from tollway.auth.authenticator import build_authenticator
-from tollway.config.compile import compile_infra
+from tollway.config.compile import CompiledConfig
 from tollway.discovery.directory import build_directory, references
 from tollway.http.app import GatewayApp
 from tollway.observability import access_log
@@ -25,8 +25,17 @@ from tollway.upstream.client import make_client
 from tollway.upstream.dispatch import HttpUpstream
 
 
-def build_app(settings: Settings, *, http_client: httpx.AsyncClient | None = None) -> GatewayApp:
-    config = compile_infra(settings.infra, settings.stage, settings.environ)
+def build_app(
+    settings: Settings,
+    *,
+    http_client: httpx.AsyncClient | None = None,
+    config: CompiledConfig | None = None,
+) -> GatewayApp:
+    """`config`: the route table built for this stage (config/artifact.py); else the sources, compiled."""
+    if config is None:
+        from tollway.config.compile import compile_infra
+
+        config = compile_infra(settings.infra, settings.stage, settings.environ)
     client = http_client or make_client()
     dynamodb = cache(lambda: aws.client("dynamodb"))  # created only if a table needs it
     on_startup: list = []

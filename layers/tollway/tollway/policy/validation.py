@@ -73,6 +73,11 @@ class RequestValidator:
             query,
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Compiled validators are generated functions, which pickle cannot carry: the built
+        # route table (config/artifact.py) holds the schemas and compiles them again at load.
+        return RequestValidator.build, (self.body_schema, self.query_schema)
+
     def check(self, body: bytes, query_string: bytes) -> None:
         if self.query is not None:
             params: dict[str, Any] = {}
