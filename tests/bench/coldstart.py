@@ -59,8 +59,16 @@ def built_size() -> dict[str, float] | None:
     return {"function_mb": _size_mb(function), "layer_mb": _size_mb(layer)}
 
 
+def write_table(infra: Path, env: dict[str, str]) -> None:
+    """Compile the route table into the infra folder, as `sam build` does (build.mk)."""
+    argv = ["routes", "check", "--infra", str(infra), "--write-table", str(infra)]
+    code = "import sys; from tollway.cli import main; sys.exit(main(sys.argv[1:]))"
+    subprocess.run([sys.executable, "-c", code, *argv], env=env, cwd=ROOT, capture_output=True, check=True)
+
+
 def measure(env: dict[str, str], runs: int = 7) -> dict[str, Any]:
     full_env = {**os.environ, **env, "PYTHONDONTWRITEBYTECODE": "0"}
+    write_table(Path(env["TOLLWAY_INFRA_DIR"]), full_env)
     event = WORK / "cold-event.json"
     event.write_text(json.dumps(http_event("/v1/ping")))
     gateway = [sys.executable, str(COLD), str(ROUTER), str(event)]

@@ -16,7 +16,6 @@ import httpx
 from tollway import aws
 from tollway.auth.authenticator import build_authenticator
 from tollway.config.compile import CompiledConfig
-from tollway.discovery.directory import build_directory, references
 from tollway.http.app import GatewayApp
 from tollway.observability import access_log
 from tollway.pipeline import Admission, Gateway, UsageRecorder
@@ -46,8 +45,7 @@ def build_app(
     )
     admission = _admission(settings, config, client, dynamodb) if settings.quota_table else None
     usage = _usage(settings, on_startup, on_shutdown) if settings.usage_queue_url else None
-    refs = references(config)
-    directory = build_directory(refs, aws.client) if refs else None
+    directory = _directory(config)
 
     gateway = Gateway(
         config,
@@ -58,6 +56,15 @@ def build_app(
         access_log=access_log,
     )
     return GatewayApp(gateway, on_startup=on_startup, on_shutdown=on_shutdown)
+
+
+def _directory(config: CompiledConfig) -> Any:
+    # Discovery (and its AWS clients) only for a table that has ssm: or cloudmap: services.
+    if not any(b.target and b.target.reference for route in config.routes for b in route.backends):
+        return None
+    from tollway.discovery.directory import build_directory, references
+
+    return build_directory(references(config), aws.client)
 
 
 def _admission(settings: Settings, config: Any, client: httpx.AsyncClient, dynamodb: Any) -> Admission:

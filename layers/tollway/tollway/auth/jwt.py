@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import jwt
@@ -30,9 +30,11 @@ from jwt.exceptions import (
 )
 
 from tollway.auth.challenge import invalid_token
-from tollway.config.models import JwtIssuer
 from tollway.errors import ServiceUnavailable
 from tollway.observability import logger
+
+if TYPE_CHECKING:
+    from tollway.config.models import JwtIssuer
 
 ASYMMETRIC = ("RS256", "ES256", "EdDSA")
 JWKS_TIMEOUT_S = 2.0

@@ -19,14 +19,17 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tollway.auth.challenge import invalid_token
 from tollway.auth.store import ACTIVE, KeyRecord, KeyStore
-from tollway.config.models import ApiKeys
 from tollway.errors import ServiceUnavailable
 from tollway.lru import ExpiringLru
+
+if TYPE_CHECKING:
+    from tollway.config.models import ApiKeys
 
 PREFIX = "tw_"
 _ISSUED = re.compile(r"^tw_([a-z2-7]{12})_[a-z2-7]{40}([a-z2-7]{6})$")
