@@ -20,6 +20,7 @@ from tollway.http.app import GatewayApp
 from tollway.observability import access_log
 from tollway.pipeline import Admission, Gateway, UsageRecorder
 from tollway.settings import Settings
+from tollway.snapstart import Renewal
 from tollway.upstream.client import make_client
 from tollway.upstream.dispatch import HttpUpstream
 
@@ -55,7 +56,23 @@ def build_app(
         usage=usage,
         access_log=access_log,
     )
-    return GatewayApp(gateway, on_startup=on_startup, on_shutdown=on_shutdown)
+    app = GatewayApp(gateway, on_startup=on_startup, on_shutdown=on_shutdown)
+    # What a SnapStart restore renews (tollway/snapstart.py); the Lambda adapter registers it.
+    app.renewal = Renewal(
+        keys=authenticator.keys,
+        tokens=authenticator.tokens,
+        quota_caller=admission.store.caller if admission is not None else None,
+        sqs=getattr(usage, "sqs", None),
+        directory=directory,
+        session=_new_session,
+        client=aws.client,
+    )
+    return app
+
+
+def _new_session() -> Any:
+    aws.session.cache_clear()  # clients made from now on use the restored container's chain too
+    return aws.session()
 
 
 def _directory(config: CompiledConfig) -> Any:

@@ -83,6 +83,11 @@ class Jwks:
             raise ServiceUnavailable("the token issuer's keys are unavailable; try again shortly")
         return self._prepare(kid, alg)
 
+    def forget(self) -> None:
+        """Drop the keys fetched so far: the next token fetches the set again (SnapStart restore)."""
+        self._keys, self._prepared = {}, {}
+        self._fetched_at = self._attempted_at = None
+
     def _may_fetch(self, now: float) -> bool:
         return self._attempted_at is None or now - self._attempted_at >= self.refresh_s
 
