@@ -16,7 +16,9 @@ build_mk_default_goal := $(.DEFAULT_GOAL)
 export SAM_CLI_TELEMETRY ?= 0
 
 UV ?= uv
-# Fails the build on invalid infra config, before anything is packaged.
+# Fails the build on invalid infra config, before anything is packaged; then compiles the
+# route table of every stage into the function's copy of infra/ (tollway/config/artifact.py),
+# which the function loads at init instead of parsing and validating the YAML.
 ROUTES_CHECK ?= $(UV) run --frozen tollway routes check --infra infra
 
 LAYER_REQUIREMENTS := layers/tollway/requirements.txt
@@ -27,10 +29,10 @@ UV_EXPORT = $(UV) export --frozen --no-dev --no-emit-project --no-hashes --no-he
 # found at $LAMBDA_TASK_ROOT/infra.
 define build-function
 	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set: run this target through sam build" >&2; exit 2; }
-	$(ROUTES_CHECK)
 	cp functions/$(1)/*.py "$(ARTIFACTS_DIR)/"
 	rm -rf "$(ARTIFACTS_DIR)/infra"
 	cp -R infra "$(ARTIFACTS_DIR)/infra"
+	$(ROUTES_CHECK) --write-table "$(ARTIFACTS_DIR)/infra"
 endef
 
 .PHONY: build-RouterFunction build-UsageFunction layer-requirements check-layer-requirements

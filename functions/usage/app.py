@@ -3,7 +3,13 @@
 import os
 from pathlib import Path
 
+from tollway.config.artifact import load_or_compile
+from tollway.observability import logger
 from tollway.settings import Settings
 from tollway.usage.consumer import build_handler
 
-handler = build_handler(Settings.from_environ(os.environ, Path(__file__).parent / "infra"))
+INFRA = Path(__file__).parent / "infra"
+
+settings = Settings.from_environ(os.environ, INFRA)
+# The plans from the route table `sam build` compiled; from the sources if it is stale.
+handler = build_handler(settings, config=load_or_compile(INFRA, settings.stage, settings.environ, log=logger))

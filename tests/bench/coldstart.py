@@ -59,12 +59,42 @@ def built_size() -> dict[str, float] | None:
     return {"function_mb": _size_mb(function), "layer_mb": _size_mb(layer)}
 
 
+def write_table(infra: Path, env: dict[str, str]) -> None:
+    """Compile the route table into the infra folder, as `sam build` does (build.mk)."""
+    argv = ["routes", "check", "--infra", str(infra), "--write-table", str(infra)]
+    code = "import sys; from tollway.cli import main; sys.exit(main(sys.argv[1:]))"
+    subprocess.run([sys.executable, "-c", code, *argv], env=env, cwd=ROOT, capture_output=True, check=True)
+
+
+def layer_python() -> tuple[str, str]:
+    """An interpreter with exactly the layer's packages (layers/tollway/requirements.txt), as
+    Lambda has: the dev environment also holds tools (rich, click, pytest...) that libraries
+    import when present (`import httpx` loads its CLI's rich and click, ~45 ms). Falls back
+    to the dev environment if the venv cannot be made (no uv, offline without a cache)."""
+    venv = WORK / "layer-venv"
+    python = venv / "bin" / "python"
+    uv = ROOT / ".tools" / "uv" / "bin" / "uv"
+    try:
+        subprocess.run(
+            [str(uv), "venv", "-q", "--allow-existing", "--python", sys.executable, str(venv)], check=True
+        )
+        requirements = ROOT / "layers" / "tollway" / "requirements.txt"
+        argv = [str(uv), "pip", "install", "-q", "--python", str(python), "-r", str(requirements)]
+        subprocess.run(argv, check=True, env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"})
+    except (OSError, subprocess.CalledProcessError) as exc:
+        return sys.executable, f"dev environment (layer venv failed: {exc})"
+    return str(python), "the layer's requirements only (layers/tollway/requirements.txt)"
+
+
 def measure(env: dict[str, str], runs: int = 7) -> dict[str, Any]:
-    full_env = {**os.environ, **env, "PYTHONDONTWRITEBYTECODE": "0"}
+    python, environment = layer_python()
+    layer = str(ROOT / "layers" / "tollway")  # the package, as the layer ships it under python/
+    full_env = {**os.environ, **env, "PYTHONDONTWRITEBYTECODE": "0", "PYTHONPATH": layer}
+    write_table(Path(env["TOLLWAY_INFRA_DIR"]), full_env)
     event = WORK / "cold-event.json"
     event.write_text(json.dumps(http_event("/v1/ping")))
-    gateway = [sys.executable, str(COLD), str(ROUTER), str(event)]
-    boto3 = [sys.executable, "-c", "import boto3"]
+    gateway = [python, str(COLD), str(ROUTER), str(event)]
+    boto3 = [python, "-c", "import boto3"]
     _timed(gateway, full_env)  # bytecode caches written once, as the built layer ships them
     _timed(boto3, full_env)
     times: dict[str, list[float]] = {"gateway": [], "boto3": []}
@@ -75,9 +105,45 @@ def measure(env: dict[str, str], runs: int = 7) -> dict[str, Any]:
         [*gateway, "--report"], env=full_env, cwd=ROOT, capture_output=True, text=True, check=True
     )
     return {
+        "environment": environment,
         "ms": {k: statistics.median(v) for k, v in times.items()},
         "runs": times,
         "loaded": json.loads(report.stdout.strip().splitlines()[-1]),
         "slowest_imports": _import_times(gateway, full_env),
         "built": built_size(),
     }
+
+
+def main() -> int:
+    """Row 5 alone (`python -m tests.bench.coldstart`): the bench's infra, a backend, the moto server."""
+    import tempfile
+
+    from tests.bench import servers
+    from tests.bench.infra import provision_aws, write_infra
+    from tests.bench.procs import Procs
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    with Procs() as procs:
+        url, _ = servers.python_server(procs, "backend", {})
+        backend = url + "/echo"  # answers any path below it with 200
+        moto = servers.moto_server(procs)
+        infra = write_infra(Path(tempfile.mkdtemp(prefix="infra-", dir=WORK)), backend, backend)
+        aws = provision_aws(moto, ["bench"])
+        env = {**aws.env, "TOLLWAY_INFRA_DIR": str(infra)}
+        result = measure(env)
+        if "--importtime" in sys.argv:  # the whole -X importtime tree, for reading
+            event = WORK / "cold-event.json"
+            python, _ = layer_python()
+            argv = [python, "-X", "importtime", str(COLD), str(ROUTER), str(event)]
+            full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT / "layers" / "tollway")}
+            done = subprocess.run(argv, env=full_env, cwd=ROOT, capture_output=True, text=True)
+            (WORK / "cold-importtime.txt").write_text(done.stderr)
+    ms = result["ms"]
+    print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
+    ratio = ms["gateway"] / ms["boto3"]
+    print(f"cold start {ms['gateway']:.0f} ms vs import boto3 {ms['boto3']:.0f} ms: {ratio:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

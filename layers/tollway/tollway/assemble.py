@@ -14,18 +14,27 @@ import httpx
 
 from tollway import aws
 from tollway.auth.authenticator import build_authenticator
-from tollway.config.compile import compile_infra
-from tollway.discovery.directory import build_directory, references
+from tollway.config.compile import CompiledConfig
 from tollway.http.app import GatewayApp
 from tollway.observability import access_log
 from tollway.pipeline import Admission, Gateway, UsageRecorder
 from tollway.settings import Settings
+from tollway.snapstart import Renewal
 from tollway.transport.client import exchanger_for, make_client
 from tollway.upstream.dispatch import HttpUpstream
 
 
-def build_app(settings: Settings, *, http_client: httpx.AsyncClient | None = None) -> GatewayApp:
-    config = compile_infra(settings.infra, settings.stage, settings.environ)
+def build_app(
+    settings: Settings,
+    *,
+    http_client: httpx.AsyncClient | None = None,
+    config: CompiledConfig | None = None,
+) -> GatewayApp:
+    """`config`: the route table built for this stage (config/artifact.py); else the sources, compiled."""
+    if config is None:
+        from tollway.config.compile import compile_infra
+
+        config = compile_infra(settings.infra, settings.stage, settings.environ)
     client = http_client or make_client()
     on_startup: list = []
     on_shutdown: list = [client.aclose]
@@ -36,8 +45,7 @@ def build_app(settings: Settings, *, http_client: httpx.AsyncClient | None = Non
     )
     admission = _admission(settings, config, dynamodb) if settings.quota_table else None
     usage = _usage(settings, on_startup, on_shutdown) if settings.usage_queue_url else None
-    refs = references(config)
-    directory = build_directory(refs, aws.client) if refs else None
+    directory = _directory(config)
 
     gateway = Gateway(
         config,
@@ -47,15 +55,43 @@ def build_app(settings: Settings, *, http_client: httpx.AsyncClient | None = Non
         usage=usage,
         access_log=access_log,
     )
-    return GatewayApp(gateway, on_startup=on_startup, on_shutdown=on_shutdown)
+    app = GatewayApp(gateway, on_startup=on_startup, on_shutdown=on_shutdown)
+    # What a SnapStart restore renews (tollway/snapstart.py); the Lambda adapter registers it.
+    app.renewal = Renewal(
+        keys=authenticator.keys,
+        tokens=authenticator.tokens,
+        quota_caller=admission.store.caller if admission is not None else None,
+        sqs=getattr(usage, "sqs", None),
+        directory=directory,
+        session=_new_session,
+        client=aws.client,
+    )
+    return app
+
+
+def _new_session() -> Any:
+    aws.session.cache_clear()  # clients made from now on use the restored container's chain too
+    return aws.session()
+
+
+def _directory(config: CompiledConfig) -> Any:
+    # Discovery (and its AWS clients) only for a table that has ssm: or cloudmap: services.
+    if not any(b.target and b.target.reference for route in config.routes for b in route.backends):
+        return None
+    from tollway.discovery.directory import build_directory, references
+
+    return build_directory(references(config), aws.client)
 
 
 def _dynamodb(settings: Settings, client: httpx.AsyncClient) -> Any:
+    from tollway import credentials
     from tollway.aws.dynamodb import DynamoCaller
 
-    region = aws.region()
-    endpoint = aws.endpoint("dynamodb", settings.environ or {}, region)
-    return DynamoCaller(exchanger_for(client), endpoint, region, aws.credentials())
+    # Read from the environment Lambda sets, without importing boto3 for its chain (cold start).
+    environ = settings.environ or {}
+    region = credentials.region(environ) or "us-east-1"
+    endpoint = aws.endpoint("dynamodb", environ, region)
+    return DynamoCaller(exchanger_for(client), endpoint, region, credentials.credentials(environ))
 
 
 def _keys(settings: Settings, dynamodb: Any) -> Any:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from tollway.config.models import Breaker as BreakerConfig
 from tollway.dev.serve import free_port
-from tollway.upstream.breaker import BreakerConfig
 
 from tests.integration.upstream.conftest import FakeClock, Reply, Scripted, gateway, write_infra
 

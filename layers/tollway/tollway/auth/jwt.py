@@ -15,7 +15,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import jwt
@@ -32,9 +32,11 @@ from jwt.exceptions import (
 )
 
 from tollway.auth.challenge import invalid_token
-from tollway.config.models import JwtIssuer
 from tollway.errors import ServiceUnavailable
 from tollway.observability import logger
+
+if TYPE_CHECKING:
+    from tollway.config.models import JwtIssuer
 
 ASYMMETRIC = ("RS256", "ES256", "EdDSA")
 JWKS_TIMEOUT_S = 2.0
@@ -87,6 +89,11 @@ class Jwks:
         if self._fetched_at is None:
             raise ServiceUnavailable("the token issuer's keys are unavailable; try again shortly")
         return self._prepare(kid, alg)
+
+    def forget(self) -> None:
+        """Drop the keys fetched so far: the next token fetches the set again (SnapStart restore)."""
+        self._keys, self._prepared = {}, {}
+        self._fetched_at = self._attempted_at = None
 
     def _may_fetch(self, now: float) -> bool:
         return self._attempted_at is None or now - self._attempted_at >= self.refresh_s

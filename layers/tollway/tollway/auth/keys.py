@@ -28,13 +28,16 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING
 
 from tollway.auth.challenge import invalid_token
 from tollway.auth.store import ACTIVE, KeyLookup, KeyRecord
 from tollway.aws.errors import AwsError
-from tollway.config.models import ApiKeys
 from tollway.errors import ServiceUnavailable
 from tollway.lru import ExpiringLru
+
+if TYPE_CHECKING:
+    from tollway.config.models import ApiKeys
 
 PREFIX = "tw1_"
 MAC_CHARS = 16

@@ -75,13 +75,13 @@ class LeanSqs:
     @classmethod
     def from_environment(cls, environ: Mapping[str, str], **options: Any) -> LeanSqs:
         """Endpoint, region and credentials as a boto3 SQS client would take them."""
-        from botocore.httpsession import where  # the CA bundle boto3 itself verifies with
+        import certifi  # the CA bundle botocore itself verifies with, without importing botocore
 
-        from tollway import aws
+        from tollway import aws, credentials
 
-        region = aws.region()
-        options.setdefault("ca_file", where())
-        return cls(aws.endpoint("sqs", environ, region), region, aws.credentials(), **options)
+        region = credentials.region(environ) or "us-east-1"
+        options.setdefault("ca_file", certifi.where())
+        return cls(aws.endpoint("sqs", environ, region), region, credentials.credentials(environ), **options)
 
     def send_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803 - boto3's names
         """`{"Successful": [...], "Failed": [...]}`, as boto3's call answers; raises AwsError."""

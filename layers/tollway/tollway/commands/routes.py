@@ -19,6 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     check = routes.add_parser("check", help="validate every infra file")
     check.add_argument("--infra", type=Path, default=Path("infra"))
+    check.add_argument(
+        "--write-table",
+        type=Path,
+        metavar="INFRA_COPY",
+        help="then write the compiled route table of every stage into this copy of the infra folder",
+    )
     check.set_defaults(func=run_check)
     lst = routes.add_parser("list", help="list routes")
     lst.add_argument("--infra", type=Path, default=Path("infra"))
@@ -51,6 +57,28 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"{len(problems)} problem(s)", file=sys.stderr)
         return 1
     print(f"ok: {len(loaded.routes)} route(s) in {args.infra}")
+    if args.write_table is not None:
+        return write_table(loaded, args.infra, args.write_table)
+    return 0
+
+
+def write_table(loaded: Loaded, infra: Path, copy: Path) -> int:
+    """Each stage compiled without environment overrides (the function applies its own at load)."""
+    from tollway.config import artifact
+
+    assert loaded.gateway is not None and loaded.gateway_doc is not None
+    if artifact.fingerprint(copy) != artifact.fingerprint(infra):
+        print(f"{copy}: not a copy of {infra}: copy the infra folder first", file=sys.stderr)
+        return 1
+    configs = {stage: compile_loaded(loaded, stage, {}) for stage in loaded.gateway.stages}
+    doc = loaded.gateway_doc
+    lines = {
+        name: (doc.file, doc.line(("stages", stage, "services", name)))
+        for stage, spec in loaded.gateway.stages.items()
+        for name in spec.services
+    }
+    artifact.write(copy, copy / artifact.TABLE_NAME, configs, lines)
+    print(f"wrote {copy / artifact.TABLE_NAME}: {len(configs)} stage(s)")
     return 0
 
 

@@ -7,34 +7,24 @@ re-reads or re-validates config.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tollway.config.errors import ConfigError, ConfigProblem
-from tollway.config.load import Loaded, LoadedRoute, load_infra
-from tollway.config.models import (
-    Breaker,
-    Cache,
-    Defaults,
-    Gateway,
-    JwtIssuer,
-    Plan,
-    Retry,
-    Route,
-)
-from tollway.config.policies import compile_policies
-from tollway.config.templates import (
-    Template,
-    json_template_refs,
-    parse_json_template,
-)
 from tollway.discovery.target import ServiceTarget, parse_target
-from tollway.policy.cors import CorsPolicy
-from tollway.policy.ip import IpPolicy
-from tollway.policy.validation import RequestValidator
+
+if TYPE_CHECKING:
+    # Only the compiler needs these: a Lambda loading the built table (config/artifact.py)
+    # imports neither the YAML loader nor the models it does not hold, nor the policies.
+    from tollway.config.load import Loaded, LoadedRoute
+    from tollway.config.models import Breaker, Cache, Defaults, Gateway, JwtIssuer, Plan, Retry, Route
+    from tollway.config.templates import Template
+    from tollway.policy.cors import CorsPolicy
+    from tollway.policy.ip import IpPolicy
+    from tollway.policy.validation import RequestValidator
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,12 +98,32 @@ def shape(path: str) -> str:
     )
 
 
+def service_overrides(
+    known_services: Iterable[str], environ: Mapping[str, str]
+) -> tuple[dict[str, ServiceTarget], list[tuple[str, str, str]]]:
+    """`TOLLWAY_SERVICE_<NAME>` targets by service, and (variable, service, problem) for bad ones."""
+    overrides: dict[str, ServiceTarget] = {}
+    bad: list[tuple[str, str, str]] = []
+    for key, value in environ.items():
+        if key.startswith("TOLLWAY_SERVICE_") and value:
+            name = key.removeprefix("TOLLWAY_SERVICE_")
+            for known in known_services:
+                if known.upper() == name.upper():
+                    try:
+                        overrides[known] = parse_target(value)
+                    except ValueError as exc:
+                        bad.append((key, known, str(exc)))
+    return overrides, bad
+
+
 def compile_infra(
     infra: Path,
     stage: str | None = None,
     environ: Mapping[str, str] | None = None,
     display_root: Path | None = None,
 ) -> CompiledConfig:
+    from tollway.config.load import load_infra
+
     return compile_loaded(load_infra(infra, display_root), stage, environ)
 
 
@@ -134,6 +144,8 @@ def compile_loaded(
 def _compile(
     loaded: Loaded, stage: str | None, environ: Mapping[str, str], problems: list[ConfigProblem]
 ) -> CompiledConfig | None:
+    from tollway.config.policies import compile_policies
+
     gateway, plans = loaded.gateway, loaded.plans
     assert gateway is not None and plans is not None and loaded.gateway_doc and loaded.plans_doc
     gdoc = loaded.gateway_doc
@@ -148,16 +160,11 @@ def _compile(
     # The models checked every spec's syntax: parsing them again cannot fail.
     services = {name: parse_target(spec) for name, spec in gateway.stages[stage].services.items()}
     known_services = {name for s in gateway.stages.values() for name in s.services}
-    for key, value in environ.items():
-        if key.startswith("TOLLWAY_SERVICE_") and value:
-            name = key.removeprefix("TOLLWAY_SERVICE_").lower()
-            for known in known_services:
-                if known.upper() == name.upper():
-                    try:
-                        services[known] = parse_target(value)
-                    except ValueError as exc:
-                        where = gdoc.line(("stages", stage, "services", known))
-                        problems.append(ConfigProblem(gdoc.file, where, "gateway", f"{key}: {exc}"))
+    overrides, bad = service_overrides(known_services, environ)
+    services.update(overrides)
+    for key, known, message in bad:
+        where = gdoc.line(("stages", stage, "services", known))
+        problems.append(ConfigProblem(gdoc.file, where, "gateway", f"{key}: {message}"))
 
     for i, issuer in enumerate(gateway.auth.jwt):
         if issuer.default_plan not in plans.plans:
@@ -235,6 +242,8 @@ def _compile(
 
 
 def _compile_backends(lr, services, known_services, defaults, problem) -> tuple[CompiledBackend, ...] | None:
+    from tollway.config.templates import Template, json_template_refs, parse_json_template
+
     route: Route = lr.route
     params = {s[1:-1].removesuffix("+") for s in route.path.split("/") if s.startswith("{")}
     names = [b.name for b in route.backends]

@@ -88,8 +88,9 @@ def canonical_query(pairs: list[tuple[str, str | None]]) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class RequestValidator:
-    body: Callable[[Any], Any] | None
-    query: Callable[[Any], Any] | None
+    # Validators compiled from equal schemas are equal: the schemas say what they check.
+    body: Callable[[Any], Any] | None = field(compare=False)
+    query: Callable[[Any], Any] | None = field(compare=False)
     query_types: dict[str, str]
     body_schema: dict[str, Any] | None = None  # as declared, for the OpenAPI document
     query_schema: dict[str, Any] | None = None
@@ -106,6 +107,11 @@ class RequestValidator:
             query,
             {name.casefold(): name for name in (query or {}).get("properties", {})},
         )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Compiled validators are generated functions, which pickle cannot carry: the built
+        # route table (config/artifact.py) holds the schemas and compiles them again at load.
+        return RequestValidator.build, (self.body_schema, self.query_schema)
 
     def check(self, body: bytes, query_string: bytes) -> bytes:
         """Raise BadRequest for an invalid request; return the query to forward."""

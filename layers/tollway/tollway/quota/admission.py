@@ -28,15 +28,18 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from tollway.auth.principal import Principal
-from tollway.config.models import Plan
 from tollway.errors import Forbidden, ServiceUnavailable, TooManyRequests
 from tollway.observability import count, logger
 from tollway.pipeline import Exchange
 from tollway.quota import limits
 from tollway.quota.memory import CounterMemory
 from tollway.quota.store import Budget, Counters, Exhausted, QuotaStore, StoreUnavailable, counter_pk
+
+if TYPE_CHECKING:
+    from tollway.config.models import Plan
 
 
 class QuotaAdmission:

@@ -24,8 +24,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from tollway.config.models import Plan, Quota, Rate
+if TYPE_CHECKING:
+    from tollway.config.models import Plan, Quota, Rate
+
 
 PER_SECONDS = {"second": 1, "minute": 60}
 # Counters outlive their window by a day: enough to inspect, short enough to cost nothing.

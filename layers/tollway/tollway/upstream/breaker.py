@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from tollway.config.models import Breaker as BreakerConfig
+if TYPE_CHECKING:
+    from tollway.config.models import Breaker as BreakerConfig
+
 
 Clock = Callable[[], float]
 

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
-from tollway.config.models import Cache
 from tollway.lru import ExpiringLru
+
+if TYPE_CHECKING:
+    from tollway.config.models import Cache
 
 Clock = Callable[[], float]
 

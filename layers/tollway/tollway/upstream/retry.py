@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from tollway.config.models import Retry
+if TYPE_CHECKING:
+    from tollway.config.models import Retry
+
 
 # RFC 9110 §9.2.2: repeating these has the same effect as sending them once.
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})

@@ -67,14 +67,17 @@ class UsageConsumer:
         )
 
 
-def build_handler(settings: Settings, dynamodb: Any = None) -> LambdaHandler:
-    """The UsageFunction's handler: plans from infra, the table from settings, one client."""
+def build_handler(settings: Settings, dynamodb: Any = None, config: Any = None) -> LambdaHandler:
+    """The UsageFunction's handler: plans from infra (or `config`, the built route table of
+    the stage), the table from settings, one client."""
     from tollway import aws
-    from tollway.config.compile import compile_infra
     from tollway.usage.billing import Ledger, prices
 
     if not settings.usage_table:
         raise ValueError("TOLLWAY_USAGE_TABLE is not set")
-    config = compile_infra(Path(settings.infra), settings.stage, settings.environ)
+    if config is None:
+        from tollway.config.compile import compile_infra
+
+        config = compile_infra(Path(settings.infra), settings.stage, settings.environ)
     ledger = Ledger(dynamodb or aws.client("dynamodb"), settings.usage_table, prices(config.plans))
     return UsageConsumer(ledger).handle

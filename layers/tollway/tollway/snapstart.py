@@ -1,0 +1,98 @@
+"""Lambda SnapStart: what a container restored from a snapshot must not keep from the init
+that made the snapshot.
+
+With `SnapStart: {ApplyOn: PublishedVersions}` (template.yaml), Lambda runs the init
+(import, route table, `build_app`) once per published version, snapshots the memory, and
+starts later containers from that snapshot: many containers then share one init's state.
+`Renewal` is built once by `build_app` with the container's parts; the router adapter
+registers it with `snapshot_restore_py.register_after_restore`, AWS's documented hook
+registry, which the Python runtime calls after each restore. It renews:
+
+- randomness: `random` is reseeded (retry jitter, balancer rotation, quota shard choice
+  would otherwise repeat across restored containers); `secrets` and `uuid` read the OS
+  and need nothing;
+- credentials: a new boto3 session (credential chain; SnapStart functions get container
+  credentials, not the snapshot's) for the quota caller, the usage sender and the key store;
+- connections: the key store's boto3 client is made anew (its pool held the init's
+  sockets), the usage sender's keep-alive connection is closed; the backends' aiohttp pool
+  is created on the first request, so a snapshot holds none of its connections;
+- the JWKS of every issuer, fetched again on the next token;
+- discovery: every `ssm:` / `cloudmap:` reference is resolved again.
+
+A step that fails is logged and the others still run: each part also recovers on its own
+(credentials refresh, a failed lookup is retried), so a restore is never refused for it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from tollway.observability import logger
+
+
+class Renewal:
+    def __init__(
+        self,
+        *,
+        keys: Any = None,  # KeyVerifier
+        tokens: Any = None,  # JwtVerifier or NoIssuers
+        quota_caller: Any = None,  # DynamoCaller
+        sqs: Any = None,  # LeanSqs
+        directory: Any = None,  # Directory
+        session: Callable[[], Any] | None = None,  # a new boto3 session
+        client: Callable[[str], Any] | None = None,  # a new boto3 client, by service
+    ) -> None:
+        self.keys = keys
+        self.tokens = tokens
+        self.quota_caller = quota_caller
+        self.sqs = sqs
+        self.directory = directory
+        self.session = session
+        self.client = client
+
+    def __call__(self) -> None:
+        for step in (self.reseed, self.credentials, self.connections, self.jwks, self.discovery):
+            try:
+                step()
+            except Exception:
+                logger.exception("SnapStart renewal step failed", extra={"step": step.__name__})
+
+    def reseed(self) -> None:
+        random.seed()
+
+    def credentials(self) -> None:
+        if self.session is None or (self.quota_caller is None and self.sqs is None):
+            return
+        fresh = self.session().get_credentials()
+        for holder in (self.quota_caller, self.sqs):
+            if holder is not None:
+                holder.credentials = fresh
+
+    def connections(self) -> None:
+        if self.sqs is not None:
+            self.sqs.close()
+        store = getattr(self.keys, "store", None)
+        if store is not None and self.client is not None:
+            store.dynamodb = self.client("dynamodb")
+
+    def jwks(self) -> None:
+        for verifier in getattr(self.tokens, "issuers", {}).values():
+            if verifier.jwks is not None:
+                verifier.jwks.forget()
+
+    def discovery(self) -> None:
+        if self.directory is not None:
+            self.directory.resolve_all()
+
+
+def register(renewal: Callable[[], None]) -> bool:
+    """Register `renewal` with the runtime's after-restore hooks; False where the package is
+    missing (the layer ships it; a function that is never snapshotted never calls it)."""
+    try:
+        from snapshot_restore_py import register_after_restore
+    except ImportError:
+        return False
+    register_after_restore(renewal)
+    return True

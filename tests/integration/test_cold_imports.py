@@ -1,0 +1,85 @@
+"""A cold start imports what its route table needs: a fresh interpreter loads the router
+adapter on a built table, answers one event, and reports the modules it loaded."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tollway.cli import main as tollway
+
+from tests.backends import loopback_backend
+from tests.infra_files import write_infra
+from tests.lambda_router import ROUTER
+
+ROUTES = """\
+- id: status
+  path: /v1/status
+  methods: [GET]
+  public: true
+  backends: [{name: b, service: svc, path: /echo/status}]
+"""
+JWT = """\
+auth:
+  jwt:
+    - issuer: "https://dev.tollway.local/"
+      audience: tollway
+      hs256_secret_env: T_SECRET
+      default_plan: free
+"""
+# Loads the adapter as Lambda does, answers a GET, prints the loaded module names.
+PROBE = """\
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("app", sys.argv[1])
+app = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(app)
+event = {"version": "2.0", "routeKey": "$default", "rawPath": "/v1/status", "rawQueryString": "",
+         "headers": {"host": "gw.example.com"}, "requestContext": {"http": {"method": "GET",
+         "path": "/v1/status", "protocol": "HTTP/1.1", "sourceIp": "198.51.100.1"},
+         "requestId": "r1", "stage": "$default", "timeEpoch": 0}, "isBase64Encoded": False}
+class Context:
+    function_name = "RouterFunction"; aws_request_id = "r1"; memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:RouterFunction"
+    def get_remaining_time_in_millis(self): return 30000
+status = app.handler(event, Context())["statusCode"]
+print(json.dumps({"status": status, "modules": sorted(sys.modules)}))
+"""
+
+
+def cold_start(tmp_path: Path, serve, aws: dict[str, str], auth: str = "") -> set[str]:
+    source = write_infra(tmp_path / "src", {"svc": serve(loopback_backend)}, ROUTES, auth=auth)
+    infra = tmp_path / "built"
+    shutil.copytree(source, infra)
+    assert tollway(["routes", "check", "--infra", str(source), "--write-table", str(infra)]) == 0
+    env = {**os.environ, **aws, "TOLLWAY_INFRA_DIR": str(infra), "TOLLWAY_STAGE": "dev", "T_SECRET": "s" * 32}
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(ROUTER)], env=env, capture_output=True, text=True, check=True
+    )
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["status"] == 200
+    assert "route table not used" not in done.stdout + done.stderr  # the table was fresh
+    return {name.split(".")[0] for name in report["modules"]} | set(report["modules"])
+
+
+@pytest.mark.parametrize("module", ["jwt", "cryptography", "yaml", "tollway.config.load", "fastjsonschema"])
+def test_a_table_without_jwt_issuers_or_schemas_loads_no_jwt_yaml_or_validator(
+    tmp_path: Path, serve, aws: dict[str, str], module: str
+) -> None:
+    assert module not in cold_start(tmp_path, serve, aws)
+
+
+def test_a_table_without_service_references_loads_no_discovery(
+    tmp_path: Path, serve, aws: dict[str, str]
+) -> None:
+    loaded = cold_start(tmp_path, serve, aws)
+    assert not {m for m in loaded if m.startswith("tollway.discovery.") and m != "tollway.discovery.target"}
+
+
+def test_a_table_with_a_jwt_issuer_loads_pyjwt(tmp_path: Path, serve, aws: dict[str, str]) -> None:
+    # The same probe sees the import when the table needs it: the tests above can fail.
+    assert "jwt" in cold_start(tmp_path, serve, aws, auth=JWT)
