@@ -62,15 +62,34 @@ def measure(procs: Procs, infra: Path, sink_env: dict[str, str]) -> dict[str, An
     windows = [wrk(dev + PATH, 32, window) for _ in range(max(2, round(seconds / window)))]
     # Counted while it runs: at shutdown the emitter logs whatever it still holds.
     unsent = sum(1 for line in log.open(errors="replace") if '"usage_event_unsent"' in line)
+    sidecars = [
+        int(p)
+        for t in Path(f"/proc/{dev_proc.pid}/task").iterdir()
+        for p in (t / "children").read_text().split()
+    ]
     procs.stop(dev_proc)
+    # Its sidecars end when their stdin closes; the bare worker's last window starts after.
+    lingering = _wait_gone(sidecars, 20.0)
     after = wrk(bare + PATH, 32, window)
     return {
         "window_s": window,
         "dev": [w.__dict__ for w in windows],
         "bare": [before.__dict__, after.__dict__],
         "unsent_during_load": unsent,
+        "sidecars_left_after_20_s": lingering,
         "requests_to_dev": round(sum(w.rps for w in windows) * window),
     }
+
+
+def _wait_gone(pids: list[int], timeout_s: float) -> list[int]:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = [p for p in pids if Path(f"/proc/{p}").exists()]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)
 
 
 def rows(r: dict[str, Any]) -> list[Row]:

@@ -141,7 +141,7 @@ def _start_sidecars(options: DevOptions, stack: DevStack, template: dict, backen
     # table grows, and must not hold up the gateway's usage sends.
     emulator = launch(
         "emulator",
-        {"host": options.host, "port": options.aws_port, "name": "AWS emulator"},
+        {"host": options.host, "port": options.aws_port, "name": "AWS emulator", "nice": 5},
         name="AWS emulator",
     )
     stack.stoppers.append(emulator.stop)
