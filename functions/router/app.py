@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from tollway.assemble import build_app
+from tollway.assemble import after_response, build_app
 from tollway.http.lambda_adapter import lambda_handler
 from tollway.settings import Settings
 from tollway.usage import extension
@@ -11,7 +11,7 @@ from tollway.usage import extension
 INFRA = Path(os.environ.get("TOLLWAY_INFRA_DIR") or Path(__file__).parent / "infra")
 
 app = build_app(Settings.from_environ(os.environ, INFRA))
-# On Lambda, usage events are flushed by an internal extension after each response.
+# On Lambda, quota settles and usage events are flushed by an internal extension after each response.
 handler = extension.attach(
-    lambda_handler(app), app.gateway.usage, runtime_api=os.environ.get("AWS_LAMBDA_RUNTIME_API")
+    lambda_handler(app), after_response(app), runtime_api=os.environ.get("AWS_LAMBDA_RUNTIME_API")
 )

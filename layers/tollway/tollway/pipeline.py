@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from tollway.auth.principal import ANONYMOUS, Principal
 from tollway.config.compile import CompiledConfig, CompiledRoute
@@ -39,7 +39,11 @@ class Exchange:
     started: float  # time.monotonic() when the request arrived
     principal: Principal = ANONYMOUS
     admitted: bool = False
-    cost_units: int = 0
+    cost_units: int = 0  # what is billed: the route's cost, or a metered answer's actual cost
+    reserved_units: int = 0  # what admission spent on the counter
+    spent_on: Any = None  # the quota.store.Budget admission counted on; None: not counted
+    usage: dict[str, int | float] | None = None  # a metered answer's raw usage fields
+    usage_status: str | None = None  # a metered answer: "read", "missing" or "malformed"
     # Added to the final response whether it succeeds or fails (RateLimit fields).
     extra_headers: list[tuple[str, str]] = field(default_factory=list)
     backends: list[BackendOutcome] = field(default_factory=list)
@@ -64,6 +68,10 @@ class Admission(Protocol):
 
     def policy(self, principal: Principal) -> list[tuple[str, str]]:
         """The plan's RateLimit policy fields, for answers that were not admitted or refused here."""
+        ...
+
+    def settle(self, exchange: Exchange) -> None:
+        """After a metered answer: correct the reservation to `cost_units` (off the caller's path)."""
         ...
 
 
@@ -222,6 +230,18 @@ class Gateway:
         ):
             response.headers.extend(self.admission.policy(ex.principal))
 
+    def _meter(self, ex: Exchange, response: Response) -> None:
+        """A metered route's cost is what its answer says (tollway.quota.metering)."""
+        assert ex.route.metering is not None
+        reading = ex.route.metering.read(response.body, response.header("content-type"))
+        ex.cost_units, ex.usage, ex.usage_status = reading.units, reading.fields, reading.status
+        if reading.status == "malformed":
+            from tollway.observability import logger
+
+            logger.warning("malformed usage in answer", extra={"route_id": ex.route.id})
+        if self.admission is not None:
+            self.admission.settle(ex)
+
     async def handle(self, request: Request, path: str) -> Response:
         """Answer one request. `path` is percent-encoded, as the caller sent it."""
         started = time.monotonic()
@@ -243,6 +263,8 @@ class Gateway:
 
             logger.exception("unhandled error", extra={"route_id": ex.route.id if ex else None})
             response = problem_response(GatewayError(), request.request_id)
+        if ex is not None and ex.route.metering is not None and ex.admitted:
+            self._meter(ex, response)
         if ex is not None:
             response.headers.extend(ex.extra_headers)
             self._state_plan(ex, response)

@@ -21,6 +21,7 @@ from tollway.config.models import (
     Defaults,
     Gateway,
     JwtIssuer,
+    Metering,
     Plan,
     Retry,
     Route,
@@ -35,6 +36,7 @@ from tollway.discovery.target import ServiceTarget, parse_target
 from tollway.policy.cors import CorsPolicy
 from tollway.policy.ip import IpPolicy
 from tollway.policy.validation import RequestValidator
+from tollway.quota.metering import CostSpec, Estimate, Term
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,7 @@ class CompiledRoute:
     ip: IpPolicy | None = None
     cors: CorsPolicy | None = None
     validator: RequestValidator | None = None
+    metering: CostSpec | None = None  # cost read from the answer (tollway.quota.metering)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +215,7 @@ def _compile(
                     ip=ip,
                     cors=cors,
                     validator=validator,
+                    metering=cost_spec(route.metering) if route.metering is not None else None,
                 )
             )
     return CompiledConfig(
@@ -221,6 +225,20 @@ def _compile(
         issuers=tuple(gateway.auth.jwt),
         gateway=gateway,
         services=MappingProxyType({name: str(target) for name, target in services.items()}),
+    )
+
+
+def cost_spec(metering: Metering) -> CostSpec:
+    estimate = metering.estimate
+    return CostSpec(
+        terms=tuple(Term(tuple(u.field.split(".")), u.weight) for u in metering.units),
+        missing=metering.missing,
+        reserve=metering.reserve,
+        estimate=(
+            Estimate(tuple(estimate.field.split(".")), estimate.weight, estimate.plus)
+            if estimate is not None
+            else None
+        ),
     )
 
 
