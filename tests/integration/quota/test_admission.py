@@ -234,3 +234,58 @@ async def test_a_rejection_names_its_limit_on_both_emulators(
     # DynamoDB and moto return the old item with the failed condition; dynalite does not,
     # so there the first rejection reads it once.
     assert calls.calls == (["UpdateItem"] if dynamo.name == "moto" else ["UpdateItem", "GetItem"])
+
+
+async def test_a_refund_by_another_container_is_seen_after_recheck_s(
+    admission, dynamo: Dynamo, consumer: str, exchange
+) -> None:
+    """Metered routes settle after the answer, and a settle can return units: a container
+    that remembers the quota full asks again after `recheck_s`, never before, and the
+    settling container's own memory takes the settle's answer."""
+    from dataclasses import replace
+
+    from tollway.quota.metering import CostSpec, Term
+
+    spec = CostSpec(terms=(Term(("usage", "n"), 1),), missing=0, reserve=None, estimate=None)
+
+    def metered(cost: int):
+        ex = exchange(consumer, "metered", cost=cost)
+        ex.route = replace(ex.route, metering=spec)
+        return ex
+
+    clock = Clock(epoch("2026-11-27T08:00:00.100"))
+    settling, _ = admission(dynamo, clock, refunds=True)
+    watching, calls = admission(dynamo, clock, refunds=True)
+    big = metered(10)
+    await settling.admit(big)  # reserves the whole day's 10
+    with pytest.raises(TooManyRequests):
+        await watching.admit(metered(1))
+    seen = len(calls.calls)
+
+    big.cost_units = 4  # the answer cost 4: 6 units go back
+    settling.settle(big)
+    await settling.settlements.drain()
+    assert int(items(dynamo, consumer)[big.spent_on.pk]["used"]["N"]) == 4
+    assert settling.memory.get(big.spent_on.pk).used == 4
+    await settling.admit(metered(1))  # its memory took the settle's answer
+
+    with pytest.raises(TooManyRequests):
+        await watching.admit(metered(1))
+    assert len(calls.calls) == seen  # remembered full: no call within recheck_s
+    clock.now += 1.01
+    await watching.admit(metered(1))  # asked again, and admitted
+    assert len(calls.calls) == seen + 1
+
+
+async def test_without_metered_routes_a_full_quota_is_remembered_until_the_period_ends(
+    admission, moto_dynamo: Dynamo, consumer: str, exchange
+) -> None:
+    clock = Clock(epoch("2026-11-27T08:00:00.100"))
+    quota, calls = admission(moto_dynamo, clock)
+    for _ in range(10):
+        await quota.admit(exchange(consumer, "metered"))
+    for _ in range(2):
+        with pytest.raises(TooManyRequests):
+            await quota.admit(exchange(consumer, "metered"))
+        clock.now += 3600
+    assert len(calls.calls) == 10  # the tenth answer showed the quota full: never asked again

@@ -127,7 +127,9 @@ def _drain(settings: Settings, app, cleanup) -> None:
     wait_for(lambda: queue_depth(sqs, queue) == 0, what="queue drained")
 
 
-def chat(http: httpx.Client, key: str, *, max_tokens: int | None = None, stream: bool = False) -> httpx.Response:
+def chat(
+    http: httpx.Client, key: str, *, max_tokens: int | None = None, stream: bool = False
+) -> httpx.Response:
     body: dict = {"model": "demo", "messages": SEVEN_WORDS, "stream": stream}
     if max_tokens is not None:
         body["max_tokens"] = max_tokens

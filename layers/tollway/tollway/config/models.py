@@ -11,7 +11,7 @@ import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tollway.discovery.target import parse_target
 
@@ -238,7 +238,15 @@ class Backend(Model):
 
 
 FIELD_PATH = r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$"
-FieldPath = Annotated[str, Field(pattern=FIELD_PATH)]
+
+
+def _field_path(path: str) -> str:
+    if not re.match(FIELD_PATH, path):
+        raise ValueError(f"{path!r} is not a field path (JSON member names joined by dots)")
+    return path
+
+
+FieldPath = Annotated[str, AfterValidator(_field_path)]
 Weight = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=9)]
 # "usage.input_tokens + 3 * usage.output_tokens": a sum of fields, each with an optional weight.
 _SUM_TERM = re.compile(r"^(?:(\d+(?:\.\d+)?)\s*\*\s*)?([A-Za-z_][A-Za-z0-9_.-]*)$")
@@ -279,14 +287,14 @@ class Metering(Model):
     def _distinct(self) -> Metering:
         names = [u.field for u in self.units]
         if len(set(names)) != len(names):
-            raise ValueError("units: a field is listed twice")
+            raise ValueError("a field is listed twice")
         return self
 
 
 def _sum_term(term: str) -> dict[str, Any]:
     m = _SUM_TERM.match(term.strip())
     if not m or not re.match(FIELD_PATH, m.group(2)):
-        raise ValueError(f"units: {term.strip()!r} is not a field path or WEIGHT * field.path")
+        raise ValueError(f"{term.strip()!r} is not a field path or WEIGHT * field.path")
     return {"field": m.group(2), "weight": m.group(1) or "1"}
 
 

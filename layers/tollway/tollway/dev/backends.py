@@ -87,9 +87,7 @@ def completion(request: Any) -> tuple[dict[str, Any], list[str]]:
     """A chat-completions answer shaped like OpenAI's: deterministic, so tests can check bills.
     Prompt tokens are the words of the messages; the reply is cut at `max_tokens` words."""
     messages = request.get("messages") if isinstance(request, dict) else None
-    words = sum(
-        len(str(m.get("content", "")).split()) for m in messages or [] if isinstance(m, dict)
-    )
+    words = sum(len(str(m.get("content", "")).split()) for m in messages or [] if isinstance(m, dict))
     limit = request.get("max_tokens") if isinstance(request, dict) else None
     reply = REPLY.split()
     if isinstance(limit, int) and limit >= 0:
@@ -135,14 +133,22 @@ async def assistants(scope, receive, send):
     await send({"type": "http.response.start", "status": 200, "headers": head})
     for word in reply:
         delta = {"id": "chatcmpl-demo", "choices": [{"index": 0, "delta": {"content": word + " "}}]}
-        await send({"type": "http.response.body", "body": b"data: " + orjson.dumps(delta) + b"\n\n", "more_body": True})
+        await send(
+            {
+                "type": "http.response.body",
+                "body": b"data: " + orjson.dumps(delta) + b"\n\n",
+                "more_body": True,
+            }
+        )
     final = {"id": "chatcmpl-demo", "choices": [], "usage": answer["usage"]}
     tail = b"data: " + orjson.dumps(final) + b"\n\ndata: [DONE]\n\n"
     await send({"type": "http.response.body", "body": tail})
 
 
 async def _answer(send, status: int, content_type: bytes, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", content_type)]})
+    await send(
+        {"type": "http.response.start", "status": status, "headers": [(b"content-type", content_type)]}
+    )
     await send({"type": "http.response.body", "body": body})
 
 

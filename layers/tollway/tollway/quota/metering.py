@@ -16,7 +16,7 @@ usage chunk (`usage.total_tokens`), or usage split over events (Anthropic's
 `message.usage.input_tokens` in `message_start`, `usage.output_tokens` in `message_delta`).
 `SseUsage` is incremental: it is fed the stream as it passes, chunk by chunk.
 
-A field that is present but not a non-negative finite number (a string, a bool, a negative
+A field that is present but not a non-negative number (a string, a bool, a negative
 or a non-number) makes the reading `malformed`: the answer is charged `missing` and the
 event says so; a field that is absent counts 0 as long as one configured field is present.
 
@@ -26,7 +26,6 @@ route table serialises.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 from typing import Any, Literal
@@ -163,9 +162,8 @@ def _number(value: Any) -> Any:
     """The value if it is a usable count, None if absent, _MALFORMED otherwise."""
     if value is _ABSENT:
         return None
+    # orjson never yields NaN or infinity, so a number here is finite.
     if isinstance(value, bool) or not isinstance(value, int | float):
-        return _MALFORMED
-    if isinstance(value, float) and not math.isfinite(value):
         return _MALFORMED
     return value if value >= 0 else _MALFORMED
 
