@@ -144,7 +144,8 @@ def test_routes_check_names_every_metering_problem_with_its_line(tmp_path: Path)
         "infra/routes/ai.yaml:10: route chat: metering.missing: Input should be greater than or equal to 0",
         "infra/routes/ai.yaml:17: route chat2: metering.units[0].field: 'usage..x' is not a field path"
         " (JSON member names joined by dots)",
-        "infra/routes/ai.yaml:17: route chat2: metering.units[0].weight: Input should be greater than or equal to 0",
+        "infra/routes/ai.yaml:17: route chat2: metering.units[0].weight:"
+        " Input should be greater than or equal to 0",
         "infra/routes/ai.yaml:18: route chat2: unknown key 'metering.estimate.cap'",
         "infra/routes/ai.yaml:19: route open: a public route spends no quota: metering needs auth",
         "infra/routes/dup.yaml:8: route dup: metering: a field is listed twice",
