@@ -12,7 +12,7 @@ every response gets its request id, RateLimit fields, access-log line and usage 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -22,6 +22,7 @@ from tollway.errors import Forbidden, GatewayError, MethodNotAllowed, PayloadToo
 from tollway.http.messages import Request, Response
 from tollway.http.problems import problem_response
 from tollway.http.routing import Router
+from tollway.quota.metering import Reading, SseUsage
 
 
 @dataclass(slots=True)
@@ -233,7 +234,9 @@ class Gateway:
     def _meter(self, ex: Exchange, response: Response) -> None:
         """A metered route's cost is what its answer says (tollway.quota.metering)."""
         assert ex.route.metering is not None
-        reading = ex.route.metering.read(response.body, response.header("content-type"))
+        self._metered(ex, ex.route.metering.read(response.body, response.header("content-type")))
+
+    def _metered(self, ex: Exchange, reading: Reading) -> None:
         ex.cost_units, ex.usage, ex.usage_status = reading.units, reading.fields, reading.status
         if reading.status == "malformed":
             from tollway.observability import logger
@@ -263,14 +266,48 @@ class Gateway:
 
             logger.exception("unhandled error", extra={"route_id": ex.route.id if ex else None})
             response = problem_response(GatewayError(), request.request_id)
-        if ex is not None and ex.route.metering is not None and ex.admitted:
-            self._meter(ex, response)
         if ex is not None:
             response.headers.extend(ex.extra_headers)
             self._state_plan(ex, response)
         if ex is not None and origin is not None and ex.route.cors is not None:
             ex.route.cors.decorate(origin, response)
         response.headers.append(("x-request-id", request.request_id))
+        if response.stream is not None and ex is not None:
+            # Metered, logged and recorded once the stream has passed (see _relay).
+            response.stream = self._relay(ex, response, response.stream, started)
+            return response
+        self._finish(ex, request, response, started)
+        return response
+
+    async def _relay(
+        self, ex: Exchange, response: Response, stream: AsyncIterator[bytes], started: float
+    ) -> AsyncIterator[bytes]:
+        """The backend's event stream on its way to the caller; its usage read as it passes."""
+        metering = ex.route.metering if ex.admitted else None
+        usage = SseUsage(metering) if metering is not None else None
+        try:
+            async for chunk in stream:
+                response.streamed += len(chunk)
+                if usage is not None:
+                    usage.feed(chunk)
+                yield chunk
+        finally:
+            if usage is not None:
+                self._metered(ex, usage.reading())
+            self._finish(ex, ex.request, response, started, metered=usage is not None)
+
+    def _finish(
+        self,
+        ex: Exchange | None,
+        request: Request,
+        response: Response,
+        started: float,
+        *,
+        metered: bool = False,
+    ) -> None:
+        """Once the whole answer is known: its cost, the access log line, the usage event."""
+        if ex is not None and ex.route.metering is not None and ex.admitted and not metered:
+            self._meter(ex, response)
         latency_ms = (time.monotonic() - started) * 1000
         if self.access_log is not None:
             self.access_log(
@@ -282,4 +319,3 @@ class Gateway:
             )
         if ex is not None and self.usage is not None:
             self.usage.record(ex, response, latency_ms)
-        return response

@@ -236,3 +236,85 @@ def test_on_lambda_the_settle_runs_in_the_extension_window_json_and_buffered_sse
     assert at_return[-1] == 43 + 115
     assert api.next_calls[-1] == ("ext-1", 43 + 22)
     api.events.put({"eventType": "SHUTDOWN"})
+
+
+class HeldStream:
+    """An SSE backend that sends one chunk, then holds the rest until `release` is set."""
+
+    def __init__(self, final: bytes) -> None:
+        import threading
+
+        self.release = threading.Event()
+        self.final = final
+
+    async def __call__(self, scope, receive, send) -> None:
+        import asyncio
+
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        head = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": head})
+        first = b'data: {"choices": [{"delta": {"content": "Hi"}}]}\n\n'
+        await send({"type": "http.response.body", "body": first, "more_body": True})
+        while not self.release.is_set():
+            await asyncio.sleep(0.01)
+        await send({"type": "http.response.body", "body": self.final})
+
+
+def _held_gateway(aws, serve, tmp_path, final: bytes):
+    held = HeldStream(final)
+    env = {**aws, "TOLLWAY_SERVICE_ASSISTANTS": serve(held)}
+    app = build_app(Settings.from_environ(env, _infra(tmp_path, quota=1000)))
+    key = _key(aws, "carol", "tokens")
+    return serve(app), held, key
+
+
+def test_an_event_stream_reaches_the_caller_as_it_passes_and_is_charged_at_its_end(
+    aws, serve, tmp_path, monkeypatch
+) -> None:
+    for name, value in aws.items():
+        monkeypatch.setenv(name, value)
+    final = (
+        b'data: {"choices": [], "usage": {"prompt_tokens": 30, "completion_tokens": 4}}\n\ndata: [DONE]\n\n'
+    )
+    url, held, key = _held_gateway(aws, serve, tmp_path, final)
+    body = {"messages": SEVEN_WORDS, "max_tokens": 50, "stream": True}
+    with (
+        httpx.Client(base_url=url, timeout=10) as http,
+        http.stream("POST", "/v1/chat/completions", json=body, headers={"x-api-key": key}) as answer,
+    ):
+        assert answer.status_code == 200
+        assert "content-length" not in answer.headers
+        chunks = answer.iter_raw()
+        first = next(chunks)  # arrives while the backend still holds the rest
+        assert first.startswith(b"data: ") and not held.release.is_set()
+        assert _used(aws, "carol") == 250  # the reservation: 3 x 50 + 100
+        held.release.set()
+        rest = b"".join(chunks)
+    assert (first + rest).endswith(b"data: [DONE]\n\n")
+    wait_for(lambda: _used(aws, "carol") == 30 + 12, what="the stream's cost settled")
+
+
+@pytest.mark.parametrize(
+    ("final", "charged"),
+    [
+        (b"data: [DONE]\n\n", 0),  # no usage chunk: the default, 0 (never a silent 1)
+        (b'data: {"usage": {"prompt_tokens": "lots", "completion_tokens": 1}}\n\n', 0),  # malformed
+        (b'data: {"usage": {"completion_tokens": 2}}\n\n', 6),  # prompt tokens absent: 0 of them
+    ],
+    ids=["missing", "malformed", "partial"],
+)
+def test_a_stream_without_usable_usage_is_charged_the_default(
+    aws, serve, tmp_path, monkeypatch, final: bytes, charged: int
+) -> None:
+    for name, value in aws.items():
+        monkeypatch.setenv(name, value)
+    url, held, key = _held_gateway(aws, serve, tmp_path, final)
+    held.release.set()
+    body = {"messages": SEVEN_WORDS, "max_tokens": 50, "stream": True}
+    with httpx.Client(base_url=url, timeout=10) as http:
+        answer = http.post("/v1/chat/completions", json=body, headers={"x-api-key": key})
+    assert answer.status_code == 200
+    wait_for(lambda: _used(aws, "carol") == charged, what="the reservation returned")

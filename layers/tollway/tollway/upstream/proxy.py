@@ -1,7 +1,8 @@
 """`compose: proxy`: one backend, status, headers (minus hop-by-hop) and body passed through.
 
 A backend's 5xx becomes a 502 naming the backend (its body, possibly a stack trace, never
-reaches the caller); every other status passes through with its body.
+reaches the caller); every other status passes through with its body. A 2xx event stream
+(text/event-stream) passes through as it arrives, chunk by chunk, until the route's deadline.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ async def proxy(caller: BackendCaller, ex: Exchange) -> tuple[Response, Answer]:
     started = time.monotonic()
     status: int | None = None
     try:
-        answer = await caller.send(backend, request, ex.deadline, ex.route.max_response_bytes, raw=True)
+        answer = await caller.send(
+            backend, request, ex.deadline, ex.route.max_response_bytes, raw=True, stream=True
+        )
         status = answer.status
     except BackendFailure as failure:
         if failure.timed_out:
@@ -34,4 +37,4 @@ async def proxy(caller: BackendCaller, ex: Exchange) -> tuple[Response, Answer]:
         raise BadGateway(f"backend {backend.name} failed: it answered {answer.status}")
     drop = NOT_TO_CALLER | connection_tokens(answer.headers.get("connection"))
     out = [(k.lower(), v) for k, v in answer.headers.multi_items() if k.lower() not in drop]
-    return Response(answer.status, out, answer.body), answer
+    return Response(answer.status, out, answer.body, stream=answer.stream), answer

@@ -88,7 +88,7 @@ def from_exchange(ex: Exchange, response: Response, latency_ms: float) -> dict[s
         "status": response.status,
         "latency_ms": round(latency_ms, 3),
         "request_bytes": len(ex.request.body),
-        "response_bytes": len(response.body),
+        "response_bytes": response.size,
         "cost_units": ex.cost_units,
         "admitted": ex.admitted,
         "backends": [
