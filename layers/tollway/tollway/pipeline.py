@@ -43,6 +43,7 @@ class Exchange:
     cost_units: int = 0  # what is billed: the route's cost, or a metered answer's actual cost
     reserved_units: int = 0  # what admission spent on the counter
     spent_on: Any = None  # the quota.store.Budget admission counted on; None: not counted
+    spend: Any = None  # a metered request's admission and the counters it saw (RateLimit restated)
     usage: dict[str, int | float] | None = None  # a metered answer's raw usage fields
     usage_status: str | None = None  # a metered answer: "read", "missing" or "malformed"
     # Added to the final response whether it succeeds or fails (RateLimit fields).
@@ -266,6 +267,8 @@ class Gateway:
 
             logger.exception("unhandled error", extra={"route_id": ex.route.id if ex else None})
             response = problem_response(GatewayError(), request.request_id)
+        if ex is not None and ex.admitted and ex.route.metering is not None and response.stream is None:
+            self._meter(ex, response)  # before the headers: RateLimit then shows the actual cost
         if ex is not None:
             response.headers.extend(ex.extra_headers)
             self._state_plan(ex, response)
@@ -294,20 +297,10 @@ class Gateway:
         finally:
             if usage is not None:
                 self._metered(ex, usage.reading())
-            self._finish(ex, ex.request, response, started, metered=usage is not None)
+            self._finish(ex, ex.request, response, started)
 
-    def _finish(
-        self,
-        ex: Exchange | None,
-        request: Request,
-        response: Response,
-        started: float,
-        *,
-        metered: bool = False,
-    ) -> None:
-        """Once the whole answer is known: its cost, the access log line, the usage event."""
-        if ex is not None and ex.route.metering is not None and ex.admitted and not metered:
-            self._meter(ex, response)
+    def _finish(self, ex: Exchange | None, request: Request, response: Response, started: float) -> None:
+        """Once the whole answer has passed: the access log line and the usage event."""
         latency_ms = (time.monotonic() - started) * 1000
         if self.access_log is not None:
             self.access_log(

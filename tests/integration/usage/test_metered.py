@@ -142,15 +142,17 @@ def test_token_budget_enforced_and_billed_exactly_json_and_sse(gateway, aws, cle
         first = chat(http, key, max_tokens=20)  # reserves 160, costs 7 + 36 = 43
         assert first.status_code == 200, first.text
         assert first.json()["usage"] == {"prompt_tokens": 7, "completion_tokens": 12, "total_tokens": 19}
-        # RateLimit counts the token budget: 200 - the reservation of 160.
+        # RateLimit counts the token budget: 200 - the answer's 43 (the reservation was 160).
         assert '"quota";q=200;' in first.headers["ratelimit-policy"]
-        assert '"quota";r=40;' in first.headers["ratelimit"]
+        assert '"quota";r=157;' in first.headers["ratelimit"]
         wait_for(lambda: _used(aws, "alice") == 43, what="the first answer settled")
 
         streamed = chat(http, key, max_tokens=5, stream=True)  # reserves 115, costs 7 + 15 = 22
         assert streamed.status_code == 200
         assert streamed.headers["content-type"].startswith("text/event-stream")
         assert streamed.text.endswith("data: [DONE]\n\n")
+        # A stream's head leaves before its usage: RateLimit there is after the reservation (115).
+        assert '"quota";r=42;' in streamed.headers["ratelimit"]
         wait_for(lambda: _used(aws, "alice") == 65, what="the stream settled")
 
         # 65 used: a reservation of 160 does not fit the 200 budget -> refused before the backend.

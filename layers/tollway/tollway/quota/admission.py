@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import replace
 from collections.abc import Callable, Mapping
 
 from tollway.auth.principal import Principal
@@ -104,6 +105,11 @@ class QuotaAdmission:
         delta = ex.cost_units - ex.reserved_units
         if budget is None or delta == 0:
             return  # not counted (no quota, or the store failed open), or exact already
+        if ex.spend is not None:
+            spend, counters = ex.spend
+            settled = replace(counters, used=counters.used + delta)
+            field = ("ratelimit", spend._limit_field(budget, settled))
+            ex.extra_headers[:] = [field if k == "ratelimit" else (k, v) for k, v in ex.extra_headers]
         self.settlements.add(
             Settlement(
                 pk=budget.pk,
@@ -167,6 +173,8 @@ class Spend:
             [("ratelimit-policy", self.policy), ("ratelimit", self._limit_field(budget, counters))],
         )
         self.ex.spent_on = budget
+        if self.ex.route.metering is not None:
+            self.ex.spend = (self, counters)  # `settle` restates RateLimit with the actual cost
 
     def _budget(self, shard: int) -> Budget:
         plan, shards = self.plan, self.plan.shards
