@@ -176,3 +176,12 @@ def test_the_repository_demo_route_is_metered() -> None:
         ("usage.completion_tokens", 3),
     ]
     assert route.metering.reservation(b'{"max_tokens": 10}', route.cost) == 130
+
+
+def test_routes_list_shows_how_a_route_is_metered(capsys: pytest.CaptureFixture[str]) -> None:
+    from tollway.cli import main
+
+    assert main(["routes", "list", "--infra", str(Path(__file__).parents[3] / "infra"), "--json"]) == 0
+    rows = {row["id"]: row for row in orjson.loads(capsys.readouterr().out)["routes"]}
+    assert rows["chat.completions"]["metering"] == "1 * usage.prompt_tokens + 3 * usage.completion_tokens"
+    assert rows["users.get"]["metering"] is None

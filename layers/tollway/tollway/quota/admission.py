@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import replace
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from tollway.auth.principal import Principal
 from tollway.config.models import Plan
