@@ -46,7 +46,7 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
     cwd = tmp_path_factory.mktemp("dev")
     port, aws_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TOLLWAY_"))}
-    for service in ("USERS", "ORDERS", "REVIEWS"):
+    for service in ("USERS", "ORDERS", "REVIEWS", "ASSISTANTS"):
         env[f"TOLLWAY_SERVICE_{service}"] = f"http://127.0.0.1:{free_port()}"
     process = subprocess.Popen(
         [
