@@ -289,3 +289,27 @@ async def test_without_metered_routes_a_full_quota_is_remembered_until_the_perio
             await quota.admit(exchange(consumer, "metered"))
         clock.now += 3600
     assert len(calls.calls) == 10  # the tenth answer showed the quota full: never asked again
+
+
+async def test_a_reservation_past_dynamodbs_numbers_is_capped_never_a_store_failure(
+    admission, dynamo: Dynamo, consumer: str, exchange
+) -> None:
+    """`max_tokens: 1e300` x 3 has 301 digits; DynamoDB (and dynalite) refuse more than 38
+    with a ValidationException, which would pass for an unavailable store: 503, or with
+    `quota_failure: open` an uncounted admission. Capped, it is counted (a rate-only plan)."""
+    from dataclasses import replace
+
+    from tollway.quota.metering import MAX_UNITS, CostSpec, Estimate, Term
+
+    spec = CostSpec(
+        terms=(Term(("usage", "n"), 1),), missing=0, reserve=None, estimate=Estimate(("max_tokens",), 3, 0)
+    )
+    plans = {"rateonly": Plan.model_validate({"rate": {"limit": 100, "per": "second"}})}
+    box_admission, _ = admission(dynamo, Clock(epoch("2026-11-27T08:00:00.100")))
+    box_admission.plans = plans
+    ex = exchange(consumer, "rateonly", quota_failure="closed")
+    ex.route = replace(ex.route, metering=spec)
+    ex.request.body = b'{"max_tokens": 1e300}'
+    await box_admission.admit(ex)
+    assert ex.reserved_units == MAX_UNITS
+    assert int(items(dynamo, consumer)[ex.spent_on.pk]["used"]["N"]) == MAX_UNITS

@@ -320,3 +320,39 @@ def test_a_stream_without_usable_usage_is_charged_the_default(
         answer = http.post("/v1/chat/completions", json=body, headers={"x-api-key": key})
     assert answer.status_code == 200
     wait_for(lambda: _used(aws, "carol") == charged, what="the reservation returned")
+
+
+def test_a_huge_max_tokens_is_refused_for_quota_never_taken_for_a_store_failure(
+    aws, serve, tmp_path, monkeypatch
+) -> None:
+    """max_tokens 1e300 would be a number DynamoDB refuses (38 digits at most); had that
+    passed for an unavailable store, the route would answer 503, or with `quota_failure: open`
+    admit the request uncounted. Reservations are capped: a quota refuses it (429), a plan
+    without a quota admits and counts it."""
+    for name, value in aws.items():
+        monkeypatch.setenv(name, value)
+    seen = Seen()
+    infra = _infra(tmp_path, quota=1000)
+    plans = infra / "plans.yaml"
+    plans.write_text(plans.read_text() + "  rateonly: {rate: {limit: 100, per: second}}\n")
+    app = build_app(Settings.from_environ({**aws, "TOLLWAY_SERVICE_ASSISTANTS": serve(seen)}, infra))
+    capped, uncapped = _key(aws, "mallory", "tokens"), _key(aws, "trent", "rateonly")
+    body = b'{"messages": [], "max_tokens": 1e300}'
+    with httpx.Client(base_url=serve(app), timeout=10) as http:
+        for key in (capped, uncapped):
+            answers = [
+                http.post(
+                    "/v1/chat/completions",
+                    content=body,
+                    headers={"x-api-key": key, "content-type": "application/json"},
+                )
+                for _ in range(2)
+            ]
+            if key == capped:
+                assert [a.status_code for a in answers] == [429, 429]
+                assert "reserves 1000000000000000 units" in answers[0].json()["detail"]
+                assert seen.bodies == []
+            else:
+                assert [a.status_code for a in answers] == [200, 200], answers[0].text
+    assert _used(aws, "mallory") == 0
+    wait_for(lambda: _used(aws, "trent") == 2 * 36, what="both settled")  # 12 words x 3, no prompt

@@ -185,3 +185,13 @@ def test_routes_list_shows_how_a_route_is_metered(capsys: pytest.CaptureFixture[
     rows = {row["id"]: row for row in orjson.loads(capsys.readouterr().out)["routes"]}
     assert rows["chat.completions"]["metering"] == "1 * usage.prompt_tokens + 3 * usage.completion_tokens"
     assert rows["users.get"]["metering"] is None
+
+
+def test_numbers_past_what_dynamodb_holds_are_capped() -> None:
+    from tollway.quota.metering import MAX_UNITS
+
+    s = spec(OPENAI, estimate={"field": "max_tokens", "weight": 3})
+    assert s.reservation(b'{"max_tokens": 1e300}', cost=1) == MAX_UNITS
+    huge = b'{"usage": {"prompt_tokens": 1' + b"0" * 40 + b', "completion_tokens": 1}}'
+    assert s.read(huge, None).units == MAX_UNITS
+    assert len(str(MAX_UNITS)) < 38  # DynamoDB numbers: 38 significant digits

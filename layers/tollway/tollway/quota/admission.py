@@ -191,9 +191,10 @@ class Spend:
         since refunded is believed for `recheck_s` only, then DynamoDB is asked again."""
         memory, recheck = self.admission.memory, self.admission.recheck_s
         verdict = self._verdict(budget, memory.get(budget.pk))
-        if verdict == "quota" and recheck is not None and self.now - memory.seen_at(budget.pk) > recheck:
-            return None
-        return verdict
+        if verdict != "quota" or recheck is None or self.now - memory.seen_at(budget.pk) <= recheck:
+            return verdict
+        assert budget.quota is not None
+        return verdict if self.cost > budget.quota else None  # more than the whole budget: never
 
     def _verdict(self, budget: Budget, counters: Counters | None) -> str | None:
         """The limit this request would pass on `budget`, judging by `counters`; None: room."""

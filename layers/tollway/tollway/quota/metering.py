@@ -33,6 +33,10 @@ from typing import Any, Literal
 import orjson
 
 Status = Literal["read", "missing", "malformed"]
+# The most units one request can reserve or cost. The numbers come from callers (max_tokens)
+# and backends: unbounded, `1e300` would make DynamoDB refuse the update (its numbers have
+# 38 digits), and a refused update must not pass for an unavailable store (`quota_failure: open`).
+MAX_UNITS = 10**15
 # An SSE event larger than this (no newline within it) is not parsed: it cannot be a usage chunk.
 MAX_EVENT_BYTES = 64 * 1024
 
@@ -69,7 +73,7 @@ class CostSpec:
         value = _number(_at(_json(body), self.estimate.path))
         if value is None or value is _MALFORMED:
             return fixed
-        return _ceil(Decimal(str(value)) * self.estimate.weight + self.estimate.plus)
+        return min(MAX_UNITS, _ceil(Decimal(str(value)) * self.estimate.weight + self.estimate.plus))
 
     def read(self, body: bytes, content_type: str | None) -> Reading:
         """What an answer cost."""
@@ -88,7 +92,7 @@ class CostSpec:
         total = sum(
             (Decimal(str(numbers[t.name])) * t.weight for t in self.terms if t.name in numbers), Decimal(0)
         )
-        return Reading(_ceil(total), numbers, "read")  # type: ignore[arg-type]
+        return Reading(min(MAX_UNITS, _ceil(total)), numbers, "read")  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
