@@ -356,3 +356,35 @@ def test_a_huge_max_tokens_is_refused_for_quota_never_taken_for_a_store_failure(
                 assert [a.status_code for a in answers] == [200, 200], answers[0].text
     assert _used(aws, "mallory") == 0
     wait_for(lambda: _used(aws, "trent") == 2 * 36, what="both settled")  # 12 words x 3, no prompt
+
+
+def test_a_composed_route_is_metered_from_the_composed_answer(aws, serve, tmp_path, monkeypatch) -> None:
+    for name, value in aws.items():
+        monkeypatch.setenv(name, value)
+    infra = _infra(tmp_path, quota=1000)
+    (infra / "routes" / "assistants.yaml").write_text(
+        """\
+team: assistants
+routes:
+  - id: chat.grouped
+    path: /v1/chat/grouped
+    methods: [POST]
+    auth: [api_key]
+    scopes: [chat:write]
+    compose: group
+    metering: {units: chat.usage.total_tokens, reserve: 100}
+    backends:
+      - {name: chat, service: assistants, path: /v1/chat/completions}
+      - {name: status, service: users, path: /health, method: GET, required: false}
+"""
+    )
+    env = {**aws, "TOLLWAY_SERVICE_ASSISTANTS": serve(Seen()), "TOLLWAY_SERVICE_USERS": serve(Seen())}
+    app = build_app(Settings.from_environ(env, infra))
+    key = _key(aws, "dave", "tokens")
+    with httpx.Client(base_url=serve(app), timeout=10) as http:
+        answer = http.post(
+            "/v1/chat/grouped", json={"messages": SEVEN_WORDS, "max_tokens": 3}, headers={"x-api-key": key}
+        )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["chat"]["usage"]["total_tokens"] == 10
+    wait_for(lambda: _used(aws, "dave") == 10, what="settled to the composed answer's usage")
