@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from tollway.assemble import build_app
+from tollway.assemble import after_response, build_app
 from tollway.config.artifact import load_or_compile
 from tollway.http.lambda_adapter import lambda_handler
 from tollway.observability import logger
@@ -19,7 +19,7 @@ app = build_app(settings, config=load_or_compile(INFRA, settings.stage, settings
 # Under SnapStart, every container restored from the snapshot of this init renews its
 # credentials, connections, JWKS, discovery and random seed first (tollway/snapstart.py).
 register(app.renewal)
-# On Lambda, usage events are flushed by an internal extension after each response.
+# On Lambda, quota settles and usage events are flushed by an internal extension after each response.
 handler = extension.attach(
-    lambda_handler(app), app.gateway.usage, runtime_api=os.environ.get("AWS_LAMBDA_RUNTIME_API")
+    lambda_handler(app), after_response(app), runtime_api=os.environ.get("AWS_LAMBDA_RUNTIME_API")
 )

@@ -45,7 +45,7 @@ def launch_dev(cwd: Path) -> DevServer:
     """`tollway dev` from `cwd` on free ports, once it printed its ready line."""
     port, aws_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TOLLWAY_"))}
-    for service in ("USERS", "ORDERS", "REVIEWS"):
+    for service in ("USERS", "ORDERS", "REVIEWS", "ASSISTANTS"):
         env[f"TOLLWAY_SERVICE_{service}"] = f"http://127.0.0.1:{free_port()}"
     process = subprocess.Popen(
         [

@@ -149,3 +149,50 @@ def test_no_sidecar_outlives_a_killed_dev_server(tmp_path: Path) -> None:
     server.process.send_signal(signal.SIGKILL)
     server.process.wait(10)
     assert not alive(sidecars, within_s=10), f"orphans: {alive(sidecars)}"
+
+
+def test_token_metered_demo_route_is_enforced_and_billed_exactly(dev_server: DevServer) -> None:
+    """The demo chat-completions backend behind `POST /v1/chat/completions` (README, docs/metering.md):
+    JSON and SSE, charged prompt + 3 x completion tokens, reported and reconciled to the unit."""
+    import json
+    import time
+    from datetime import UTC, datetime
+
+    created = dev_server.tollway(
+        "keys", "create", "--consumer", "e2e-tokens", "--plan", "tokens", "--scopes", "chat:write", "--json",
+        "--infra", str(ROOT / "infra"),
+    )  # fmt: skip
+    headers = {"x-api-key": json.loads(created.stdout)["key"]}
+    url = f"{dev_server.url}/v1/chat/completions"
+    prompt = [{"role": "user", "content": "two words"}]
+    answer = httpx.post(url, json={"messages": prompt, "max_tokens": 4}, headers=headers)
+    assert answer.status_code == 200
+    assert answer.json()["usage"] == {"prompt_tokens": 2, "completion_tokens": 4, "total_tokens": 6}
+    assert '"quota";r=19986;' in answer.headers["ratelimit"]  # 20,000 - (2 + 3 x 4)
+    with httpx.stream("POST", url, json={"messages": prompt, "stream": True}, headers=headers) as streamed:
+        assert streamed.headers["content-type"].startswith("text/event-stream")
+        text = b"".join(streamed.iter_raw()).decode()
+    assert '"usage":{"prompt_tokens":2,"completion_tokens":12' in text and text.endswith("data: [DONE]\n\n")
+    # A reservation over the budget is refused before the backend: max_tokens 7,000 reserves 21,100.
+    refused = httpx.post(url, json={"messages": prompt, "max_tokens": 7000}, headers=headers)
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    expected = (2 + 12) + (2 + 36)
+    deadline = time.monotonic() + 30
+    report: dict = {}
+    while time.monotonic() < deadline:
+        done = dev_server.tollway("usage", "report", "--consumer", "e2e-tokens", "--period", day, "--json")
+        if done.returncode == 0:
+            report = json.loads(done.stdout)
+            if report.get("requests") == 2 and report.get("rejected") == 1:
+                break
+        time.sleep(0.5)
+    assert (report["requests"], report["rejected"], report["units"]) == (2, 1, expected), report
+    reconciled = dev_server.tollway(
+        "usage", "reconcile", "--period", day, "--consumer", "e2e-tokens", "--json"
+    )
+    assert reconciled.returncode == 0, reconciled.stdout
+    assert json.loads(reconciled.stdout)["consumers"] == [
+        {"consumer": "e2e-tokens", "quota_units": expected, "billed_units": expected, "difference": 0}
+    ]

@@ -8,7 +8,7 @@ usage emitter, and the discovery resolvers. Nothing here blocks a request on bot
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -17,11 +17,18 @@ from tollway.auth.authenticator import build_authenticator
 from tollway.config.compile import CompiledConfig
 from tollway.http.app import GatewayApp
 from tollway.observability import access_log
-from tollway.pipeline import Admission, Gateway, UsageRecorder
+from tollway.pipeline import Gateway, UsageRecorder
 from tollway.settings import Settings
 from tollway.snapstart import Renewal
 from tollway.transport.client import exchanger_for, make_client
 from tollway.upstream.dispatch import HttpUpstream
+from tollway.usage.extension import Flusher, chain
+
+if TYPE_CHECKING:
+    from tollway.quota.admission import QuotaAdmission
+
+if TYPE_CHECKING:
+    from tollway.quota.admission import QuotaAdmission
 
 
 def build_app(
@@ -44,6 +51,11 @@ def build_app(
         config, settings, client, keys=_keys(settings, dynamodb), mac=_mac(settings)
     )
     admission = _admission(settings, config, dynamodb) if settings.quota_table else None
+    if admission is not None:
+        # Metered routes settle after the response: in tasks under uvicorn (this hook runs
+        # only with lifespan on); on Lambda the usage extension flushes them.
+        on_startup.append(admission.settlements.start)
+        on_shutdown.insert(0, admission.settlements.stop)
     usage = _usage(settings, on_startup, on_shutdown) if settings.usage_queue_url else None
     directory = _directory(config)
 
@@ -110,12 +122,20 @@ def _mac(settings: Settings) -> Any:
     return load_key_mac(settings.key_secret_id)
 
 
-def _admission(settings: Settings, config: Any, dynamodb: Any) -> Admission:
+def after_response(app: GatewayApp) -> Flusher | None:
+    """What the Lambda extension flushes after each response: quota settles, then usage events."""
+    admission = app.gateway.admission
+    settlements = getattr(admission, "settlements", None)  # a QuotaAdmission's; tests inject others
+    return chain(settlements, app.gateway.usage)  # type: ignore[arg-type]
+
+
+def _admission(settings: Settings, config: Any, dynamodb: Any) -> QuotaAdmission:
     from tollway.quota.admission import QuotaAdmission
     from tollway.quota.store import QuotaStore
 
     assert settings.quota_table is not None
-    return QuotaAdmission(QuotaStore(dynamodb, settings.quota_table), config.plans)
+    metered = any(route.metering is not None for route in config.routes)
+    return QuotaAdmission(QuotaStore(dynamodb, settings.quota_table), config.plans, refunds=metered)
 
 
 def _usage(settings: Settings, on_startup: list, on_shutdown: list) -> UsageRecorder:

@@ -65,7 +65,7 @@ def access_log(
             "consumer_id": consumer,
             "client_ip": request.client_ip,
             "request_bytes": len(request.body),
-            "response_bytes": len(response.body),
+            "response_bytes": response.size,
             # Embedded Metric Format: the dimensions and values below become metrics.
             "_aws": {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": _EMF_DIRECTIVE},
             "route": route_id or "unmatched",

@@ -12,9 +12,9 @@ every response gets its request id, RateLimit fields, access-log line and usage 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from tollway.auth.principal import ANONYMOUS, Principal
 from tollway.config.compile import CompiledConfig, CompiledRoute
@@ -29,6 +29,7 @@ from tollway.errors import (
 from tollway.http.messages import Request, Response
 from tollway.http.problems import problem_response
 from tollway.http.routing import Router
+from tollway.quota.metering import Reading, SseUsage
 
 
 @dataclass(slots=True)
@@ -46,7 +47,12 @@ class Exchange:
     started: float  # time.monotonic() when the request arrived
     principal: Principal = ANONYMOUS
     admitted: bool = False
-    cost_units: int = 0
+    cost_units: int = 0  # what is billed: the route's cost, or a metered answer's actual cost
+    reserved_units: int = 0  # what admission spent on the counter
+    spent_on: Any = None  # the quota.store.Budget admission counted on; None: not counted
+    spend: Any = None  # a metered request's admission and the counters it saw (RateLimit restated)
+    usage: dict[str, int | float] | None = None  # a metered answer's raw usage fields
+    usage_status: str | None = None  # a metered answer: "read", "missing" or "malformed"
     # Added to the final response whether it succeeds or fails (RateLimit fields).
     extra_headers: list[tuple[str, str]] = field(default_factory=list)
     backends: list[BackendOutcome] = field(default_factory=list)
@@ -73,6 +79,10 @@ class Admission(Protocol):
 
     def policy(self, principal: Principal) -> list[tuple[str, str]]:
         """The plan's RateLimit policy fields, for answers that were not admitted or refused here."""
+        ...
+
+    def settle(self, exchange: Exchange) -> None:
+        """After a metered answer: correct the reservation to `cost_units` (off the caller's path)."""
         ...
 
 
@@ -234,6 +244,20 @@ class Gateway:
         ):
             response.headers.extend(self.admission.policy(ex.principal))
 
+    def _meter(self, ex: Exchange, response: Response) -> None:
+        """A metered route's cost is what its answer says (tollway.quota.metering)."""
+        assert ex.route.metering is not None
+        self._metered(ex, ex.route.metering.read(response.body, response.header("content-type")))
+
+    def _metered(self, ex: Exchange, reading: Reading) -> None:
+        ex.cost_units, ex.usage, ex.usage_status = reading.units, reading.fields, reading.status
+        if reading.status == "malformed":
+            from tollway.observability import logger
+
+            logger.warning("malformed usage in answer", extra={"route_id": ex.route.id})
+        if self.admission is not None:
+            self.admission.settle(ex)
+
     async def handle(self, request: Request, path: str) -> Response:
         """Answer one request. `path` is percent-encoded, as the caller sent it."""
         started = time.monotonic()
@@ -255,12 +279,40 @@ class Gateway:
 
             logger.exception("unhandled error", extra={"route_id": ex.route.id if ex else None})
             response = problem_response(GatewayError(), request.request_id)
+        if ex is not None and ex.admitted and ex.route.metering is not None and response.stream is None:
+            self._meter(ex, response)  # before the headers: RateLimit then shows the actual cost
         if ex is not None:
             response.headers.extend(ex.extra_headers)
             self._state_plan(ex, response)
         if ex is not None and origin is not None and ex.route.cors is not None:
             ex.route.cors.decorate(origin, response)
         response.headers.append(("x-request-id", request.request_id))
+        if response.stream is not None and ex is not None:
+            # Metered, logged and recorded once the stream has passed (see _relay).
+            response.stream = self._relay(ex, response, response.stream, started)
+            return response
+        self._finish(ex, request, response, started)
+        return response
+
+    async def _relay(
+        self, ex: Exchange, response: Response, stream: AsyncIterator[bytes], started: float
+    ) -> AsyncIterator[bytes]:
+        """The backend's event stream on its way to the caller; its usage read as it passes."""
+        metering = ex.route.metering if ex.admitted else None
+        usage = SseUsage(metering) if metering is not None else None
+        try:
+            async for chunk in stream:
+                response.streamed += len(chunk)
+                if usage is not None:
+                    usage.feed(chunk)
+                yield chunk
+        finally:
+            if usage is not None:
+                self._metered(ex, usage.reading())
+            self._finish(ex, ex.request, response, started)
+
+    def _finish(self, ex: Exchange | None, request: Request, response: Response, started: float) -> None:
+        """Once the whole answer has passed: the access log line and the usage event."""
         latency_ms = (time.monotonic() - started) * 1000
         if self.access_log is not None:
             self.access_log(
@@ -272,4 +324,3 @@ class Gateway:
             )
         if ex is not None and self.usage is not None:
             self.usage.record(ex, response, latency_ms)
-        return response

@@ -148,7 +148,7 @@ def moto_dynamo(aws: dict[str, str], moto_url: str) -> Dynamo:
 
 @pytest.fixture(scope="session")
 def protected_route() -> CompiledRoute:
-    route = next(r for r in compile_infra(INFRA, "dev").routes if not r.public)
+    route = next(r for r in compile_infra(INFRA, "dev").routes if r.id == "profile.get")
     return replace(route, cost=1, quota_failure="closed")
 
 

@@ -234,3 +234,82 @@ async def test_a_rejection_names_its_limit_on_both_emulators(
     # DynamoDB and moto return the old item with the failed condition; dynalite does not,
     # so there the first rejection reads it once.
     assert calls.calls == (["UpdateItem"] if dynamo.name == "moto" else ["UpdateItem", "GetItem"])
+
+
+async def test_a_refund_by_another_container_is_seen_after_recheck_s(
+    admission, dynamo: Dynamo, consumer: str, exchange
+) -> None:
+    """Metered routes settle after the answer, and a settle can return units: a container
+    that remembers the quota full asks again after `recheck_s`, never before, and the
+    settling container's own memory takes the settle's answer."""
+    from dataclasses import replace
+
+    from tollway.quota.metering import CostSpec, Term
+
+    spec = CostSpec(terms=(Term(("usage", "n"), 1),), missing=0, reserve=None, estimate=None)
+
+    def metered(cost: int):
+        ex = exchange(consumer, "metered", cost=cost)
+        ex.route = replace(ex.route, metering=spec)
+        return ex
+
+    clock = Clock(epoch("2026-11-27T08:00:00.100"))
+    settling, _ = admission(dynamo, clock, refunds=True)
+    watching, calls = admission(dynamo, clock, refunds=True)
+    big = metered(10)
+    await settling.admit(big)  # reserves the whole day's 10
+    with pytest.raises(TooManyRequests):
+        await watching.admit(metered(1))
+    seen = len(calls.calls)
+
+    big.cost_units = 4  # the answer cost 4: 6 units go back
+    settling.settle(big)
+    await settling.settlements.drain()
+    assert int(items(dynamo, consumer)[big.spent_on.pk]["used"]["N"]) == 4
+    assert settling.memory.get(big.spent_on.pk).used == 4
+    await settling.admit(metered(1))  # its memory took the settle's answer
+
+    with pytest.raises(TooManyRequests):
+        await watching.admit(metered(1))
+    assert len(calls.calls) == seen  # remembered full: no call within recheck_s
+    clock.now += 1.01
+    await watching.admit(metered(1))  # asked again, and admitted
+    assert len(calls.calls) == seen + 1
+
+
+async def test_without_metered_routes_a_full_quota_is_remembered_until_the_period_ends(
+    admission, moto_dynamo: Dynamo, consumer: str, exchange
+) -> None:
+    clock = Clock(epoch("2026-11-27T08:00:00.100"))
+    quota, calls = admission(moto_dynamo, clock)
+    for _ in range(10):
+        await quota.admit(exchange(consumer, "metered"))
+    for _ in range(2):
+        with pytest.raises(TooManyRequests):
+            await quota.admit(exchange(consumer, "metered"))
+        clock.now += 3600
+    assert len(calls.calls) == 10  # the tenth answer showed the quota full: never asked again
+
+
+async def test_a_reservation_past_dynamodbs_numbers_is_capped_never_a_store_failure(
+    admission, dynamo: Dynamo, consumer: str, exchange
+) -> None:
+    """`max_tokens: 1e300` x 3 has 301 digits; DynamoDB (and dynalite) refuse more than 38
+    with a ValidationException, which would pass for an unavailable store: 503, or with
+    `quota_failure: open` an uncounted admission. Capped, it is counted (a rate-only plan)."""
+    from dataclasses import replace
+
+    from tollway.quota.metering import MAX_UNITS, CostSpec, Estimate, Term
+
+    spec = CostSpec(
+        terms=(Term(("usage", "n"), 1),), missing=0, reserve=None, estimate=Estimate(("max_tokens",), 3, 0)
+    )
+    plans = {"rateonly": Plan.model_validate({"rate": {"limit": 100, "per": "second"}})}
+    box_admission, _ = admission(dynamo, Clock(epoch("2026-11-27T08:00:00.100")))
+    box_admission.plans = plans
+    ex = exchange(consumer, "rateonly", quota_failure="closed")
+    ex.route = replace(ex.route, metering=spec)
+    ex.request.body = b'{"max_tokens": 1e300}'
+    await box_admission.admit(ex)
+    assert ex.reserved_units == MAX_UNITS
+    assert int(items(dynamo, consumer)[ex.spent_on.pk]["used"]["N"]) == MAX_UNITS

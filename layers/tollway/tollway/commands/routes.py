@@ -99,6 +99,13 @@ def run_list(args: argparse.Namespace) -> int:
             "compose": r.compose,
             "backends": [f"{b.name}={b.service}" for b in r.backends],
             "cost": r.cost,
+            # A metered route's cost is read from its answer: the weighted fields, e.g.
+            # "usage.prompt_tokens + 3 * usage.completion_tokens".
+            "metering": (
+                " + ".join(f"{t.weight:f}".rstrip("0").rstrip(".") + f" * {t.name}" for t in r.metering.terms)
+                if r.metering is not None
+                else None
+            ),
             "timeout_ms": int(r.timeout_s * 1000),
         }
         for r in config.routes

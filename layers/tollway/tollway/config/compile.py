@@ -20,11 +20,22 @@ if TYPE_CHECKING:
     # Only the compiler needs these: a Lambda loading the built table (config/artifact.py)
     # imports neither the YAML loader nor the models it does not hold, nor the policies.
     from tollway.config.load import Loaded, LoadedRoute
-    from tollway.config.models import Breaker, Cache, Defaults, Gateway, JwtIssuer, Plan, Retry, Route
+    from tollway.config.models import (
+        Breaker,
+        Cache,
+        Defaults,
+        Gateway,
+        JwtIssuer,
+        Metering,
+        Plan,
+        Retry,
+        Route,
+    )
     from tollway.config.templates import Template
     from tollway.policy.cors import CorsPolicy
     from tollway.policy.ip import IpPolicy
     from tollway.policy.validation import RequestValidator
+    from tollway.quota.metering import CostSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +81,7 @@ class CompiledRoute:
     cors: CorsPolicy | None = None
     validator: RequestValidator | None = None
     greedy: str | None = None  # the `{name+}` parameter: its value may hold `/`
+    metering: CostSpec | None = None  # cost read from the answer (tollway.quota.metering)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +241,7 @@ def _compile(
                     cors=cors,
                     validator=validator,
                     greedy=greedy_param(route.path),
+                    metering=cost_spec(route.metering) if route.metering is not None else None,
                 )
             )
     return CompiledConfig(
@@ -238,6 +251,22 @@ def _compile(
         issuers=tuple(gateway.auth.jwt),
         gateway=gateway,
         services=MappingProxyType({name: str(target) for name, target in services.items()}),
+    )
+
+
+def cost_spec(metering: Metering) -> CostSpec:
+    from tollway.quota.metering import CostSpec, Estimate, Term
+
+    estimate = metering.estimate
+    return CostSpec(
+        terms=tuple(Term(tuple(u.field.split(".")), u.weight) for u in metering.units),
+        missing=metering.missing,
+        reserve=metering.reserve,
+        estimate=(
+            Estimate(tuple(estimate.field.split(".")), estimate.weight, estimate.plus)
+            if estimate is not None
+            else None
+        ),
     )
 
 

@@ -8,9 +8,10 @@ unknown plan, duplicate ids, overlapping routes, template references) live in
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tollway.discovery.target import parse_target
 
@@ -248,6 +249,67 @@ class Backend(Model):
     cache: Cache | None = None
 
 
+FIELD_PATH = r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*$"
+
+
+def _field_path(path: str) -> str:
+    if not re.match(FIELD_PATH, path):
+        raise ValueError(f"{path!r} is not a field path (JSON member names joined by dots)")
+    return path
+
+
+FieldPath = Annotated[str, AfterValidator(_field_path)]
+Weight = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=9)]
+# "usage.input_tokens + 3 * usage.output_tokens": a sum of fields, each with an optional weight.
+_SUM_TERM = re.compile(r"^(?:(\d+(?:\.\d+)?)\s*\*\s*)?([A-Za-z_][A-Za-z0-9_.-]*)$")
+
+
+class MeterField(Model):
+    field: FieldPath
+    weight: Weight = Decimal(1)
+
+
+class MeterEstimate(Model):
+    """Units reserved at admission from the request's JSON body: field x weight + plus."""
+
+    field: FieldPath
+    weight: Weight = Decimal(1)
+    plus: Annotated[int, Field(ge=0)] = 0
+
+
+class Metering(Model):
+    """The route's cost read from its answer (docs/metering.md)."""
+
+    units: Annotated[list[MeterField], Field(min_length=1)]
+    # Charged when the answer carries none of the fields, or a malformed one.
+    missing: Annotated[int, Field(ge=0)] = 0
+    reserve: Annotated[int, Field(ge=0)] | None = None
+    estimate: MeterEstimate | None = None
+
+    @field_validator("units", mode="before")
+    @classmethod
+    def _sum(cls, units: Any) -> Any:
+        if isinstance(units, str):
+            units = [_sum_term(term) for term in units.split("+")]
+        if isinstance(units, list):
+            units = [{"field": u} if isinstance(u, str) else u for u in units]
+        return units
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Metering:
+        names = [u.field for u in self.units]
+        if len(set(names)) != len(names):
+            raise ValueError("a field is listed twice")
+        return self
+
+
+def _sum_term(term: str) -> dict[str, Any]:
+    m = _SUM_TERM.match(term.strip())
+    if not m or not re.match(FIELD_PATH, m.group(2)):
+        raise ValueError(f"{term.strip()!r} is not a field path or WEIGHT * field.path")
+    return {"field": m.group(2), "weight": m.group(1) or "1"}
+
+
 class Route(Model):
     id: Annotated[str, Field(pattern=ROUTE_ID)]
     path: Annotated[str, Field(json_schema_extra={"pattern": ROUTE_PATH})]
@@ -256,6 +318,8 @@ class Route(Model):
     public: bool = False
     scopes: list[str] = []
     cost: Annotated[int, Field(ge=0)] = 1
+    # Cost read from the answer (tokens): reserved at admission, settled after (docs/metering.md).
+    metering: Metering | None = None
     timeout_ms: TimeoutMs | None = None
     compose: Literal["proxy", "merge", "group"] = "proxy"
     backends: Annotated[list[Backend], Field(min_length=1)]
@@ -301,6 +365,8 @@ class Route(Model):
             raise ValueError("give auth: [api_key, jwt] or public: true")
         if self.public and self.scopes:
             raise ValueError("a public route cannot require scopes")
+        if self.public and self.metering is not None:
+            raise ValueError("a public route spends no quota: metering needs auth")
         return self
 
 

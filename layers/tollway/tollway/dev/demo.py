@@ -20,7 +20,7 @@ from tollway.auth.store import ACTIVE, KeyRecord, KeyStore
 
 DEMO_CONSUMER = "demo"
 DEMO_PLAN = "free"
-DEMO_SCOPES = ("users:read", "profile:read")
+DEMO_SCOPES = ("users:read", "profile:read", "chat:write")
 
 
 def create_demo_consumer(env: dict[str, str], infra: Path, key: str) -> None:

@@ -134,6 +134,25 @@ async def _read_body(receive: Receive, content_length: str | None, limit: int) -
 
 async def _send(send: Send, response: Response, head: bool) -> None:
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
+    if response.stream is not None:
+        await _stream(send, headers, response, head)
+        return
     headers.append((b"content-length", str(len(response.body)).encode()))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if head else response.body})
+
+
+async def _stream(send: Send, headers: list[tuple[bytes, bytes]], response: Response, head: bool) -> None:
+    """An event stream, each chunk sent as it arrives (uvicorn writes it at once; Mangum
+    collects the chunks into one buffered answer). Read to its end even for HEAD or a caller
+    that left: the stream's end is where its usage is counted and recorded."""
+    assert response.stream is not None
+    stream = response.stream
+    try:
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        async for chunk in stream:
+            if chunk and not head:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]

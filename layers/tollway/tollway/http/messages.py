@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 
@@ -28,6 +29,14 @@ class Response:
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)  # lower-case names
     body: bytes = b""
+    # An event stream passed through as it arrives (proxy routes, text/event-stream answers);
+    # `streamed` counts the bytes it has yielded so far.
+    stream: AsyncIterator[bytes] | None = None
+    streamed: int = 0
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + self.streamed
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers:

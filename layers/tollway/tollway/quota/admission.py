@@ -21,6 +21,11 @@ Refunds: none. Units spent by a request that then fails before any backend is ca
 (deadline already passed, breaker open) stay spent: usage events bill the same request,
 a refund would be a second write on every such failure, and counters that only grow are
 what lets a container remember a rejection without asking again.
+
+Metered routes (`metering`, tollway.quota.metering) are the exception: admission spends the
+request's reservation, and `settle` queues the difference to the answer's actual cost
+(tollway.quota.settle), sent after the response. Since that can return units, a
+remembered full quota is trusted for `recheck_s` only when the config has metered routes.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from tollway.auth.principal import Principal
@@ -36,10 +42,20 @@ from tollway.observability import count, logger
 from tollway.pipeline import Exchange
 from tollway.quota import limits
 from tollway.quota.memory import CounterMemory
+from tollway.quota.settle import Settlement, Settlements
 from tollway.quota.store import Budget, Counters, Exhausted, QuotaStore, StoreUnavailable, counter_pk
 
 if TYPE_CHECKING:
     from tollway.config.models import Plan
+
+# How long a remembered full quota is believed when settles can return units.
+RECHECK_S = 1.0
+
+
+def reservation(ex: Exchange) -> int:
+    """Units admission spends for this request: the route's cost, or a metered route's reservation."""
+    route = ex.route
+    return route.metering.reservation(ex.request.body, route.cost) if route.metering else route.cost
 
 
 class QuotaAdmission:
@@ -51,18 +67,22 @@ class QuotaAdmission:
         now: Callable[[], float] = time.time,
         choose: Callable[[int], int] = random.randrange,
         memory: CounterMemory | None = None,
+        refunds: bool = False,
     ) -> None:
         self.store = store
         self.plans = plans
         self.now = now
         self.choose = choose
         self.memory = memory if memory is not None else CounterMemory()
+        # Metered routes can return units: a remembered full quota is then rechecked.
+        self.recheck_s = RECHECK_S if refunds else None
+        self.settlements = Settlements(store, self.memory, now=now)
 
     async def admit(self, ex: Exchange) -> None:
         plan = self.plans.get(ex.principal.plan)
         if plan is None:
             raise Forbidden(f"plan {ex.principal.plan!r} is not offered")
-        cost = ex.route.cost
+        cost = reservation(ex)
         if plan.rate is None and (plan.quota is None or cost == 0):
             self._admit(ex, cost, [])  # nothing to count
             if plan.quota is not None:
@@ -82,10 +102,34 @@ class QuotaAdmission:
             ("ratelimit-policy", limits.policy_field(plan.rate, plan.quota, counter if plan.quota else None))
         ]
 
+    def settle(self, ex: Exchange) -> None:
+        """After the answer: queue the correction of a metered request's reservation."""
+        budget = ex.spent_on
+        delta = ex.cost_units - ex.reserved_units
+        if budget is None or delta == 0:
+            return  # not counted (no quota, or the store failed open), or exact already
+        if ex.spend is not None:
+            spend, counters = ex.spend
+            settled = replace(counters, used=counters.used + delta)
+            field = ("ratelimit", spend._limit_field(budget, settled))
+            ex.extra_headers[:] = [field if k == "ratelimit" else (k, v) for k, v in ex.extra_headers]
+        self.settlements.add(
+            Settlement(
+                pk=budget.pk,
+                delta=delta,
+                expires_at=budget.expires_at,
+                window=budget.window,
+                route_id=ex.route.id,
+                consumer_id=ex.principal.consumer_id,
+                request_id=ex.request.request_id,
+            )
+        )
+
     @staticmethod
     def _admit(ex: Exchange, cost: int, headers: list[tuple[str, str]]) -> None:
         ex.admitted = True
         ex.cost_units = cost
+        ex.reserved_units = cost
         ex.extra_headers.extend(headers)
 
 
@@ -96,7 +140,7 @@ class Spend:
         self.admission = admission
         self.plan = plan
         self.ex = ex
-        self.cost = ex.route.cost
+        self.cost = reservation(ex)
         self.now = admission.now()
         self.counter = limits.counter_period(self.now, plan)
         self.window = limits.window(self.now, plan.rate) if plan.rate is not None else None
@@ -105,7 +149,7 @@ class Spend:
     async def run(self) -> None:
         memory = self.admission.memory
         budgets = [self._budget(shard) for shard in range(self.plan.shards)]
-        verdicts = [self._verdict(budget, memory.get(budget.pk)) for budget in budgets]
+        verdicts = [self._remembered(budget) for budget in budgets]
         open_ = [budget for budget, verdict in zip(budgets, verdicts, strict=True) if verdict is None]
         if not open_:
             limit = "rate" if "rate" in verdicts else "quota"
@@ -120,19 +164,22 @@ class Spend:
         except Exhausted as exhausted:
             counters = exhausted.counters or await self._read(budget)
             if counters is not None:
-                memory.put(budget.pk, counters)
+                memory.put(budget.pk, counters, self.now)
             limit = self._verdict(budget, counters) if counters is not None else None
             limit = limit or ("quota" if self.plan.rate is None else "rate")
             raise self._rejection(limit, budget, counters) from None
         except StoreUnavailable as failure:
             self._unavailable(failure)
             return
-        memory.put(budget.pk, counters)
+        memory.put(budget.pk, counters, self.now)
         QuotaAdmission._admit(
             self.ex,
             self.cost,
             [("ratelimit-policy", self.policy), ("ratelimit", self._limit_field(budget, counters))],
         )
+        self.ex.spent_on = budget
+        if self.ex.route.metering is not None:
+            self.ex.spend = (self, counters)  # `settle` restates RateLimit with the actual cost
 
     def _deadline(self) -> float:
         """How long the quota call may wait: what is left of the route's deadline, or, on a
@@ -153,6 +200,16 @@ class Spend:
             rate=limits.share(limits.burst(plan.rate), shards, shard) if plan.rate is not None else None,
             window=self.window.attribute if self.window is not None else None,
         )
+
+    def _remembered(self, budget: Budget) -> str | None:
+        """The verdict from what this container remembers; a full quota that settles may have
+        since refunded is believed for `recheck_s` only, then DynamoDB is asked again."""
+        memory, recheck = self.admission.memory, self.admission.recheck_s
+        verdict = self._verdict(budget, memory.get(budget.pk))
+        if verdict != "quota" or recheck is None or self.now - memory.seen_at(budget.pk) <= recheck:
+            return verdict
+        assert budget.quota is not None
+        return verdict if self.cost > budget.quota else None  # more than the whole budget: never
 
     def _verdict(self, budget: Budget, counters: Counters | None) -> str | None:
         """The limit this request would pass on `budget`, judging by `counters`; None: room."""
@@ -203,7 +260,8 @@ class Spend:
             assert plan.quota is not None and budget.quota is not None
             end = self.counter.end
             if self.cost > budget.quota:
-                detail = f"quota exceeded: this route costs {self.cost} units, more than the plan allows"
+                what = "request reserves" if self.ex.route.metering else "route costs"
+                detail = f"quota exceeded: this {what} {self.cost} units, more than the plan allows"
             else:
                 detail = (
                     f"quota exceeded: the plan allows {plan.quota.limit} units per {plan.quota.per} (UTC)"

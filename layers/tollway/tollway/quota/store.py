@@ -164,6 +164,29 @@ class QuotaStore:
             raise Exhausted(_counters(item, budget.window) if item is not None else None) from None
         return _counters(answer.get("Attributes", {}), budget.window)
 
+    def settle_request(self, pk: str, delta: int, expires_at: int) -> dict[str, Any]:
+        """The UpdateItem that corrects a metered request's reservation by `delta` units.
+
+        Unconditional: the answer has already been given, so its cost is owed whatever the
+        counter holds (docs/quota.md states how far this can take a budget past its limit)."""
+        return {
+            "TableName": self.table,
+            "Key": {"pk": {"S": pk}},
+            "UpdateExpression": "ADD #u :d SET #e = if_not_exists(#e, :e)",
+            "ExpressionAttributeNames": {"#u": "used", "#e": "expires_at"},
+            "ExpressionAttributeValues": {":d": {"N": str(delta)}, ":e": {"N": str(expires_at)}},
+            "ReturnValues": "ALL_NEW",
+        }
+
+    async def settle(self, pk: str, delta: int, expires_at: int, window: str | None) -> Counters:
+        """Add `delta` (negative: a refund) to the item's `used`, or raise StoreUnavailable."""
+        body = orjson.dumps(self.settle_request(pk, delta, expires_at))
+        try:
+            answer = await self.caller.call("UpdateItem", body)
+        except AwsError as error:
+            raise StoreUnavailable(error.code) from error
+        return _counters(answer.get("Attributes", {}), window)
+
     async def read(self, budget: Budget, *, deadline: float | None = None) -> Counters:
         """The item now (strongly consistent); for emulators that do not return ALL_OLD."""
         body = orjson.dumps(

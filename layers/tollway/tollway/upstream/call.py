@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -30,7 +30,7 @@ import httpx
 from tollway.config.compile import CompiledBackend
 from tollway.discovery.target import Reference
 from tollway.transport.client import exchanger_for
-from tollway.transport.exchange import ExchangeError, Refused, ResponseHeaders
+from tollway.transport.exchange import ExchangeError, RawResponse, Refused, ResponseHeaders
 from tollway.upstream.balancer import Balancers
 from tollway.upstream.breaker import Breakers
 from tollway.upstream.request import BackendRequest
@@ -67,6 +67,14 @@ class Answer:
     status: int
     headers: ResponseHeaders
     body: bytes
+    stream: AsyncIterator[bytes] | None = None  # an event stream, not read yet (`send(stream=True)`)
+
+
+EVENT_STREAM = "text/event-stream"
+
+
+def is_event_stream(content_type: str | None) -> bool:
+    return content_type is not None and content_type.split(";")[0].strip().lower() == EVENT_STREAM
 
 
 class BackendCaller:
@@ -95,9 +103,18 @@ class BackendCaller:
         return found
 
     async def send(
-        self, backend: CompiledBackend, request: BackendRequest, deadline: float, limit: int, *, raw: bool
+        self,
+        backend: CompiledBackend,
+        request: BackendRequest,
+        deadline: float,
+        limit: int,
+        *,
+        raw: bool,
+        stream: bool = False,
     ) -> Answer:
-        """`raw`: keep the body as sent (content-encoding and all) for passing it through."""
+        """`raw`: keep the body as sent (content-encoding and all) for passing it through.
+        `stream`: a 2xx event stream comes back unread, as `Answer.stream`, read by the
+        deadline; the caller must read it to its end or close it."""
         instances = self.instances(backend)
         rotation = self.balancers.for_(backend.service)
         breakers, config = self.breakers, backend.breaker
@@ -121,7 +138,7 @@ class BackendCaller:
             failure = answer = None
             try:
                 async with asyncio.timeout(budget):
-                    answer = await self._once(url, request, limit, raw)
+                    answer = await self._once(url, request, limit, raw, deadline if stream else None)
             except ResponseTooLarge:
                 breaker.success()
                 raise
@@ -157,10 +174,16 @@ class BackendCaller:
             return answer
         raise failure or BackendFailure("circuit open")
 
-    async def _once(self, base_url: str, request: BackendRequest, limit: int, raw: bool) -> Answer:
+    async def _once(
+        self, base_url: str, request: BackendRequest, limit: int, raw: bool, stream_until: float | None
+    ) -> Answer:
         response = await self.exchanger.request(
             request.method, base_url + request.path, request.headers, request.body, decode=not raw
         )
+        streams = stream_until is not None and 200 <= response.status < 300
+        if streams and is_event_stream(response.headers.get("content-type")):
+            assert stream_until is not None
+            return Answer(response.status, response.headers, b"", _relay(response, stream_until))
         try:
             declared = response.headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -175,3 +198,16 @@ class BackendCaller:
         finally:
             await response.close()
         return Answer(response.status, response.headers, b"".join(chunks))
+
+
+async def _relay(response: RawResponse, deadline: float) -> AsyncIterator[bytes]:
+    """The stream's chunks as they arrive, until it ends or the route's deadline passes
+    (then it is cut: its head is long gone, so there is no status left to change)."""
+    try:
+        async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+            async for chunk in response.chunks():
+                yield chunk
+    except (TimeoutError, ExchangeError):
+        return
+    finally:
+        await response.close()

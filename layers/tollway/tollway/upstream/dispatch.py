@@ -55,6 +55,7 @@ class HttpUpstream:
         # A partial answer, or one that sets a cookie, is for this caller and this moment only.
         if (
             response.status == 200
+            and response.stream is None
             and response.header("tollway-partial") is None
             and response.header("set-cookie") is None
         ):

@@ -5,6 +5,8 @@ reaches the caller). Every other status, a 4xx included, is the backend's own an
 passes through with its body and its headers but those `to_caller` refuses (hop-by-hop,
 framing, the backend's software and hops, the gateway's `tollway-` namespace): a
 `Set-Cookie` or a custom header of a backend's 4xx reaches the caller as on a 2xx.
+A 2xx event stream (text/event-stream) passes through as it arrives, chunk by chunk,
+until the route's deadline.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ async def proxy(caller: BackendCaller, ex: Exchange) -> tuple[Response, Answer]:
     started = time.monotonic()
     status: int | None = None
     try:
-        answer = await caller.send(backend, request, ex.deadline, ex.route.max_response_bytes, raw=True)
+        answer = await caller.send(
+            backend, request, ex.deadline, ex.route.max_response_bytes, raw=True, stream=True
+        )
         status = answer.status
     except BackendFailure as failure:
         if failure.timed_out:
@@ -37,4 +41,4 @@ async def proxy(caller: BackendCaller, ex: Exchange) -> tuple[Response, Answer]:
         raise BadGateway(f"backend {backend.name} failed: it answered {answer.status}")
     named = connection_tokens(answer.headers.get("connection"))
     out = [(k, v) for k, v in answer.headers.multi_items() if to_caller(k) and k not in named]
-    return Response(answer.status, out, answer.body), answer
+    return Response(answer.status, out, answer.body, stream=answer.stream), answer

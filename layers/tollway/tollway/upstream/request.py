@@ -106,6 +106,10 @@ def build_request(
             headers.append(("accept", "application/json"))
         if backend.body is not None and not _templated(backend, "content-type"):
             headers.append(("content-type", "application/json"))
+    if ex.route.metering is not None and not composed:
+        # The gateway reads a metered answer's usage: it must come uncompressed.
+        headers = [(k, v) for k, v in headers if k != "accept-encoding"]
+        headers.append(("accept-encoding", "identity"))
     return BackendRequest(backend_method(backend, ex, composed), path, headers, body)
 
 

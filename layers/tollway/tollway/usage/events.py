@@ -46,9 +46,22 @@ class UsageEvent(BaseModel):
     latency_ms: Annotated[float, Field(ge=0)]
     request_bytes: Annotated[int, Field(ge=0)]
     response_bytes: Annotated[int, Field(ge=0)]
-    cost_units: Annotated[int, Field(ge=0)]
+    cost_units: Annotated[int, Field(ge=0)] = Field(
+        description="Units billed: the route's cost, or what a metered answer said it cost"
+    )
     admitted: bool = Field(description="The request passed authentication, scopes and quota")
     backends: list[BackendUsage]
+    # Metered routes only (docs/metering.md); absent from events of other routes and of
+    # routers older than metering, so v1 events stay valid.
+    reserved_units: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="Units admission reserved on the quota counter before the answer"
+    )
+    usage: dict[Annotated[str, Field(max_length=200)], Annotated[float, Field(ge=0)]] | None = Field(
+        None, description="The raw usage fields read from the answer, by field path"
+    )
+    usage_status: Literal["read", "missing", "malformed"] | None = Field(
+        None, description="Whether the answer carried usage: read, missing (charged the default) or malformed"
+    )
 
     @property
     def day(self) -> str:
@@ -63,7 +76,7 @@ def from_exchange(ex: Exchange, response: Response, latency_ms: float) -> dict[s
     """The event of one finished exchange, as the JSON-ready dict that goes on the queue."""
     now = time.time()
     arrived = now - latency_ms / 1000
-    return {
+    event: dict[str, Any] = {
         "version": VERSION,
         "event_id": uuid.uuid4().hex,
         "timestamp": datetime.fromtimestamp(arrived, UTC).isoformat(timespec="milliseconds"),
@@ -75,10 +88,15 @@ def from_exchange(ex: Exchange, response: Response, latency_ms: float) -> dict[s
         "status": response.status,
         "latency_ms": round(latency_ms, 3),
         "request_bytes": len(ex.request.body),
-        "response_bytes": len(response.body),
+        "response_bytes": response.size,
         "cost_units": ex.cost_units,
         "admitted": ex.admitted,
         "backends": [
             {"name": b.name, "status": b.status, "latency_ms": round(b.latency_ms, 3)} for b in ex.backends
         ],
     }
+    if ex.usage_status is not None:
+        event["reserved_units"] = ex.reserved_units
+        event["usage"] = ex.usage
+        event["usage_status"] = ex.usage_status
+    return event

@@ -35,6 +35,27 @@ class Flusher(Protocol):
     def flush(self) -> object: ...
 
 
+class Chain:
+    """Several flushers in one after-response window, in order; one failing stops none."""
+
+    def __init__(self, flushers: list[Flusher]) -> None:
+        self.flushers = flushers
+
+    def flush(self) -> object:
+        for flusher in self.flushers:
+            try:
+                flusher.flush()
+            except Exception:
+                logger.exception("usage extension: flush failed")
+        return None
+
+
+def chain(*flushers: Flusher | None) -> Flusher | None:
+    """The flushers that exist, as one (None: nothing to flush after a response)."""
+    present = [f for f in flushers if f is not None]
+    return Chain(present) if len(present) > 1 else (present[0] if present else None)
+
+
 class UsageExtension:
     def __init__(self, flusher: Flusher, runtime_api: str, name: str = NAME) -> None:
         self.flusher = flusher

@@ -1,0 +1,176 @@
+"""Cost read from the answer: token-metered and response-priced routes.
+
+A route with `metering` (config/models.py) is charged what its answer says it cost:
+
+    units    = ceil(sum(field value x weight))      e.g. usage.input_tokens x 1 + usage.output_tokens x 3
+    missing  -> the configured `missing` units (default 0, never a silent 1)
+    reserved = ceil(request field x weight + plus)  at admission, e.g. from the request's max_tokens;
+               else the fixed `reserve`, else the route's `cost`
+
+Admission spends `reserved` in its one conditional write; after the answer the difference
+`units - reserved` is settled on the same counter (tollway.quota.settle).
+
+Answers are JSON or Server-Sent Events. In an event stream every `data:` line that is a
+JSON object is looked at, and each field keeps the last value seen: a chat API's final
+usage chunk (`usage.total_tokens`), or usage split over events (Anthropic's
+`message.usage.input_tokens` in `message_start`, `usage.output_tokens` in `message_delta`).
+`SseUsage` is incremental: it is fed the stream as it passes, chunk by chunk.
+
+A field that is present but not a non-negative number (a string, a bool, a negative
+or a non-number) makes the reading `malformed`: the answer is charged `missing` and the
+event says so; a field that is absent counts 0 as long as one configured field is present.
+
+Everything here is plain frozen dataclasses and functions (no closures), so the compiled
+route table serialises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, Decimal
+from typing import Any, Literal
+
+import orjson
+
+Status = Literal["read", "missing", "malformed"]
+# The most units one request can reserve or cost. The numbers come from callers (max_tokens)
+# and backends: unbounded, `1e300` would make DynamoDB refuse the update (its numbers have
+# 38 digits), and a refused update must not pass for an unavailable store (`quota_failure: open`).
+MAX_UNITS = 10**15
+# An SSE event larger than this (no newline within it) is not parsed: it cannot be a usage chunk.
+MAX_EVENT_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    path: tuple[str, ...]  # "usage.output_tokens" -> ("usage", "output_tokens")
+    weight: Decimal
+
+    @property
+    def name(self) -> str:
+        return ".".join(self.path)
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    path: tuple[str, ...]  # a field of the request's JSON body, e.g. ("max_tokens",)
+    weight: Decimal
+    plus: int
+
+
+@dataclass(frozen=True, slots=True)
+class CostSpec:
+    terms: tuple[Term, ...]
+    missing: int
+    reserve: int | None  # fixed reservation; None: the estimate, else the route's cost
+    estimate: Estimate | None
+
+    def reservation(self, body: bytes, cost: int) -> int:
+        """Units to reserve at admission for a request with this body."""
+        fixed = self.reserve if self.reserve is not None else cost
+        if self.estimate is None:
+            return fixed
+        value = _number(_at(_json(body), self.estimate.path))
+        if value is None or value is _MALFORMED:
+            return fixed
+        return min(MAX_UNITS, _ceil(Decimal(str(value)) * self.estimate.weight + self.estimate.plus))
+
+    def read(self, body: bytes, content_type: str | None) -> Reading:
+        """What an answer cost."""
+        if content_type is not None and content_type.split(";")[0].strip().lower() == "text/event-stream":
+            scanner = SseUsage(self)
+            scanner.feed(body)
+            return scanner.reading()
+        return self.from_values(_values(_json(body), self.terms))
+
+    def from_values(self, values: dict[str, Any]) -> Reading:
+        if not values:
+            return Reading(self.missing, {}, "missing")
+        numbers = {name: _number(value) for name, value in values.items()}
+        if any(n is None or n is _MALFORMED for n in numbers.values()):
+            return Reading(self.missing, {}, "malformed")
+        total = sum(
+            (Decimal(str(numbers[t.name])) * t.weight for t in self.terms if t.name in numbers), Decimal(0)
+        )
+        return Reading(min(MAX_UNITS, _ceil(total)), numbers, "read")  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    units: int
+    fields: dict[str, int | float]  # the raw usage fields read, by path
+    status: Status
+
+
+@dataclass(slots=True)
+class SseUsage:
+    """Reads usage fields from an event stream fed in chunks of any size."""
+
+    spec: CostSpec
+    values: dict[str, Any] = field(default_factory=dict)
+    _rest: bytes = b""
+
+    def feed(self, chunk: bytes) -> None:
+        data = self._rest + chunk
+        lines = data.split(b"\n")
+        self._rest = lines.pop()
+        if len(self._rest) > MAX_EVENT_BYTES:
+            self._rest = b""
+        for line in lines:
+            self._line(line.rstrip(b"\r"))
+
+    def reading(self) -> Reading:
+        if self._rest:
+            self._line(self._rest.rstrip(b"\r"))
+            self._rest = b""
+        return self.spec.from_values(self.values)
+
+    def _line(self, line: bytes) -> None:
+        if not line.startswith(b"data:"):
+            return
+        payload = line[5:].strip()
+        if not payload.startswith(b"{"):
+            return  # "[DONE]" and other non-JSON data
+        self.values.update(_values(_json(payload), self.spec.terms))
+
+
+_MALFORMED = object()
+_ABSENT = object()
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _at(document: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(document, dict) or key not in document:
+            return _ABSENT
+        document = document[key]
+    return document
+
+
+def _values(document: Any, terms: tuple[Term, ...]) -> dict[str, Any]:
+    found = {}
+    for term in terms:
+        value = _at(document, term.path)
+        if value is not _ABSENT:
+            found[term.name] = value
+    return found
+
+
+def _number(value: Any) -> Any:
+    """The value if it is a usable count, None if absent, _MALFORMED otherwise."""
+    if value is _ABSENT:
+        return None
+    # orjson never yields NaN or infinity, so a number here is finite.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return _MALFORMED
+    return value if value >= 0 else _MALFORMED
+
+
+def _ceil(value: Decimal) -> int:
+    return int(value.to_integral_value(rounding=ROUND_CEILING))

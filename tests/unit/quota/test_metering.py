@@ -1,0 +1,197 @@
+"""Cost read from the answer (tollway.quota.metering), and its config checked with file:line."""
+
+from __future__ import annotations
+
+import pickle
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import pytest
+from tollway.config.compile import compile_infra, cost_spec
+from tollway.config.models import Metering
+from tollway.quota.metering import Reading, SseUsage
+
+from tests.unit.config.test_check import problems, write_infra
+
+OPENAI = "usage.prompt_tokens + 3 * usage.completion_tokens"
+
+
+def spec(units, **more):
+    return cost_spec(Metering.model_validate({"units": units, **more}))
+
+
+def answer(usage) -> bytes:
+    return orjson.dumps({"id": "x", "usage": usage})
+
+
+def test_weights_sum_each_field_and_round_up_once() -> None:
+    s = spec(OPENAI)
+    assert s.read(answer({"prompt_tokens": 10, "completion_tokens": 5}), "application/json") == Reading(
+        25, {"usage.prompt_tokens": 10, "usage.completion_tokens": 5}, "read"
+    )
+    halves = spec(
+        [{"field": "usage.input_tokens", "weight": 0.5}, {"field": "usage.output_tokens", "weight": 1.5}]
+    )
+    # 3 x 0.5 + 3 x 1.5 = 6 exactly; 1 x 0.5 + 1 x 1.5 = 2; 1 x 0.5 = 0.5 -> 1 (rounded up once, at the end)
+    assert halves.read(answer({"input_tokens": 3, "output_tokens": 3}), None).units == 6
+    assert halves.read(answer({"input_tokens": 1, "output_tokens": 1}), None).units == 2
+    assert halves.read(answer({"input_tokens": 1}), None).units == 1
+    assert spec("usage.total_tokens").read(answer({"total_tokens": 19}), None).units == 19
+
+
+def test_missing_usage_charges_the_default_never_a_silent_one() -> None:
+    s = spec(OPENAI)
+    for body in (b'{"id": "x"}', b"not json", b"", b"[1, 2]", b'{"usage": null}'):
+        assert s.read(body, "application/json") == Reading(0, {}, "missing")
+    assert spec(OPENAI, missing=50).read(b'{"id": "x"}', None) == Reading(50, {}, "missing")
+    # One field present, the other absent: the absent one counts 0.
+    assert s.read(answer({"prompt_tokens": 4}), None) == Reading(4, {"usage.prompt_tokens": 4}, "read")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["12", -1, -0.5, True, None, [3], {"n": 3}],
+    ids=["string", "negative", "negative-float", "bool", "null", "list", "object"],
+)
+def test_malformed_usage_is_charged_the_default_and_said_so(bad) -> None:
+    body = answer({"prompt_tokens": bad, "completion_tokens": 2})
+    assert spec(OPENAI, missing=7).read(body, None) == Reading(7, {}, "malformed")
+
+
+SSE = (
+    b'data: {"choices": [{"delta": {"content": "Hi"}}]}\n\n'
+    b": a comment\n\n"
+    b'event: ping\ndata: {"usage": null}\n\n'
+    b'data: {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 12}}\r\n\r\n'
+    b"data: [DONE]\n\n"
+)
+
+
+def test_sse_usage_is_found_in_the_final_chunk_however_the_stream_is_cut() -> None:
+    s = spec(OPENAI)
+    assert s.read(SSE, "text/event-stream; charset=utf-8").units == 7 + 36
+    for size in (1, 2, 7, 50):
+        scanner = SseUsage(s)
+        for start in range(0, len(SSE), size):
+            scanner.feed(SSE[start : start + size])
+        assert scanner.reading() == Reading(
+            43, {"usage.prompt_tokens": 7, "usage.completion_tokens": 12}, "read"
+        )
+
+
+def test_sse_fields_split_over_events_keep_the_last_value_of_each() -> None:
+    # Anthropic's shape: input tokens in message_start, output tokens counted up in message_delta.
+    s = spec("message.usage.input_tokens + 5 * usage.output_tokens")
+    stream = (
+        b'event: message_start\ndata: {"message": {"usage": {"input_tokens": 9, "output_tokens": 1}}}\n\n'
+        b'event: message_delta\ndata: {"usage": {"output_tokens": 3}}\n\n'
+        b'event: message_delta\ndata: {"usage": {"output_tokens": 8}}'  # no final newline
+    )
+    assert s.read(stream, "text/event-stream").units == 9 + 40
+    assert s.read(b"data: [DONE]\n\n", "text/event-stream").status == "missing"
+    assert s.read(b'data: {"usage": {"output_tokens": "8"}}\n\n', "text/event-stream").status == "malformed"
+
+
+def test_reservation_from_the_request_else_the_fixed_reserve_else_the_route_cost() -> None:
+    estimated = spec(OPENAI, estimate={"field": "max_tokens", "weight": 3, "plus": 100}, reserve=1000)
+    assert estimated.reservation(b'{"max_tokens": 20}', cost=1) == 160
+    assert estimated.reservation(b'{"max_tokens": 0.5}', cost=1) == 102
+    for body in (b"{}", b"garbage", b'{"max_tokens": "20"}', b'{"max_tokens": -3}'):
+        assert estimated.reservation(body, cost=1) == 1000
+    assert spec(OPENAI).reservation(b'{"max_tokens": 20}', cost=4) == 4
+    assert spec(OPENAI, estimate={"field": "params.n"}).reservation(b'{"params": {"n": 9}}', cost=1) == 9
+
+
+def test_the_compiled_spec_is_plain_data() -> None:
+    s = spec(OPENAI, estimate={"field": "max_tokens", "weight": "1.25"}, missing=3)
+    assert pickle.loads(pickle.dumps(s)) == s
+    assert s.terms[1].weight == Decimal(3) and s.estimate is not None and s.estimate.weight == Decimal("1.25")
+
+
+ROUTES = """\
+team: ai
+routes:
+  - id: chat
+    path: /v1/chat
+    methods: [POST]
+    auth: [api_key]
+    backends: [{name: b, service: users, path: /x}]
+    metering:
+      units: usage.prompt_tokens + three * usage.x
+      missing: -1
+  - id: chat2
+    path: /v1/chat2
+    methods: [POST]
+    auth: [api_key]
+    backends: [{name: b, service: users, path: /x}]
+    metering:
+      units: [{field: "usage..x", weight: -2}, usage.y, usage.y]
+      estimate: {field: max_tokens, weight: 1, plus: 1, cap: 3}
+  - id: open
+    path: /v1/open
+    methods: [POST]
+    public: true
+    backends: [{name: b, service: users, path: /x}]
+    metering: {units: usage.total_tokens}
+"""
+
+
+def test_routes_check_names_every_metering_problem_with_its_line(tmp_path: Path) -> None:
+    assert problems(write_infra(tmp_path, {"ai.yaml": ROUTES, "dup.yaml": DUPLICATE})) == [
+        "infra/routes/ai.yaml:9: route chat: metering.units: 'three * usage.x' is not a field path"
+        " or WEIGHT * field.path",
+        "infra/routes/ai.yaml:10: route chat: metering.missing: Input should be greater than or equal to 0",
+        "infra/routes/ai.yaml:17: route chat2: metering.units[0].field: 'usage..x' is not a field path"
+        " (JSON member names joined by dots)",
+        "infra/routes/ai.yaml:17: route chat2: metering.units[0].weight:"
+        " Input should be greater than or equal to 0",
+        "infra/routes/ai.yaml:18: route chat2: unknown key 'metering.estimate.cap'",
+        "infra/routes/ai.yaml:19: route open: a public route spends no quota: metering needs auth",
+        "infra/routes/dup.yaml:8: route dup: metering: a field is listed twice",
+    ]
+
+
+DUPLICATE = """\
+team: dup
+routes:
+  - id: dup
+    path: /v1/dup
+    methods: [POST]
+    auth: [api_key]
+    backends: [{name: b, service: users, path: /x}]
+    metering: {units: [usage.y, {field: usage.y, weight: 2}]}
+"""
+
+
+def test_the_repository_demo_route_is_metered() -> None:
+    route = next(
+        r
+        for r in compile_infra(Path(__file__).parents[3] / "infra", "dev").routes
+        if r.id == "chat.completions"
+    )
+    assert route.metering is not None
+    assert [(t.name, t.weight) for t in route.metering.terms] == [
+        ("usage.prompt_tokens", 1),
+        ("usage.completion_tokens", 3),
+    ]
+    assert route.metering.reservation(b'{"max_tokens": 10}', route.cost) == 130
+
+
+def test_routes_list_shows_how_a_route_is_metered(capsys: pytest.CaptureFixture[str]) -> None:
+    from tollway.cli import main
+
+    assert main(["routes", "list", "--infra", str(Path(__file__).parents[3] / "infra"), "--json"]) == 0
+    rows = {row["id"]: row for row in orjson.loads(capsys.readouterr().out)["routes"]}
+    assert rows["chat.completions"]["metering"] == "1 * usage.prompt_tokens + 3 * usage.completion_tokens"
+    assert rows["users.get"]["metering"] is None
+
+
+def test_numbers_past_what_dynamodb_holds_are_capped() -> None:
+    from tollway.quota.metering import MAX_UNITS
+
+    s = spec(OPENAI, estimate={"field": "max_tokens", "weight": 3})
+    assert s.reservation(b'{"max_tokens": 1e300}', cost=1) == MAX_UNITS
+    huge = b'{"usage": {"prompt_tokens": 1' + b"0" * 40 + b', "completion_tokens": 1}}'
+    assert s.read(huge, None).units == MAX_UNITS
+    assert len(str(MAX_UNITS)) < 38  # DynamoDB numbers: 38 significant digits
