@@ -11,6 +11,7 @@ answers at most `max_tokens` words of a 12-word reply.
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import orjson
 import pytest
 from tollway import cli
 from tollway.assemble import build_app
-from tollway.auth.keys import key_hash, new_key
+from tollway.auth.keys import key_hash
 from tollway.auth.store import ACTIVE, KeyRecord, KeyStore
 from tollway.dev.backends import DEMO_SERVICES
 from tollway.dev.sqs_poller import start_poller
@@ -27,6 +28,7 @@ from tollway.settings import Settings
 from tollway.usage.consumer import build_handler
 
 from tests.conftest import INFRA
+from tests.issued import new_key
 
 from .conftest import queue_depth, wait_for
 
@@ -106,7 +108,7 @@ def gateway(aws, serve, tmp_path, monkeypatch, cleanup):
     for name, value in aws.items():
         monkeypatch.setenv(name, value)
     seen = Seen()
-    env = {**aws, "TOLLWAY_SERVICE_ASSISTANTS": serve(seen)}
+    env = {**os.environ, **aws, "TOLLWAY_SERVICE_ASSISTANTS": serve(seen)}
     # 7 prompt tokens + 3 x 12 completion tokens = 43 units per full answer.
     infra = _infra(tmp_path, quota=200)
     settings = Settings.from_environ(env, infra)
@@ -201,7 +203,7 @@ def test_on_lambda_the_settle_runs_in_the_extension_window_json_and_buffered_sse
 
     for name, value in aws.items():
         monkeypatch.setenv(name, value)
-    env = {**aws, "TOLLWAY_SERVICE_ASSISTANTS": serve(Seen())}
+    env = {**os.environ, **aws, "TOLLWAY_SERVICE_ASSISTANTS": serve(Seen())}
     app = build_app(Settings.from_environ(env, _infra(tmp_path, quota=1000)))
     key = _key(aws, "bob", "tokens")
     api = FakeExtensionsApi(lambda: _used(aws, "bob"))  # notes `used` at each next-event call
@@ -267,7 +269,7 @@ class HeldStream:
 
 def _held_gateway(aws, serve, tmp_path, final: bytes):
     held = HeldStream(final)
-    env = {**aws, "TOLLWAY_SERVICE_ASSISTANTS": serve(held)}
+    env = {**os.environ, **aws, "TOLLWAY_SERVICE_ASSISTANTS": serve(held)}
     app = build_app(Settings.from_environ(env, _infra(tmp_path, quota=1000)))
     key = _key(aws, "carol", "tokens")
     return serve(app), held, key
@@ -335,7 +337,9 @@ def test_a_huge_max_tokens_is_refused_for_quota_never_taken_for_a_store_failure(
     infra = _infra(tmp_path, quota=1000)
     plans = infra / "plans.yaml"
     plans.write_text(plans.read_text() + "  rateonly: {rate: {limit: 100, per: second}}\n")
-    app = build_app(Settings.from_environ({**aws, "TOLLWAY_SERVICE_ASSISTANTS": serve(seen)}, infra))
+    app = build_app(
+        Settings.from_environ({**os.environ, **aws, "TOLLWAY_SERVICE_ASSISTANTS": serve(seen)}, infra)
+    )
     capped, uncapped = _key(aws, "mallory", "tokens"), _key(aws, "trent", "rateonly")
     body = b'{"messages": [], "max_tokens": 1e300}'
     with httpx.Client(base_url=serve(app), timeout=10) as http:
@@ -378,7 +382,12 @@ routes:
       - {name: status, service: users, path: /health, method: GET, required: false}
 """
     )
-    env = {**aws, "TOLLWAY_SERVICE_ASSISTANTS": serve(Seen()), "TOLLWAY_SERVICE_USERS": serve(Seen())}
+    env = {
+        **os.environ,
+        **aws,
+        "TOLLWAY_SERVICE_ASSISTANTS": serve(Seen()),
+        "TOLLWAY_SERVICE_USERS": serve(Seen()),
+    }
     app = build_app(Settings.from_environ(env, infra))
     key = _key(aws, "dave", "tokens")
     with httpx.Client(base_url=serve(app), timeout=10) as http:
