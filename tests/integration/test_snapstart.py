@@ -4,6 +4,7 @@ registered with snapshot_restore_py and called the way the runtime calls it afte
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 
@@ -80,7 +81,7 @@ auth:
         keys_table=aws["TOLLWAY_KEYS_TABLE"],
         quota_table=aws["TOLLWAY_QUOTA_TABLE"],
         usage_queue_url=aws["TOLLWAY_USAGE_QUEUE_URL"],
-        environ={},
+        environ=dict(os.environ),  # the emulator's endpoints
     )
     app = build_app(settings)
     renewal = app.renewal
@@ -94,7 +95,8 @@ auth:
     sqs.send_message_batch(QueueUrl=settings.usage_queue_url, Entries=[{"Id": "1", "MessageBody": "{}"}])
     assert sqs._connection is not None
     credentials = (renewal.quota_caller.credentials, sqs.credentials)
-    store_client = renewal.keys.store.dynamodb
+    # Key lookups sign with the quota's DynamoDB caller: one renewal covers both.
+    assert renewal.keys.store.caller is renewal.quota_caller
     users = Reference("ssm", PARAMETER)
     assert renewal.directory.instances(users) == ("http://127.0.0.1:9001",)
     ssm.put_parameter(Name=PARAMETER, Value="http://127.0.0.1:9002", Type="String", Overwrite=True)
@@ -108,7 +110,6 @@ auth:
     assert renewal.quota_caller.credentials is not credentials[0]
     assert sqs.credentials is not credentials[1]
     assert renewal.quota_caller.credentials.get_frozen_credentials().access_key
-    assert renewal.keys.store.dynamodb is not store_client
     assert sqs._connection is None  # the next batch opens its own connection
     assert renewal.directory.instances(users) == ("http://127.0.0.1:9002",)
     assert await issuer.jwks.key("k1", "RS256") is None and jwks.fetches == 2  # fetched anew

@@ -76,7 +76,6 @@ def build_app(
         sqs=getattr(usage, "sqs", None),
         directory=directory,
         session=_new_session,
-        client=aws.client,
     )
     return app
 

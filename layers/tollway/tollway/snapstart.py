@@ -12,10 +12,11 @@ registry, which the Python runtime calls after each restore. It renews:
   would otherwise repeat across restored containers); `secrets` and `uuid` read the OS
   and need nothing;
 - credentials: a new boto3 session (credential chain; SnapStart functions get container
-  credentials, not the snapshot's) for the quota caller, the usage sender and the key store;
-- connections: the key store's boto3 client is made anew (its pool held the init's
-  sockets), the usage sender's keep-alive connection is closed; the backends' aiohttp pool
-  is created on the first request, so a snapshot holds none of its connections;
+  credentials, not the snapshot's) for the DynamoDB caller of key lookups and quotas and
+  for the usage sender;
+- connections: the usage sender's keep-alive connection is closed; the backends' and
+  DynamoDB's aiohttp pool is created on the first request, so a snapshot holds none of
+  its connections;
 - the JWKS of every issuer, fetched again on the next token;
 - discovery: every `ssm:` / `cloudmap:` reference is resolved again.
 
@@ -42,7 +43,6 @@ class Renewal:
         sqs: Any = None,  # LeanSqs
         directory: Any = None,  # Directory
         session: Callable[[], Any] | None = None,  # a new boto3 session
-        client: Callable[[str], Any] | None = None,  # a new boto3 client, by service
     ) -> None:
         self.keys = keys
         self.tokens = tokens
@@ -50,7 +50,6 @@ class Renewal:
         self.sqs = sqs
         self.directory = directory
         self.session = session
-        self.client = client
 
     def __call__(self) -> None:
         for step in (self.reseed, self.credentials, self.connections, self.jwks, self.discovery):
@@ -62,20 +61,23 @@ class Renewal:
     def reseed(self) -> None:
         random.seed()
 
+    def _signers(self) -> list[Any]:
+        """Every lean AWS caller that signs with the container's credentials, each once."""
+        lookup_caller = getattr(getattr(self.keys, "store", None), "caller", None)
+        holders = [h for h in (self.quota_caller, lookup_caller, self.sqs) if h is not None]
+        return list({id(h): h for h in holders}.values())
+
     def credentials(self) -> None:
-        if self.session is None or (self.quota_caller is None and self.sqs is None):
+        signers = self._signers()
+        if self.session is None or not signers:
             return
         fresh = self.session().get_credentials()
-        for holder in (self.quota_caller, self.sqs):
-            if holder is not None:
-                holder.credentials = fresh
+        for holder in signers:
+            holder.credentials = fresh
 
     def connections(self) -> None:
         if self.sqs is not None:
             self.sqs.close()
-        store = getattr(self.keys, "store", None)
-        if store is not None and self.client is not None:
-            store.dynamodb = self.client("dynamodb")
 
     def jwks(self) -> None:
         for verifier in getattr(self.tokens, "issuers", {}).values():
