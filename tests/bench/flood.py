@@ -21,6 +21,8 @@ from typing import Any
 
 import httpx
 
+from tests.backends import read_body
+
 
 def slow_dynamodb(upstream: str, delay_ms: float) -> Any:
     client: dict[str, httpx.AsyncClient] = {}
@@ -28,12 +30,7 @@ def slow_dynamodb(upstream: str, delay_ms: float) -> Any:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         if scope["method"] != "POST":  # the bench's readiness probe
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"{}"})

@@ -31,6 +31,7 @@ from tollway.assemble import build_app
 from tollway.cli import main
 from tollway.settings import Settings
 
+from tests.backends import read_body
 from tests.infra_files import write_infra
 from tests.lambda_router import Context, load_router
 
@@ -122,12 +123,7 @@ class Backend:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
         self.seen.append(
             Seen(

@@ -22,6 +22,8 @@ from tollway.pipeline import Exchange, Gateway
 from tollway.transport.client import make_client
 from tollway.upstream.dispatch import HttpUpstream
 
+from tests.backends import read_body
+
 
 @pytest.fixture
 def anyio_backend() -> str:
@@ -64,12 +66,7 @@ class Scripted:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         path = scope["path"]
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         raw_path = (scope.get("raw_path") or path.encode()).decode()

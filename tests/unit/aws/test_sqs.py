@@ -17,6 +17,7 @@ from tollway.aws.errors import AwsError
 from tollway.aws.protocol import CONTENT_TYPE
 from tollway.aws.sqs import LeanSqs
 
+from tests.backends import read_body
 from tests.unit.aws.test_dynamodb import botocore_authorization
 
 CREDENTIALS = Credentials("AK", "SK", "TOKEN")
@@ -38,12 +39,7 @@ class FakeSqs:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         self.requests.append(
             {
