@@ -26,7 +26,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tollway.observability import count, logger
 from tollway.quota.memory import CounterMemory
@@ -66,6 +66,13 @@ class Settlements:
         """Called on the request path, inside the event loop: no await, no AWS call here."""
         loop = asyncio.get_running_loop()
         self._loop = loop
+        seen = self.memory.get(settlement.pk)
+        if seen is not None:
+            # This container counts its own settle at once, before DynamoDB has answered it, so
+            # that its next request is not refused locally for units this answer did not use.
+            # Memory only ever refuses locally; admission itself is DynamoDB's conditional write.
+            adjusted = replace(seen, used=max(seen.used + settlement.delta, 0))
+            self.memory.put(settlement.pk, adjusted, self.memory.seen_at(settlement.pk))
         if not self.eager:
             self._pending.append(settlement)
             return
