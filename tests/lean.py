@@ -7,9 +7,11 @@ credentials from the public credential chain, as the gateway does.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import httpx
+from botocore.config import Config
 from tollway import aws
 from tollway.aws.dynamodb import DynamoCaller
 from tollway.aws.sqs import LeanSqs
@@ -18,7 +20,11 @@ from tollway.transport.client import exchanger_for
 
 def dynamo_caller(http: httpx.AsyncClient, client: Any, **options: Any) -> DynamoCaller:
     return DynamoCaller(
-        exchanger_for(http), client.meta.endpoint_url, client.meta.region_name, aws.credentials(), **options
+        exchanger_for(http),
+        client.meta.endpoint_url,
+        client.meta.region_name,
+        aws.credentials(os.environ),
+        **options,
     )
 
 
@@ -26,4 +32,15 @@ def lean_sqs(client: Any, **options: Any) -> LeanSqs:
     from botocore.httpsession import where
 
     options.setdefault("ca_file", where())
-    return LeanSqs(client.meta.endpoint_url, client.meta.region_name, aws.credentials(), **options)
+    return LeanSqs(client.meta.endpoint_url, client.meta.region_name, aws.credentials(os.environ), **options)
+
+
+# A boto3 SQS client as tests use it: short timeouts and one attempt, like the lean sender
+# (the emitter retries on its next flush itself).
+SQS_CONFIG = Config(
+    connect_timeout=1,
+    read_timeout=2,
+    retries={"max_attempts": 1, "mode": "standard"},
+    max_pool_connections=4,
+    tcp_keepalive=True,
+)

@@ -95,14 +95,12 @@ def _directory(config: CompiledConfig) -> Any:
 
 
 def _dynamodb(settings: Settings, client: httpx.AsyncClient) -> Any:
-    from tollway import credentials
     from tollway.aws.dynamodb import DynamoCaller
 
-    # Read from the environment Lambda sets, without importing boto3 for its chain (cold start).
     environ = settings.environ or {}
-    region = credentials.region(environ) or "us-east-1"
+    region = aws.region(environ)
     endpoint = aws.endpoint("dynamodb", environ, region)
-    return DynamoCaller(exchanger_for(client), endpoint, region, credentials.credentials(environ))
+    return DynamoCaller(exchanger_for(client), endpoint, region, aws.credentials(environ))
 
 
 def _keys(settings: Settings, dynamodb: Any) -> Any:

@@ -10,15 +10,16 @@ QuotaTable is created there with the key schema of template.yaml.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 import httpx
@@ -36,6 +37,8 @@ from tollway.transport.client import LIMITS, make_client
 
 from tests.conftest import INFRA, ROOT, TEMPLATE
 from tests.lean import dynamo_caller
+
+T = TypeVar("T")
 
 DYNALITE = ROOT / "tools" / "dynalite" / "node_modules" / "dynalite" / "cli.js"
 # For the tests' own look at the tables: few retries, short timeouts.
@@ -225,3 +228,24 @@ async def container() -> AsyncIterator[Callable[[Dynamo | str], Container]]:
     yield make
     for box in made:
         await box.http.aclose()
+
+
+def in_containers(serve: Callable[[], Awaitable[T]], count: int) -> list[T]:
+    """Run `serve` in `count` threads, each a container with its own event loop; their
+    results, once all have ended (an error in any is raised here)."""
+    results: list[T] = []
+    errors: list[BaseException] = []
+
+    def container() -> None:
+        try:
+            results.append(asyncio.run(serve()))
+        except BaseException as error:  # surfaced in the calling thread below
+            errors.append(error)
+
+    threads = [threading.Thread(target=container) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    return results

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable
 
@@ -13,7 +12,7 @@ from tollway.pipeline import Exchange
 from tollway.quota.admission import QuotaAdmission
 from tollway.quota.store import QuotaStore
 
-from .conftest import Clock, Dynamo, new_container
+from .conftest import Clock, Dynamo, in_containers, new_container
 
 THREADS = 8
 PER_THREAD = 30  # 240 requests in all
@@ -26,8 +25,6 @@ def race(
     """Each thread is a container: its own event loop, HTTP client, DynamoDB caller and
     admission step. Returns (admitted, rejected)."""
     barrier = threading.Barrier(THREADS)
-    results: list[tuple[int, int]] = []
-    errors: list[BaseException] = []
 
     async def serve() -> tuple[int, int]:
         box = new_container(dynamo)
@@ -45,18 +42,7 @@ def race(
             await box.http.aclose()
         return admitted, rejected
 
-    def container() -> None:
-        try:
-            results.append(asyncio.run(serve()))
-        except BaseException as error:  # surfaced in the main thread below
-            errors.append(error)
-
-    threads = [threading.Thread(target=container) for _ in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors, errors
+    results = in_containers(serve, THREADS)
     return sum(a for a, _ in results), sum(r for _, r in results)
 
 

@@ -28,7 +28,7 @@ from tollway.quota.admission import QuotaAdmission
 from tollway.quota.metering import CostSpec, Term
 from tollway.quota.store import QuotaStore
 
-from .conftest import Dynamo, new_container
+from .conftest import Dynamo, in_containers, new_container
 from .test_concurrency import NOON, PER_THREAD, THREADS, used
 
 QUOTA = 1000
@@ -80,9 +80,6 @@ def race(dynamo: Dynamo, consumer: str, exchange, reserve: int, actual: int) -> 
         # and no run crosses a day boundary.
         return NOON + time.monotonic() - started
 
-    results: list[int] = []
-    errors: list[BaseException] = []
-
     async def serve() -> int:
         box = new_container(dynamo)
         store = CountedStore(box.caller, dynamo.table, open_)
@@ -113,18 +110,7 @@ def race(dynamo: Dynamo, consumer: str, exchange, reserve: int, actual: int) -> 
             await box.http.aclose()
         return admitted
 
-    def container() -> None:
-        try:
-            results.append(asyncio.run(serve()))
-        except BaseException as error:
-            errors.append(error)
-
-    threads = [threading.Thread(target=container) for _ in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors, errors
+    results = in_containers(serve, THREADS)
     assert open_.now == 0
     return sum(results), open_.most
 

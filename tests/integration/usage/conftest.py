@@ -25,9 +25,9 @@ from tollway.pipeline import Exchange, Gateway
 from tollway.settings import Settings
 from tollway.transport.client import make_client
 from tollway.upstream.dispatch import HttpUpstream
-from tollway.usage.emitter import SQS_CONFIG, BackgroundFlusher, UnsentLog, UsageEmitter
+from tollway.usage.emitter import BackgroundFlusher, UnsentLog, UsageEmitter
 
-from tests.lean import lean_sqs
+from tests.lean import SQS_CONFIG, lean_sqs
 
 ROUTES = {
     "team": "billing",

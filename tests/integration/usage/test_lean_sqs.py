@@ -13,10 +13,10 @@ import pytest
 from tollway import aws as tollway_aws
 from tollway.aws.errors import AwsError
 from tollway.aws.sqs import LeanSqs
-from tollway.usage.emitter import SQS_CONFIG, UnsentLog
+from tollway.usage.emitter import UnsentLog
 from tollway.usage.replay import unsent_events
 
-from tests.lean import lean_sqs
+from tests.lean import SQS_CONFIG, lean_sqs
 
 from .conftest import build_stack
 

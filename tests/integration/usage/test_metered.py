@@ -27,6 +27,7 @@ from tollway.dev.sqs_poller import start_poller
 from tollway.settings import Settings
 from tollway.usage.consumer import build_handler
 
+from tests.backends import read_body
 from tests.conftest import INFRA
 from tests.issued import new_key
 
@@ -45,13 +46,7 @@ class Seen:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
+        body = await read_body(receive)
         if body:
             self.bodies.append(orjson.loads(body))
             self.headers.append({k.decode(): v.decode() for k, v in scope["headers"]})

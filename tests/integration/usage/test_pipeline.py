@@ -17,10 +17,10 @@ from tollway.aws.sqs import LeanSqs
 from tollway.dev.sqs_poller import start_poller
 from tollway.usage.billing import Ledger, prices
 from tollway.usage.consumer import UsageConsumer, build_handler
-from tollway.usage.emitter import SQS_CONFIG, UnsentLog
+from tollway.usage.emitter import UnsentLog
 from tollway.usage.events import UsageEvent
 
-from tests.lean import lean_sqs
+from tests.lean import SQS_CONFIG, lean_sqs
 
 from .conftest import Relay, Stack, build_stack, queue_depth, wait_for
 

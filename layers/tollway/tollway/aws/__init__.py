@@ -1,7 +1,7 @@
 """Tollway's one way to AWS: the session, endpoints the standard boto3 way, and the clients.
 
-    tollway.aws            the boto3 session (credential chain, region), boto3 clients for
-                           tools (CLI, reports, the usage function), endpoints
+    tollway.aws            the boto3 session and clients for tools (CLI, reports, the usage
+                           function); endpoints, credentials and region for the lean callers
     tollway.aws.errors     AwsError(code, body, status) and its `retryable` flag
     tollway.aws.protocol   the AWS JSON 1.0 protocol: SigV4 for its one request shape, answers
     tollway.aws.dynamodb   DynamoCaller (async, on the shared HTTP transport, within a
@@ -11,12 +11,14 @@
 `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` are read by botocore itself for boto3
 clients, and by `endpoint` (the same variables, the same order) for the lean callers, so the
 same code talks to AWS, the dev emulator and `sam local` without a branch. boto3 is imported
-on first use, not with this package: the request path needs only its credential chain.
+on first use, not with this package: the request path needs it only where the environment
+does not hold the credentials.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -52,13 +54,6 @@ def client(service: str, config: Config | None | Literal["hot_path"] = "hot_path
     return session().client(service, config=chosen)
 
 
-def region() -> str:
-    name = session().region_name
-    if not name:
-        raise ValueError("no AWS region: set AWS_REGION or AWS_DEFAULT_REGION")
-    return name
-
-
 def endpoint(service: str, environ: Mapping[str, str], region_name: str) -> str:
     """The endpoint boto3 would use for `service` ("dynamodb", "sqs", ...): the service's own
     variable, then the global one, then the regional AWS endpoint."""
@@ -69,9 +64,41 @@ def endpoint(service: str, environ: Mapping[str, str], region_name: str) -> str:
     return f"https://{service}.{region_name}.{suffix}"
 
 
-def credentials() -> Any:
-    """The credential chain's credentials (refreshable ones refresh themselves), or None.
+# Credentials and region for the lean callers, without importing boto3 when the environment
+# already says them (Lambda does: importing boto3 for its chain costs 130-170 ms of a cold
+# start here, docs/bench.md row 5). Anything else goes to botocore's chain, imported only then.
 
-    Callers freeze them per call (`get_frozen_credentials()`), so a role's rotating keys and
-    a SnapStart restore both stay valid."""
-    return session().get_credentials()
+
+@dataclass(frozen=True, slots=True)
+class StaticCredentials:
+    access_key: str
+    secret_key: str
+    token: str | None = None
+
+    def get_frozen_credentials(self) -> StaticCredentials:
+        return self
+
+
+def credentials(environ: Mapping[str, str]) -> Any:
+    """The credentials botocore's chain would find, or None when it finds none."""
+    key, secret = environ.get("AWS_ACCESS_KEY_ID"), environ.get("AWS_SECRET_ACCESS_KEY")
+    if key and secret and not environ.get("AWS_CREDENTIAL_EXPIRATION"):
+        # botocore's order: the older name first.
+        token = environ.get("AWS_SECURITY_TOKEN") or environ.get("AWS_SESSION_TOKEN") or None
+        return StaticCredentials(key, secret, token)
+    import botocore.session
+
+    return botocore.session.get_session().get_credentials()
+
+
+def region(environ: Mapping[str, str]) -> str:
+    """`AWS_DEFAULT_REGION` (botocore's variable; Lambda sets it), then `AWS_REGION` (Lambda
+    sets it too; botocore ignores it), else botocore's config (profiles)."""
+    name = environ.get("AWS_DEFAULT_REGION") or environ.get("AWS_REGION")
+    if not name:
+        import botocore.session
+
+        name = botocore.session.get_session().get_config_variable("region")
+    if not name:
+        raise ValueError("no AWS region: set AWS_REGION or AWS_DEFAULT_REGION")
+    return name

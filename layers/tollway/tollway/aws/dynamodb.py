@@ -17,7 +17,7 @@ One retry at most, after a short jittered pause, when the error is `retryable` (
 after the write reached DynamoDB can make the retry count a request twice: counters then
 err towards rejecting, never towards admitting.
 
-Credentials are the session's credential chain (`tollway.aws.credentials()`), frozen per
+Credentials are the session's credential chain (`tollway.aws.credentials(environ)`), frozen per
 call, so refreshable ones stay valid. `BotoCaller` makes the same calls through botocore
 (blocking): for tools and tests, not the request path.
 """

@@ -77,11 +77,11 @@ class LeanSqs:
         """Endpoint, region and credentials as a boto3 SQS client would take them."""
         import certifi  # the CA bundle botocore itself verifies with, without importing botocore
 
-        from tollway import aws, credentials
+        from tollway import aws
 
-        region = credentials.region(environ) or "us-east-1"
+        region = aws.region(environ)
         options.setdefault("ca_file", certifi.where())
-        return cls(aws.endpoint("sqs", environ, region), region, credentials.credentials(environ), **options)
+        return cls(aws.endpoint("sqs", environ, region), region, aws.credentials(environ), **options)
 
     def send_message_batch(self, *, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:  # noqa: N803 - boto3's names
         """`{"Successful": [...], "Failed": [...]}`, as boto3's call answers; raises AwsError."""

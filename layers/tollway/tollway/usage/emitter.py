@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import sys
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 import orjson
 
@@ -33,34 +32,8 @@ from tollway.http.messages import Response
 from tollway.pipeline import Exchange
 from tollway.usage.events import from_exchange
 
-if TYPE_CHECKING:
-    from botocore.config import Config
-
 MARKER = "usage_event_unsent"
 BATCH = 10  # SendMessageBatch's limit
-
-
-@functools.cache
-def sqs_config() -> Config:
-    """For boto3 SQS clients (tools, and the one LeanSqs borrows its endpoint and credentials
-    from). We retry on the next flush ourselves: a botocore retry would only hold the flush longer."""
-    from botocore.config import Config
-
-    return Config(
-        connect_timeout=1,
-        read_timeout=2,
-        retries={"max_attempts": 1, "mode": "standard"},
-        max_pool_connections=4,
-        tcp_keepalive=True,
-    )
-
-
-def __getattr__(name: str) -> Any:
-    # `SQS_CONFIG`, built on first use: importing botocore.config costs ~30-100 ms of a cold
-    # start whose router sends without botocore.
-    if name == "SQS_CONFIG":
-        return sqs_config()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class UnsentLog:

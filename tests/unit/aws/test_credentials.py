@@ -11,7 +11,7 @@ from pathlib import Path
 
 import botocore.session
 import pytest
-from tollway.credentials import credentials, region
+from tollway.aws import credentials, region
 
 LAMBDA = {
     "AWS_ACCESS_KEY_ID": "ASIAEXAMPLE",
@@ -75,10 +75,18 @@ def test_expiring_environment_credentials_are_left_to_botocore(monkeypatch) -> N
 
 def test_reading_the_lambda_environment_imports_no_boto3_or_botocore() -> None:
     code = (
-        "import json, sys; from tollway.credentials import credentials, region; "
+        "import json, sys; from tollway.aws import credentials, region; "
         f"c = credentials({LAMBDA!r}); r = region({LAMBDA!r}); "
         "aws = sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore')); "
         "print(json.dumps([c.access_key, r, aws]))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(done.stdout) == ["ASIAEXAMPLE", "eu-west-1", []]
+
+
+def test_no_region_anywhere_is_a_clear_error_not_a_guess(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    botocore_chain({"AWS_CONFIG_FILE": str(tmp_path / "none")}, monkeypatch)
+    with pytest.raises(ValueError, match="no AWS region"):
+        region({})
