@@ -65,6 +65,7 @@ class Call:
     metadata: list[tuple[str, str | bytes]]
     time_remaining: float | None
     at: float
+    peer: str = ""  # the caller's address: one per connection
 
     def header(self, name: str) -> str | bytes | None:
         found = [v for k, v in self.metadata if k == name]
@@ -112,9 +113,9 @@ class ThingsServer:
         return sum(1 for c in self.calls if c.method == method)
 
     def _record(self, method: str, request: bytes, context: grpc.ServicerContext) -> None:
-        self.calls.append(
-            Call(method, request, list(context.invocation_metadata()), context.time_remaining(), time.monotonic())
-        )
+        metadata = [(m.key, m.value) for m in context.invocation_metadata()]
+        remaining = context.time_remaining()
+        self.calls.append(Call(method, request, metadata, remaining, time.monotonic(), context.peer()))
 
     def _unary(self, method: str) -> Callable[[bytes, grpc.ServicerContext], bytes]:
         def handle(request: bytes, context: grpc.ServicerContext) -> bytes:
@@ -188,6 +189,8 @@ class RawServer:
                 conn, _ = self._socket.accept()
             except TimeoutError:
                 continue
+            except OSError:
+                break  # stopped
             self.accepted += 1
             held.append(conn)
             conn.settimeout(0.2)

@@ -25,8 +25,9 @@ OPTIONS = (
     ("grpc.enable_retries", 0),
     ("grpc.service_config_disable_resolution", 1),
     # A service that comes back is reconnected within about a second, not grpc's 120 s.
+    # (Not grpc.min_reconnect_backoff_ms: it is also the least time a connection attempt
+    # is given, which a TLS handshake to a distant service may need; calls have deadlines.)
     ("grpc.initial_reconnect_backoff_ms", 250),
-    ("grpc.min_reconnect_backoff_ms", 250),
     ("grpc.max_reconnect_backoff_ms", 1000),
     ("grpc.primary_user_agent", "tollway"),
 )
