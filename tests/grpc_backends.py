@@ -39,7 +39,8 @@ def descriptors() -> bytes:
 
 
 def message_class(name: str) -> Any:
-    return message_factory.GetMessageClass(pool_of(descriptors()).FindMessageTypeByName(f"tollway.test.v1.{name}"))
+    pool = pool_of(descriptors())
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tollway.test.v1.{name}"))
 
 
 def thing(**fields: Any) -> bytes:
@@ -88,7 +89,7 @@ def echo_thing(request: bytes, context: grpc.ServicerContext) -> bytes:
 
 def list_things(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
     got = as_json("ListRequest", request)
-    for i in range(int(got.get("count", 3))):
+    for i in range(int(got.get("count", 0))):
         yield thing(id=f"{got.get('prefix', 't')}{i}", small=i)
 
 

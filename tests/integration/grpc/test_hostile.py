@@ -112,7 +112,8 @@ async def test_a_path_value_that_does_not_fit_is_a_400_and_nothing_is_sent(
 INTEGERS = st.integers(-(2**63), 2**64 - 1)  # what JSON encoders here write
 JSON_SCALARS = st.none() | st.booleans() | INTEGERS | st.floats(allow_nan=False) | st.text(max_size=8)
 JSON_VALUES = st.recursive(
-    JSON_SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
 )
 KNOWN = {
     "id", "displayName", "display_name", "big", "ubig", "small", "ratio", "flag", "kind", "tags", "counts",
@@ -209,7 +210,12 @@ async def test_a_service_that_never_answers_is_a_504_by_the_deadline(tmp_path: P
 
 @pytest.mark.parametrize(
     "garbage",
-    [None, b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}", b"\x00" * 64, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" * 3],
+    [
+        None,
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}",
+        b"\x00" * 64,
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" * 3,
+    ],
     ids=["silent", "http1", "zeros", "bad-http2"],
 )
 async def test_a_server_that_is_no_grpc_service(tmp_path: Path, garbage: bytes | None) -> None:

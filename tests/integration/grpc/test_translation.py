@@ -36,7 +36,9 @@ def routes(*extra: dict) -> list[dict]:
     ]
 
 
-async def test_a_get_sends_the_body_template_as_the_request_message(tmp_path: Path, things: ThingsServer) -> None:
+async def test_a_get_sends_the_body_template_as_the_request_message(
+    tmp_path: Path, things: ThingsServer
+) -> None:
     async with gateway(grpc_infra(tmp_path, {"t": things.url}, routes())) as (gw, _):
         response = await gw.get("/v1/things/abc")
     assert response.status_code == 200
