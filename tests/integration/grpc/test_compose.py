@@ -50,7 +50,9 @@ async def test_chains_run_across_http_and_grpc_backends(tmp_path: Path, things: 
     assert as_json("GetRequest", things.calls[0].request) == {"id": "t-42", "version": "9"}
 
 
-async def test_merge_pick_and_rename_read_the_canonical_json(tmp_path: Path, things: ThingsServer, serve) -> None:
+async def test_merge_pick_and_rename_read_the_canonical_json(
+    tmp_path: Path, things: ThingsServer, serve
+) -> None:
     http = Scripted({"/extra": Reply(json={"extra": True, "displayName": "http wins"})})
     route = {
         "id": "merged",
@@ -133,7 +135,13 @@ async def test_a_chained_value_that_does_not_fit_fails_that_backend_not_the_call
         "compose": "group",
         "backends": [
             {"name": "user", "service": "h", "path": "/users/{id}"},
-            {"name": "thing", "service": "t", "grpc": GET, "body": {"version": "{user.version}"}, "required": False},
+            {
+                "name": "thing",
+                "service": "t",
+                "grpc": GET,
+                "body": {"version": "{user.version}"},
+                "required": False,
+            },
         ],
     }
     async with gateway(grpc_infra(tmp_path, {"t": things.url, "h": serve(http)}, [route])) as (gw, _):

@@ -54,7 +54,9 @@ async def test_a_stream_is_a_json_array(tmp_path: Path, things: ThingsServer) ->
     assert response.json() == [{"id": "p0"}, {"id": "p1", "small": 1}, {"id": "p2", "small": 2}]
 
 
-async def test_a_stream_is_server_sent_events_when_the_caller_asks(tmp_path: Path, things: ThingsServer) -> None:
+async def test_a_stream_is_server_sent_events_when_the_caller_asks(
+    tmp_path: Path, things: ThingsServer
+) -> None:
     async with gateway(grpc_infra(tmp_path, {"t": things.url}, [ROUTE])) as (gw, _):
         response = await gw.get("/v1/things", headers={"accept": "application/json, text/event-stream;q=0.9"})
     assert response.status_code == 200
