@@ -383,7 +383,8 @@ def _http_backend(b: Backend, i: int, target: ServiceTarget | None, problem) -> 
     if b.path is None:
         problem(f"missing key 'backends[{i}].path'", *at)
     if b.idempotent:
-        problem(f"backends[{i}].idempotent: only a gRPC backend takes it (an HTTP method says it)", *at)
+        message = f"backends[{i}].idempotent: only a gRPC backend takes it (an HTTP method says it)"
+        problem(message, *at, "idempotent")
     if target is not None and target.urls and is_grpc(target.urls[0]):
         problem(
             f"backends[{i}]: service {b.service} is a gRPC service ({target.urls[0]}): "
