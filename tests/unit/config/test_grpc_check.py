@@ -130,11 +130,13 @@ def test_every_grpc_problem_is_reported_with_its_line(tmp_path: Path) -> None:
         "infra/routes/things.yaml:20: route a: backends[3].grpc: tollway.test.v1.Things/Upload is a client "
         "streaming method: only unary and server-streaming methods can be routed",
         "infra/routes/things.yaml:23: route a: backends[4].grpc: "
-        "tollway.test.v1.Things/Chat is a bidirectional streaming method: only unary and server-streaming methods can be routed",
+        "tollway.test.v1.Things/Chat is a bidirectional streaming method: "
+        "only unary and server-streaming methods can be routed",
         "infra/routes/things.yaml:33: route b: backends[0].path: a gRPC backend has no path "
         "(its method is tollway.test.v1.Things/Get)",
         "infra/routes/things.yaml:34: route b: backends[0].query: a gRPC backend takes no query",
-        "infra/routes/things.yaml:40: route b: backends[1].body.colour: tollway.test.v1.Thing has no field 'colour'",
+        "infra/routes/things.yaml:40: route b: backends[1].body.colour: "
+        "tollway.test.v1.Thing has no field 'colour'",
         "infra/routes/things.yaml:41: route b: backends[1].body.child.nope: "
         "tollway.test.v1.Thing has no field 'nope'",
         "infra/routes/things.yaml:45: route b: backends[2].grpc: service users is not a gRPC service: "
@@ -193,7 +195,7 @@ def test_a_service_list_mixing_http_and_grpc(tmp_path: Path) -> None:
 
 
 def test_routes_check_prints_them_and_exits_1(tmp_path: Path, capsys, monkeypatch) -> None:
-    infra = infra_with(tmp_path, GOOD.replace("Things/Get", "Things/Gett"))
+    infra_with(tmp_path, GOOD.replace("Things/Get", "Things/Gett"))
     monkeypatch.chdir(tmp_path)
     assert main(["routes", "check", "--infra", "infra"]) == 1
     out = capsys.readouterr().out
