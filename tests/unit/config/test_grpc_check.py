@@ -200,3 +200,28 @@ def test_routes_check_prints_them_and_exits_1(tmp_path: Path, capsys, monkeypatc
     assert main(["routes", "check", "--infra", "infra"]) == 1
     out = capsys.readouterr().out
     assert "infra/routes/things.yaml:10: route thing.get: backends[0].grpc: " in out
+
+
+def test_metering_paths_on_a_grpc_route_must_read_numbers(tmp_path: Path) -> None:
+    routes = """\
+    team: things
+    routes:
+      - id: metered
+        path: /v1/metered
+        methods: [POST]
+        auth: [api_key]
+        metering:
+          units: small + 2 * ratio + child.small + big + display_name + tags + nope + extra.anything
+        backends:
+          - {name: thing, service: things, grpc: tollway.test.v1.Things/Create}
+    """
+    found = problems(infra_with(tmp_path, routes))
+    where = "infra/routes/things.yaml:8: route metered: metering.units"
+    assert found == [
+        f"{where}[3]: big: big is a 64-bit integer, which proto3's JSON writes as a string, "
+        "and metering reads numbers: use a 32-bit integer or a double",
+        f"{where}[4]: display_name: tollway.test.v1.Thing has no field 'display_name' in its JSON "
+        "(its JSON name is 'displayName')",
+        f"{where}[5]: tags: tags is a list",
+        f"{where}[6]: nope: tollway.test.v1.Thing has no field 'nope' in its JSON",
+    ]

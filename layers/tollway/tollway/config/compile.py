@@ -222,6 +222,13 @@ def _compile(
         before = len(problems)
         backends = _compile_backends(lr, services, known_services, gateway.defaults, problem, loaded.protos)
         ip, cors, validator = compile_policies(route, gateway, loaded.infra, problem)
+        if route.metering is not None and backends and route.compose == "proxy" and backends[0].grpc:
+            from tollway.config.protos import answer_field_problem
+
+            for i, unit in enumerate(route.metering.units):
+                wrong = answer_field_problem(backends[0].grpc, unit.field)
+                if wrong:
+                    problem(f"metering.units[{i}]: {wrong}", "metering", "units")
         if len(problems) == before and backends is not None:
             compiled.append(
                 CompiledRoute(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tollway.config.protos import pool_of
+from tollway.config.protos import pool_of, repeated
 
 REF = "#/components/schemas/"
 INT32 = {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1}
@@ -101,10 +101,7 @@ class MessageSchemas:
             value = self._field(message.fields_by_name["value"], reading)
             return {"type": "object", "additionalProperties": value}
         one = self._single(field, reading)
-        repeated = getattr(field, "is_repeated", None)
-        if repeated is None:
-            repeated = field.label == 3  # LABEL_REPEATED, for protobuf versions without is_repeated
-        return {"type": "array", "items": one} if repeated else one
+        return {"type": "array", "items": one} if repeated(field) else one
 
     def _single(self, field: Any, reading: bool) -> dict[str, Any]:
         kind = field.type

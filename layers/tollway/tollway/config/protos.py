@@ -215,3 +215,46 @@ def _message_problems(message: Any, value: Any, where: tuple[str | int, ...]) ->
             at = (*where, key, i) if isinstance(item, list) else (*where, key)
             problems += _message_problems(sub, one, at)
     return problems
+
+
+# FieldDescriptor types (descriptor.proto's numbering) that proto3 JSON writes as numbers,
+# and the 64-bit integers it writes as strings.
+_NUMBERS = frozenset({1, 2, 5, 7, 13, 15, 17})  # double float int32 fixed32 uint32 sfixed32 sint32
+_INT64S = frozenset({3, 4, 6, 16, 18})  # int64 uint64 fixed64 sfixed64 sint64
+
+
+def repeated(field: Any) -> bool:
+    """protobuf 7 has `is_repeated`; older versions only the label (3: LABEL_REPEATED)."""
+    flag = getattr(field, "is_repeated", None)
+    return bool(flag) if flag is not None else field.label == 3
+
+
+def answer_field_problem(method: GrpcMethod, path: str) -> str | None:
+    """Why a metering path cannot read a number from the method's reply JSON, if it cannot."""
+    message = pool_of(method.descriptors).FindMessageTypeByName(method.response)
+    names = path.split(".")
+    for depth, name in enumerate(names):
+        if message.full_name in WELL_KNOWN:
+            return None  # a Struct's members are not declared: read per answer
+        fields = {f.json_name: f for f in message.fields}
+        found = fields.get(name)
+        if found is None:
+            by_proto = {f.name: f.json_name for f in message.fields}.get(name)
+            hint = f" (its JSON name is {by_proto!r})" if by_proto else ""
+            return f"{path}: {message.full_name} has no field {name!r} in its JSON{hint}"
+        last = depth == len(names) - 1
+        if repeated(found):
+            return f"{path}: {name} is a list"
+        if last:
+            if found.type in _INT64S:
+                return (
+                    f"{path}: {name} is a 64-bit integer, which proto3's JSON writes as a string, "
+                    "and metering reads numbers: use a 32-bit integer or a double"
+                )
+            if found.type not in _NUMBERS:
+                return f"{path}: {name} is not a number"
+            return None
+        if found.message_type is None:
+            return f"{path}: {name} is not a message"
+        message = found.message_type
+    return None
