@@ -8,8 +8,11 @@ carries those bytes in each gRPC backend's `GrpcMethod`, so the function builds 
 classes from them at init (`tollway.upstream.grpc.codec`) and never runs protoc.
 
 grpcio-tools is a development dependency (the project's `uv sync`), never in the Lambda
-layer: a function whose built table is stale and that must compile its sources finds no
-protoc, and says so as a config problem instead of guessing.
+layer. So that a function whose built table is stale can still compile its sources (the
+always-correct slow path of config/artifact.py), the build also writes the descriptors
+beside the protos (`COMPILED`, headed by a digest of the .proto files): where protoc is
+missing, sources whose digest matches are read from there; otherwise that is a config
+problem that says what is missing.
 
 Nothing here imports protobuf or grpcio-tools at module level: a route table that holds
 `GrpcMethod`s loads this module, and a table without gRPC routes never does.
@@ -18,11 +21,9 @@ Nothing here imports protobuf or grpcio-tools at module level: a route table tha
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import re
-import subprocess
-import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,8 @@ from typing import Any
 from tollway.config.errors import ConfigProblem
 
 PROTOS = "protos"  # the folder under infra/
+COMPILED = ".compiled-protos.binpb"  # in a built function's infra/protos (config/artifact.py)
+COMPILED_FORMAT = b"tollway-protos/1"
 SUBJECT = "protos"
 # `<package>.<Service>/<Method>`, as a backend's `grpc:` names a method.
 METHOD_NAME = r"^([A-Za-z_][A-Za-z0-9_]*\.)*[A-Za-z_][A-Za-z0-9_]*/[A-Za-z_][A-Za-z0-9_]*$"
@@ -82,6 +85,9 @@ def load_protos(
         return None
     folder = display(root)
     if importlib.util.find_spec("grpc_tools") is None:
+        built = read_compiled(root, files)
+        if built is not None:
+            return ProtoSet(folder, built)
         problems.append(
             ConfigProblem(
                 folder,
@@ -99,11 +105,40 @@ def load_protos(
     return ProtoSet(folder, descriptors if not errors else None)
 
 
+def sources_digest(root: Path, files: list[str]) -> str:
+    digest = hashlib.sha256()
+    for name in files:
+        digest.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def write_compiled(root: Path, descriptors: bytes) -> None:
+    """The descriptors beside the protos they came from (a built function's copy of them)."""
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.proto") if p.is_file())
+    header = COMPILED_FORMAT + b" " + sources_digest(root, files).encode() + b"\n"
+    (root / COMPILED).write_bytes(header + descriptors)
+
+
+def read_compiled(root: Path, files: list[str]) -> bytes | None:
+    """The descriptors the build wrote, if they were compiled from exactly these files."""
+    try:
+        data = (root / COMPILED).read_bytes()
+    except OSError:
+        return None
+    header, _, descriptors = data.partition(b"\n")
+    expected = COMPILED_FORMAT + b" " + sources_digest(root, files).encode()
+    return descriptors if header == expected else None
+
+
 def compile_protos(root: Path, files: list[str]) -> tuple[bytes | None, list[tuple[str, int, str]]]:
     """protoc (grpcio-tools) in a child process: its C++ side writes diagnostics to fd 2.
 
     Returns the FileDescriptorSet, or the errors as (file relative to `root`, line, message).
     """
+    import subprocess
+    import sys
+    import tempfile
+
     import grpc_tools
 
     well_known = Path(grpc_tools.__file__).parent / "_proto"
