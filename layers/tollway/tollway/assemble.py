@@ -61,6 +61,7 @@ def build_app(
 
     upstream = HttpUpstream(client, directory=directory)
     upstream.enable_grpc(config)  # gRPC backends only: their messages built now, not per request
+    on_shutdown.append(upstream.close_grpc)
     gateway = Gateway(
         config,
         authenticator=authenticator,

@@ -253,7 +253,8 @@ async def test_a_composed_route_sends_nothing_when_the_callers_body_does_not_fit
         "compose": "group",
         "backends": [
             {"name": "audit", "service": "h", "path": "/audit"},
-            {"name": "t", "service": "t", "grpc": CREATE},
+            # Runs after audit (its header names audit's field), its message from the caller alone.
+            {"name": "t", "service": "t", "grpc": CREATE, "headers": {"x-audit": "{audit.ok}"}},
         ],
     }
     infra = grpc_infra(tmp_path, {"t": things.url, "h": serve(http)}, [route])

@@ -55,6 +55,11 @@ class HttpUpstream:
             self._grpc = GrpcUpstream(self.caller, self.caches)
         return self._grpc
 
+    async def close_grpc(self) -> None:
+        """Close the gRPC channels of the running loop (uvicorn's shutdown), if any were made."""
+        if self._grpc is not None:
+            await self._grpc.close()
+
     def enable_grpc(self, config: CompiledConfig) -> None:
         """At init, for a table with gRPC backends: import and build their messages now."""
         if any(b.grpc is not None for route in config.routes for b in route.backends):
