@@ -86,13 +86,13 @@ def layer_python() -> tuple[str, str]:
     return str(python), "the layer's requirements only (layers/tollway/requirements.txt)"
 
 
-def measure(env: dict[str, str], runs: int = 7) -> dict[str, Any]:
+def measure(env: dict[str, str], runs: int = 7, path: str = "/v1/ping") -> dict[str, Any]:
     python, environment = layer_python()
     layer = str(ROOT / "layers" / "tollway")  # the package, as the layer ships it under python/
     full_env = {**os.environ, **env, "PYTHONDONTWRITEBYTECODE": "0", "PYTHONPATH": layer}
     write_table(Path(env["TOLLWAY_INFRA_DIR"]), full_env)
-    event = WORK / "cold-event.json"
-    event.write_text(json.dumps(http_event("/v1/ping")))
+    event = WORK / f"cold-event{path.replace('/', '-')}.json"
+    event.write_text(json.dumps(http_event(path)))
     gateway = [python, str(COLD), str(ROUTER), str(event)]
     boto3 = [python, "-c", "import boto3"]
     _timed(gateway, full_env)  # bytecode caches written once, as the built layer ships them

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.bench import coldstart, dev_server, servers, setup
+from tests.bench import coldstart, dev_server, grpc_bench, servers, setup
 from tests.bench.infra import KEY_CACHE_SIZE, RACE_LIMIT, Aws, provision_aws, write_infra
 from tests.bench.load import interleaved
 from tests.bench.procs import ROOT, WORK, Procs
@@ -167,6 +167,12 @@ def flooded(results: dict[str, Any], procs: Procs, aws: Aws, sink_env: dict[str,
     }
 
 
+def _grpc_env(procs: Procs, infra: Path, env: dict[str, str]) -> dict[str, Any]:
+    """Rows G1-G2: the gRPC service in its own process, and an infra folder with a gRPC route."""
+    url = grpc_bench.grpc_service(procs)
+    return {"url": url, "env": {**env, "TOLLWAY_INFRA_DIR": str(grpc_bench.write_infra(infra, url))}}
+
+
 def main() -> int:
     started = time.monotonic()
     WORK.mkdir(parents=True, exist_ok=True)
@@ -205,6 +211,12 @@ def main() -> int:
             if aws.keys:
                 attempt(results, "flood", flooded, results, procs, aws, sink_env)
         attempt(results, "cold_start", coldstart.measure, env)
+        grpc_env = attempt(results, "grpc_service", _grpc_env, procs, infra, env)
+        if isinstance(grpc_env, dict) and "error" not in grpc_env:
+            spec = {"measure": "grpc", "env": grpc_env["env"], "grpc_url": grpc_env["url"]}
+            spec.update(rounds=5, n=400)
+            attempt(results, "grpc", worker, "grpc", spec)
+            attempt(results, "cold_start_grpc", coldstart.measure, grpc_env["env"], 7, grpc_bench.PATH)
     results["seconds"] = round(time.monotonic() - started, 1)
     table = rows(results)
     results["table"] = [row.as_dict() for row in table]

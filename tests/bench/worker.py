@@ -332,6 +332,7 @@ MEASURES = {
     "calls": measure_calls,
     "rss": measure_rss,
     "race": measure_race,
+    "grpc": lambda spec: __import__("tests.bench.grpc_bench", fromlist=["measure"]).measure(spec),
 }
 
 

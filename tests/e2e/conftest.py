@@ -47,6 +47,7 @@ def launch_dev(cwd: Path) -> DevServer:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TOLLWAY_"))}
     for service in ("USERS", "ORDERS", "REVIEWS", "ASSISTANTS"):
         env[f"TOLLWAY_SERVICE_{service}"] = f"http://127.0.0.1:{free_port()}"
+    env["TOLLWAY_SERVICE_CATALOG"] = f"grpc://127.0.0.1:{free_port()}"
     process = subprocess.Popen(
         [
             sys.executable,

@@ -21,14 +21,15 @@ def test_the_template_next_to_the_infra_folder_is_used(dev_server: DevServer) ->
 
 
 def test_the_gateway_runs_alone_in_its_process(dev_server: DevServer) -> None:
-    # The emulators, the demo backends and the usage function each run in a process of their own.
+    # The emulators, the demo backends, the demo gRPC service and the usage function each run
+    # in a process of their own.
     from tests.e2e.conftest import children
 
     roles = sorted(
         Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[3].decode()
         for pid in children(dev_server.process.pid)
     )
-    assert roles == ["backends", "emulator", "emulator", "usage"]
+    assert roles == ["backends", "emulator", "emulator", "grpc", "usage"]
 
 
 def test_dev_env_points_other_commands_at_the_emulator(dev_server: DevServer) -> None:
@@ -59,6 +60,30 @@ def test_composed_route(dev_server: DevServer) -> None:
     assert body["user"] == {"id": "1", "full_name": "Ada Lovelace"}
     assert [o["id"] for o in body["orders"]["orders"]] == ["o-100", "o-101"]
     assert body["reviews"]["reviews"][0]["stars"] == 5
+
+
+def test_grpc_demo_route_translates_json_to_grpc(dev_server: DevServer) -> None:
+    # README "gRPC services": the demo catalog is a real grpcio server behind JSON routes.
+    key = {"x-api-key": "demo-key"}
+    item = httpx.get(f"{dev_server.url}/v1/items/tw-200", headers=key)
+    assert item.status_code == 200
+    assert item.json() == {
+        "sku": "tw-200",
+        "name": "Transponder",
+        "category": "HARDWARE",
+        "price": {"currencyCode": "EUR", "units": "19", "nanos": 990000000},
+        "stock": "9000000000",
+        "tags": ["tag"],
+        "updatedAt": "2026-12-01T12:30:00Z",
+    }
+    missing = httpx.get(f"{dev_server.url}/v1/items/nope", headers=key)
+    assert missing.status_code == 404
+    assert missing.json()["detail"] == "no item with SKU 'nope'"
+    listing = httpx.get(f"{dev_server.url}/v1/items", headers=key)
+    assert [i["sku"] for i in listing.json()] == ["tw-100", "tw-200", "tw-300"]
+    events = httpx.get(f"{dev_server.url}/v1/items", headers={**key, "accept": "text/event-stream"})
+    assert events.headers["content-type"] == "text/event-stream"
+    assert events.text.count("data: ") == 3 and events.text.startswith('data: {"sku":"tw-100"')
 
 
 def test_a_key_created_from_a_second_terminal_works(dev_server: DevServer) -> None:
@@ -145,7 +170,7 @@ def test_no_sidecar_outlives_a_killed_dev_server(tmp_path: Path) -> None:
 
     server = launch_dev(tmp_path)
     sidecars = children(server.process.pid)
-    assert len(sidecars) == 4
+    assert len(sidecars) == 5  # two emulators, the demo backends, the demo gRPC service, usage
     server.process.send_signal(signal.SIGKILL)
     server.process.wait(10)
     assert not alive(sidecars, within_s=10), f"orphans: {alive(sidecars)}"

@@ -14,6 +14,7 @@ import pytest
 from tollway.cli import main as tollway
 
 from tests.backends import loopback_backend
+from tests.grpc_backends import copy_protos
 from tests.infra_files import write_infra
 from tests.lambda_router import ROUTER
 
@@ -51,8 +52,22 @@ print(json.dumps({"status": status, "modules": sorted(sys.modules)}))
 """
 
 
-def cold_start(tmp_path: Path, serve, aws: dict[str, str], auth: str = "") -> set[str]:
-    source = write_infra(tmp_path / "src", {"svc": serve(loopback_backend)}, ROUTES, auth=auth)
+GRPC_ROUTE = """\
+- id: thing
+  path: /v1/things/{id}
+  methods: [GET]
+  public: true
+  backends: [{name: t, service: things, grpc: tollway.test.v1.Things/Get, body: {id: "{id}"}}]
+"""
+
+
+def cold_start(tmp_path: Path, serve, aws: dict[str, str], auth: str = "", grpc: bool = False) -> set[str]:
+    services = {"svc": serve(loopback_backend)}
+    if grpc:
+        services["things"] = "grpc://127.0.0.1:9"  # not called: the probe asks /v1/status
+    source = write_infra(tmp_path / "src", services, ROUTES + (GRPC_ROUTE if grpc else ""), auth=auth)
+    if grpc:
+        copy_protos(source)
     infra = tmp_path / "built"
     shutil.copytree(source, infra)
     assert tollway(["routes", "check", "--infra", str(source), "--write-table", str(infra)]) == 0
@@ -66,7 +81,11 @@ def cold_start(tmp_path: Path, serve, aws: dict[str, str], auth: str = "") -> se
     return {name.split(".")[0] for name in report["modules"]} | set(report["modules"])
 
 
-@pytest.mark.parametrize("module", ["jwt", "cryptography", "yaml", "tollway.config.load", "fastjsonschema"])
+@pytest.mark.parametrize(
+    "module",
+    ["jwt", "cryptography", "yaml", "tollway.config.load", "fastjsonschema"]
+    + ["grpc", "google.protobuf", "grpc_tools"],
+)
 def test_a_table_without_jwt_issuers_or_schemas_loads_no_jwt_yaml_or_validator(
     tmp_path: Path, serve, aws: dict[str, str], module: str
 ) -> None:
@@ -83,3 +102,13 @@ def test_a_table_without_service_references_loads_no_discovery(
 def test_a_table_with_a_jwt_issuer_loads_pyjwt(tmp_path: Path, serve, aws: dict[str, str]) -> None:
     # The same probe sees the import when the table needs it: the tests above can fail.
     assert "jwt" in cold_start(tmp_path, serve, aws, auth=JWT)
+
+
+def test_a_table_with_a_grpc_route_loads_grpc_and_protobuf_but_never_protoc(
+    tmp_path: Path, serve, aws: dict[str, str]
+) -> None:
+    loaded = cold_start(tmp_path, serve, aws, grpc=True)
+    assert {"grpc", "google.protobuf", "tollway.upstream.grpc"} <= loaded
+    # The descriptors came with the table: no protoc, no YAML, no sources compiled. (`import
+    # grpc` looks for the grpc_tools package where it is installed, as here, not in the layer.)
+    assert not {"grpc_tools.protoc", "grpc_tools._protoc_compiler", "tollway.config.load"} & loaded

@@ -59,10 +59,13 @@ def build_app(
     usage = _usage(settings, on_startup, on_shutdown) if settings.usage_queue_url else None
     directory = _directory(config)
 
+    upstream = HttpUpstream(client, directory=directory)
+    upstream.enable_grpc(config)  # gRPC backends only: their messages built now, not per request
+    on_shutdown.append(upstream.close_grpc)
     gateway = Gateway(
         config,
         authenticator=authenticator,
-        upstream=HttpUpstream(client, directory=directory),
+        upstream=upstream,
         admission=admission,
         usage=usage,
         access_log=access_log,

@@ -2,7 +2,9 @@
 
 It is the consumers' API reference and the input of the fuzzing tests: paths, methods,
 path parameters, security per route, request schemas from `validate:`, and the problem
-responses (401/403/404/405/413/429/502/504) with their headers.
+responses (401/403/404/405/413/429/502/504) with their headers. A route with gRPC backends
+(SPEC §7) documents its request body and its answer with schemas derived from the messages
+(tollway/config/message_schema.py), and the problems a service's status can become.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ PROBLEMS = {
     "403": "Valid credentials without a required scope, or a denied source address",
     "404": "No route",
     "405": "Method not allowed",
+    "409": "The service refused: a conflict (gRPC ALREADY_EXISTS or ABORTED)",
     "413": "Request body over the limit",
     "429": "Rate limit or quota exceeded",
     "502": "A required backend failed",
@@ -72,7 +75,7 @@ def _problem_response(status: str, description: str) -> dict[str, Any]:
     }
 
 
-def _operation(route: CompiledRoute, method: str, multi: bool) -> dict[str, Any]:
+def _operation(route: CompiledRoute, method: str, multi: bool, schemas: dict[str, Any]) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
         {
             "name": seg[1:-1].removesuffix("+"),  # a greedy `{rest+}` is the parameter `rest`
@@ -120,7 +123,60 @@ def _operation(route: CompiledRoute, method: str, multi: bool) -> dict[str, Any]
             "required": bool(schema),
             "content": {"application/json": {"schema": schema}},
         }
+    if any(b.grpc is not None for b in route.backends):
+        _grpc(operation, route, method, schemas)
     return operation
+
+
+def _grpc(operation: dict[str, Any], route: CompiledRoute, method: str, schemas: dict[str, Any]) -> None:
+    """A route with gRPC backends: its messages as schemas, and the statuses a service can answer."""
+    from tollway.config.message_schema import MessageSchemas
+
+    responses = operation["responses"]
+    refused = ["400", "401", "403", "404", "409", "429"] if route.compose == "proxy" else ["400"]
+    for status in refused:
+        responses.setdefault(status, {"$ref": f"#/components/responses/Problem{status}"})
+    operation["responses"] = dict(sorted(responses.items()))
+    ok = responses["200"]
+    if route.compose != "proxy":
+        properties: dict[str, Any] = {}
+        for backend in route.backends:
+            called = backend.grpc
+            if called is None:
+                properties[backend.name] = {}
+                continue
+            reply = MessageSchemas(called.descriptors, schemas).ref(called.response, reading=False)
+            properties[backend.name] = {"type": "array", "items": reply} if called.server_streaming else reply
+        if route.compose == "group":
+            ok["content"] = {"application/json": {"schema": {"type": "object", "properties": properties}}}
+        return
+    backend = route.backends[0]
+    grpc = backend.grpc
+    assert grpc is not None
+    messages = MessageSchemas(grpc.descriptors, schemas)
+    reply = messages.ref(grpc.response, reading=False)
+    ok["description"] = f"The reply of {grpc.name}, in proto3's canonical JSON mapping"
+    if grpc.server_streaming:
+        ok["content"] = {
+            "application/json": {"schema": {"type": "array", "items": reply}},
+            "text/event-stream": {
+                "schema": {
+                    "type": "string",
+                    "description": "When Accept names text/event-stream: one `data:` line of JSON per "
+                    "message; a failure after the first message ends it with an `event: error` whose "
+                    "data is the problem",
+                }
+            },
+        }
+    else:
+        ok["content"] = {"application/json": {"schema": reply}}
+    validated = route.validator is not None and route.validator.body_schema
+    if method in BODY_METHODS and backend.body is None and not validated:
+        operation["requestBody"] = {
+            "required": False,
+            "description": f"The {grpc.request} message; an empty body is an empty message",
+            "content": {"application/json": {"schema": messages.ref(grpc.request, reading=True)}},
+        }
 
 
 def _security(route: CompiledRoute) -> list[dict[str, list[str]]]:
@@ -134,11 +190,12 @@ def _security(route: CompiledRoute) -> list[dict[str, list[str]]]:
 
 def document(config: CompiledConfig, server: str | None = None) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
+    schemas: dict[str, Any] = {"Problem": PROBLEM}
     for route in sorted(config.routes, key=lambda r: r.path):
         methods = sorted(route.methods - ({"HEAD"} if "GET" in route.methods else set()))
         item = paths.setdefault(route.path.replace("+}", "}"), {})
         for method in methods:
-            item[method.lower()] = _operation(route, method, len(methods) > 1)
+            item[method.lower()] = _operation(route, method, len(methods) > 1, schemas)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -149,7 +206,7 @@ def document(config: CompiledConfig, server: str | None = None) -> dict[str, Any
         "servers": [{"url": server or "/"}],
         "paths": paths,
         "components": {
-            "schemas": {"Problem": PROBLEM},
+            "schemas": schemas,
             "headers": HEADERS,
             "responses": {f"Problem{s}": _problem_response(s, d) for s, d in PROBLEMS.items()},
             "securitySchemes": {

@@ -37,6 +37,8 @@ class BackendOutcome:
     name: str
     status: int | None  # None: no HTTP answer (timeout, refused, breaker open, skipped)
     latency_ms: float
+    # A gRPC backend's status by name ("OK", "NOT_FOUND"); `status` is the HTTP status it maps to.
+    grpc_status: str | None = None
 
 
 @dataclass(slots=True)

@@ -36,6 +36,7 @@ from typing import Any
 
 from tollway.config.compile import CompiledConfig, service_overrides
 from tollway.config.errors import ConfigError, ConfigProblem
+from tollway.config.protos import COMPILED, PROTOS, write_compiled
 from tollway.config.record import from_model
 
 TABLE_NAME = ".compiled-routes.pickle"
@@ -48,10 +49,12 @@ class TableStale(Exception):
 
 
 def fingerprint(infra: Path) -> str:
-    """sha-256 over the infra folder's files and the tollway package's modules."""
+    """sha-256 over the infra folder's files and the tollway package's modules (not what the
+    build writes: the table, and the protos' descriptors, which check their own sources)."""
     digest = hashlib.sha256()
+    built = {TABLE_NAME, COMPILED}
     for root, pattern in ((infra, "*"), (PACKAGE, "*.py")):
-        for path in sorted(p for p in root.rglob(pattern) if p.is_file() and p.name != TABLE_NAME):
+        for path in sorted(p for p in root.rglob(pattern) if p.is_file() and p.name not in built):
             digest.update(path.relative_to(root).as_posix().encode() + b"\0")
             digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
@@ -92,6 +95,10 @@ def write(
 ) -> None:
     """Write the table of `configs` (compiled from `infra` with no environment overrides)."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    grpc = (b.grpc for c in configs.values() for r in c.routes for b in r.backends if b.grpc is not None)
+    method = next(grpc, None)
+    if method is not None:  # for a stale table's slow path on a function without protoc
+        write_compiled(infra / PROTOS, method.descriptors)
     header = FORMAT + b" " + fingerprint(infra).encode() + b"\n"
     tmp = out.with_name(out.name + ".tmp")
     with tmp.open("wb") as f:

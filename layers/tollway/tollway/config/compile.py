@@ -14,13 +14,14 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from tollway.config.errors import ConfigError, ConfigProblem
-from tollway.discovery.target import ServiceTarget, parse_target
+from tollway.discovery.target import ServiceTarget, is_grpc, parse_target
 
 if TYPE_CHECKING:
     # Only the compiler needs these: a Lambda loading the built table (config/artifact.py)
     # imports neither the YAML loader nor the models it does not hold, nor the policies.
     from tollway.config.load import Loaded, LoadedRoute
     from tollway.config.models import (
+        Backend,
         Breaker,
         Cache,
         Defaults,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
         Retry,
         Route,
     )
+    from tollway.config.protos import GrpcMethod, ProtoSet
     from tollway.config.templates import Template
     from tollway.policy.cors import CorsPolicy
     from tollway.policy.ip import IpPolicy
@@ -57,6 +59,8 @@ class CompiledBackend:
     breaker: Breaker
     cache: Cache | None
     pinned: frozenset[str] = frozenset()  # query names the config sets, case-folded: the caller's are dropped
+    grpc: GrpcMethod | None = None  # a gRPC backend's method (SPEC §7); None: an HTTP backend
+    idempotent: bool = False  # a gRPC call may be retried
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,8 +220,15 @@ def _compile(
             else:
                 claimed.setdefault(key, lr)
         before = len(problems)
-        backends = _compile_backends(lr, services, known_services, gateway.defaults, problem)
+        backends = _compile_backends(lr, services, known_services, gateway.defaults, problem, loaded.protos)
         ip, cors, validator = compile_policies(route, gateway, loaded.infra, problem)
+        if route.metering is not None and backends and route.compose == "proxy" and backends[0].grpc:
+            from tollway.config.protos import answer_field_problem
+
+            for i, unit in enumerate(route.metering.units):
+                wrong = answer_field_problem(backends[0].grpc, unit.field)
+                if wrong:
+                    problem(f"metering.units[{i}]: {wrong}", "metering", "units")
         if len(problems) == before and backends is not None:
             compiled.append(
                 CompiledRoute(
@@ -270,7 +281,9 @@ def cost_spec(metering: Metering) -> CostSpec:
     )
 
 
-def _compile_backends(lr, services, known_services, defaults, problem) -> tuple[CompiledBackend, ...] | None:
+def _compile_backends(
+    lr, services, known_services, defaults, problem, protos=None
+) -> tuple[CompiledBackend, ...] | None:
     from tollway.config.templates import Template, json_template_refs, parse_json_template
 
     route: Route = lr.route
@@ -302,9 +315,18 @@ def _compile_backends(lr, services, known_services, defaults, problem) -> tuple[
             problem(f"backends[{i}]: pick and rename need compose: merge or group", *at)
         if b.cache is not None and unsafe:
             problem(f"backends[{i}].cache: only GET routes can cache, this one also allows {unsafe[0]}", *at)
-        if b.body is not None and ({b.method} if b.method else set(route.methods)) & {"GET", "HEAD"}:
+        method = None
+        if b.grpc is not None:
+            method = _grpc_backend(b, i, services.get(b.service), protos, problem)
+        else:
+            _http_backend(b, i, services.get(b.service), problem)
+        if (
+            b.grpc is None
+            and b.body is not None
+            and ({b.method} if b.method else set(route.methods)) & {"GET", "HEAD"}
+        ):
             problem(f"backends[{i}].body: a body needs method POST, PUT, PATCH or DELETE", *at, "body")
-        path = Template.parse(b.path)
+        path = Template.parse(b.path or "")
         query = tuple((k, Template.parse(v)) for k, v in b.query.items())
         headers = tuple((k.lower(), Template.parse(v)) for k, v in b.headers.items())
         body = parse_json_template(b.body) if b.body is not None else None
@@ -352,6 +374,8 @@ def _compile_backends(lr, services, known_services, defaults, problem) -> tuple[
             retry=b.retry,
             breaker=b.breaker,
             cache=b.cache,
+            grpc=method,
+            idempotent=b.idempotent,
         )
     order = _topological(deps)
     if order is None:
@@ -359,6 +383,55 @@ def _compile_backends(lr, services, known_services, defaults, problem) -> tuple[
         problem(f"backends form a dependency cycle: {' -> '.join(cycle)}", "backends")
         return None
     return tuple(out[name] for name in order if name in out)
+
+
+def _http_backend(b: Backend, i: int, target: ServiceTarget | None, problem) -> None:
+    at = ("backends", i)
+    if b.path is None:
+        problem(f"missing key 'backends[{i}].path'", *at)
+    if b.idempotent:
+        message = f"backends[{i}].idempotent: only a gRPC backend takes it (an HTTP method says it)"
+        problem(message, *at, "idempotent")
+    if target is not None and target.urls and is_grpc(target.urls[0]):
+        problem(
+            f"backends[{i}]: service {b.service} is a gRPC service ({target.urls[0]}): "
+            "name the method with grpc: <package>.<Service>/<Method>",
+            *at,
+            "service",
+        )
+
+
+def _grpc_backend(
+    b: Backend, i: int, target: ServiceTarget | None, protos: ProtoSet | None, problem
+) -> GrpcMethod | None:
+    """SPEC §7's checks of a gRPC backend; its method, or None when it cannot be called."""
+    from tollway.config.protos import body_problems, resolve
+
+    at = ("backends", i)
+    if b.path is not None:
+        problem(f"backends[{i}].path: a gRPC backend has no path (its method is {b.grpc})", *at, "path")
+    for key in ("query", "method"):
+        if getattr(b, key):
+            problem(f"backends[{i}].{key}: a gRPC backend takes no {key}", *at, key)
+    if target is not None and target.urls and not is_grpc(target.urls[0]):
+        problem(
+            f"backends[{i}].grpc: service {b.service} is not a gRPC service: its URL "
+            f"{target.urls[0]} must be grpc://host:port or grpcs://host:port",
+            *at,
+            "grpc",
+        )
+    if protos is not None and protos.descriptors is None:
+        return None  # the protos did not compile: that is the problem to fix first
+    assert b.grpc is not None
+    method = resolve(protos, b.grpc)
+    if isinstance(method, str):
+        problem(f"backends[{i}].grpc: {method}", *at, "grpc")
+        return None
+    if b.body is not None:
+        for where, message in body_problems(method, b.body):
+            dotted = "".join(f"[{w}]" if isinstance(w, int) else f".{w}" for w in where)
+            problem(f"backends[{i}].body{dotted}: {message}", *at, "body", *where)
+    return method
 
 
 def _topological(deps: dict[str, set[str]]) -> list[str] | None:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from tollway.config.errors import ConfigProblem
 from tollway.config.models import Gateway, Plans, Route
+from tollway.config.protos import ProtoSet, load_protos
 
 Loc = tuple[str | int, ...]
 
@@ -55,6 +56,7 @@ class Loaded:
     routes: list[LoadedRoute]
     problems: list[ConfigProblem]
     infra: Path
+    protos: ProtoSet | None = None  # infra/protos compiled; None: no proto there
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -162,7 +164,8 @@ def load_infra(infra: Path, display_root: Path | None = None) -> Loaded:
         doc = read_document(path, display(path), problems)
         if doc is not None:
             routes.extend(_route_file(doc, path.stem, problems))
-    return Loaded(gateway, gateway_doc, plans, plans_doc, routes, problems, infra)
+    protos = load_protos(infra, display, problems)
+    return Loaded(gateway, gateway_doc, plans, plans_doc, routes, problems, infra, protos)
 
 
 def _route_file(doc: Document, stem: str, problems: list[ConfigProblem]) -> list[LoadedRoute]:

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tollway.config.protos import METHOD_NAME
 from tollway.discovery.target import parse_target
 
 # API Gateway's HTTP API integration limit is the ceiling for any deadline.
@@ -233,9 +234,22 @@ class Cache(Model):
 
 
 class Backend(Model):
+    # An HTTP backend has a `path`; a gRPC backend (SPEC §7) names its method instead.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": {"required": ["grpc"]},
+            "then": {"not": {"required": ["path"]}},
+            "else": {"required": ["path"]},
+        }
+    )
+
     name: Annotated[str, Field(pattern=NAME)]
     service: Annotated[str, Field(pattern=NAME)]
-    path: Annotated[str, Field(pattern=r"^/")]
+    path: Annotated[str, Field(pattern=r"^/")] | None = None
+    # `<package>.<Service>/<Method>` of a proto under infra/protos (tollway/config/protos.py).
+    grpc: Annotated[str, Field(pattern=METHOD_NAME)] | None = None
+    # gRPC has no method verb: `retry` tries a gRPC call again only when this says it may.
+    idempotent: bool = False
     query: dict[str, str] = {}
     method: Method | None = None
     headers: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9-]+$")], str] = {}

@@ -23,6 +23,7 @@ import uvicorn
 
 from tollway.config.compile import compile_infra
 from tollway.dev.backends import DEMO_SERVICES
+from tollway.dev.grpc_demo import demo_grpc_spec
 from tollway.dev.preflight import check_infra, check_ports, check_template, find_template
 from tollway.dev.sidecar import launch
 from tollway.dev.template import provision
@@ -102,6 +103,7 @@ def start(options: DevOptions) -> tuple[DevStack, uvicorn.Server]:
     template = check_template(template_path)
     config = compile_infra(options.infra, options.stage, os.environ)
     backends = demo_backends(dict(config.services)) if options.demo_backends else []
+    grpc_demo = demo_grpc_spec(config) if options.demo_backends else None
     check_ports(
         options.host,
         [
@@ -115,9 +117,13 @@ def start(options: DevOptions) -> tuple[DevStack, uvicorn.Server]:
                 (
                     port,
                     f"the demo {name} service, from stage {options.stage} of gateway.yaml",
-                    f"set TOLLWAY_SERVICE_{name.upper()}=http://127.0.0.1:PORT or pass --no-demo-backends",
+                    f"set TOLLWAY_SERVICE_{name.upper()}={scheme}://127.0.0.1:PORT "
+                    "or pass --no-demo-backends",
                 )
-                for name, _, port in backends
+                for scheme, (name, _, port) in [
+                    *(("http", b) for b in backends),
+                    *(("grpc", b) for b in (grpc_demo["services"] if grpc_demo else [])),
+                ]
             ),
         ],
     )
@@ -128,14 +134,16 @@ def start(options: DevOptions) -> tuple[DevStack, uvicorn.Server]:
         template=template_path,
     )
     try:
-        _start_sidecars(options, stack, template, backends)
+        _start_sidecars(options, stack, template, backends, grpc_demo)
         return stack, _gateway(options, stack)
     except BaseException:
         stack.stop()
         raise
 
 
-def _start_sidecars(options: DevOptions, stack: DevStack, template: dict, backends: list) -> None:
+def _start_sidecars(
+    options: DevOptions, stack: DevStack, template: dict, backends: list, grpc_demo: dict | None = None
+) -> None:
     # Started together: each child's imports take a while, the emulators' most. SQS gets an
     # emulator of its own: the usage function's DynamoDB transactions slow moto as the usage
     # table grows, and must not hold up the gateway's usage sends.
@@ -158,6 +166,9 @@ def _start_sidecars(options: DevOptions, stack: DevStack, template: dict, backen
     )
     if served is not None:
         stack.stoppers.append(served.stop)
+    catalog = launch("grpc", grpc_demo, name="demo gRPC service") if grpc_demo else None
+    if catalog is not None:
+        stack.stoppers.append(catalog.stop)
     aws_url = emulator.wait_ready()["url"]
     sqs_url = queues.wait_ready()["url"]
     stack.aws_url = aws_url
@@ -195,6 +206,8 @@ def _start_sidecars(options: DevOptions, stack: DevStack, template: dict, backen
     create_demo_consumer(env, options.infra, options.demo_key)
     if served is not None:
         served.wait_ready()
+    if catalog is not None:
+        catalog.wait_ready()
     usage.wait_ready()
 
 

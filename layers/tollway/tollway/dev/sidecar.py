@@ -1,5 +1,5 @@
 """A part of `tollway dev` that runs in a process of its own: the AWS emulator, the usage
-function and the demo backends.
+function, the demo backends and the demo gRPC service.
 
 In the gateway's process they shared its GIL: under wrk -c32 on a public route, moto's
 request handlers took ~60% of that process's CPU samples (py-spy) and the gateway served a
@@ -140,9 +140,16 @@ def _usage(spec: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], None]]:
     return {}, start_usage_pipeline(spec["env"], Path(spec["infra"]))
 
 
+def _grpc(spec: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], None]]:
+    from tollway.dev.grpc_demo import serve
+
+    return serve(spec)
+
+
 ROLES: dict[str, Callable[[dict[str, Any]], tuple[dict[str, Any], Callable[[], None]]]] = {
     "emulator": _emulator,
     "backends": _backends,
+    "grpc": _grpc,
     "usage": _usage,
 }
 # Under load the gateway comes first: these only serve it (emulator, backends) or work
@@ -150,7 +157,7 @@ ROLES: dict[str, Callable[[dict[str, Any]], tuple[dict[str, Any], Callable[[], N
 # DynamoDB emulator gets 5 (`tollway dev`), as under load most of its work is the usage
 # function's transactions (rows D1-D2 of `make bench`: the last 10 s of a minute went from
 # 0.51x to 0.95x of the first).
-NICENESS = {"emulator": 0, "backends": 0, "usage": 10}
+NICENESS = {"emulator": 0, "backends": 0, "grpc": 0, "usage": 10}
 
 
 def _describe(exc: BaseException) -> str:

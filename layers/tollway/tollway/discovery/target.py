@@ -1,7 +1,9 @@
 """Where a service's instances come from, as written in gateway.yaml or `TOLLWAY_SERVICE_<NAME>`.
 
 A service is one of:
-- a URL, or a list of URLs (in YAML a list; in the environment, comma-separated);
+- a URL, or a list of URLs (in YAML a list; in the environment, comma-separated): http(s)
+  for HTTP services, `grpc://host:port` (plaintext) or `grpcs://host:port` (TLS) for gRPC
+  services (SPEC §7), never both in one list;
 - `ssm:/path/name`: an SSM parameter holding one URL or a comma-separated list;
 - `cloudmap:namespace/service`: the registered instances of an AWS Cloud Map service.
 
@@ -15,6 +17,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 URL = re.compile(r"^https?://[^/\s?#,]+(/[^\s?#,]*)?$")
+# A gRPC target names a host and a port, nothing else: the method's path is the proto's.
+GRPC_URL = re.compile(r"^grpcs?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}/?$")
 SSM_NAME = re.compile(r"^/?[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 CLOUDMAP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
@@ -45,14 +49,20 @@ def parse_urls(text: str | list[str]) -> tuple[str, ...]:
     urls = []
     for item in items:
         url = item.strip() if isinstance(item, str) else item
-        if not isinstance(url, str) or not URL.match(url):
-            raise ValueError(f"{url!r} is not an http(s) URL")
+        if not isinstance(url, str) or not (URL.match(url) or GRPC_URL.match(url)):
+            raise ValueError(f"{url!r} is not an http(s) URL or a grpc(s)://host:port")
         urls.append(url.rstrip("/"))
     if not urls:
         raise ValueError("a list of URLs must not be empty")
+    if len({is_grpc(url) for url in urls}) > 1:
+        raise ValueError("a service's URLs must all be http(s) or all grpc(s)")
     if len(set(urls)) != len(urls):
         raise ValueError("a URL is listed twice")
     return tuple(urls)
+
+
+def is_grpc(url: str) -> bool:
+    return url.startswith(("grpc://", "grpcs://"))
 
 
 def parse_target(spec: str | list[str]) -> ServiceTarget:

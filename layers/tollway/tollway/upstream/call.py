@@ -51,11 +51,19 @@ class Directory(Protocol):
 class BackendFailure(Exception):
     """A backend gave no usable answer. `reason` is safe to show a caller."""
 
-    def __init__(self, reason: str, *, timed_out: bool = False, status: int | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        timed_out: bool = False,
+        status: int | None = None,
+        grpc_status: str | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.timed_out = timed_out
         self.status = status
+        self.grpc_status = grpc_status  # a gRPC backend's status, by name (tollway/upstream/grpc)
 
 
 class ResponseTooLarge(BackendFailure):

@@ -10,7 +10,8 @@ optional one that fails gives `null` (group) or nothing (merge), and its name in
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -24,6 +25,9 @@ from tollway.upstream.call import BackendCaller, BackendFailure
 from tollway.upstream.compose import NotAnObject, merge, shape
 from tollway.upstream.fanout import DeadlinePassed, RequiredBackendFailed, fan_out
 from tollway.upstream.request import build_request
+
+if TYPE_CHECKING:
+    from tollway.upstream.grpc import GrpcUpstream
 
 JSON = "application/json"
 CACHEABLE = frozenset({"GET", "HEAD"})
@@ -46,9 +50,13 @@ def _serializable(value: Any) -> bool:
 
 
 class Composite:
-    def __init__(self, caller: BackendCaller, caches: Caches) -> None:
+    def __init__(
+        self, caller: BackendCaller, caches: Caches, grpc: Callable[[], GrpcUpstream] | None = None
+    ) -> None:
+        """`grpc`: the gRPC side, for routes with gRPC backends (made on first use)."""
         self.caller = caller
         self.caches = caches
+        self.grpc = grpc
 
     async def respond(self, ex: Exchange) -> tuple[Response, list[str | None]]:
         """The composed response and the backends' Cache-Control values (for a route cache)."""
@@ -58,18 +66,23 @@ class Composite:
         async def call(backend: CompiledBackend, results: dict[str, Any]) -> Any:
             started = time.monotonic()
             status: int | None = None
+            grpc_status = None
             try:
                 value, status, cache_control = await self._call(backend, ex, results)
+                grpc_status = "OK" if backend.grpc is not None else None
                 cache_controls.append(cache_control)
                 return value
             except BackendFailure as failure:
-                status = failure.status
+                status, grpc_status = failure.status, failure.grpc_status
                 raise
             finally:
                 recorded.add(backend.name)
-                ex.backends.append(BackendOutcome(backend.name, status, (time.monotonic() - started) * 1000))
+                latency_ms = (time.monotonic() - started) * 1000
+                ex.backends.append(BackendOutcome(backend.name, status, latency_ms, grpc_status))
 
         route = ex.route
+        if self.grpc is not None and any(b.grpc is not None for b in route.backends):
+            self.grpc().check(ex)  # a message the caller's input does not fit: 400, nothing sent
         try:
             results, failures = await fan_out(route.backends, call, ex.deadline)
         except RequiredBackendFailed as error:
@@ -119,6 +132,8 @@ class Composite:
     async def _call(
         self, backend: CompiledBackend, ex: Exchange, results: dict[str, Any]
     ) -> tuple[Any, int | None, str | None]:
+        if backend.grpc is not None and self.grpc is not None:
+            return await self.grpc().value(backend, ex, results)
         try:
             request = build_request(backend, ex, results, composed=True)
         except TemplateValueError as exc:

@@ -2,7 +2,9 @@
 
 One `HttpUpstream` per container holds what outlives a request: the shared HTTP client,
 the circuit breakers (one per instance URL), the round-robin rotations (one per service),
-the discovered services' instances and the response caches.
+the discovered services' instances and the response caches; and, for a route table with
+gRPC backends, the gRPC side (`tollway.upstream.grpc`: channels and message classes),
+made at init by `enable_grpc` or on first use, never imported otherwise.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -20,6 +23,10 @@ from tollway.upstream.cache import Caches, matches, storable_ttl, variant
 from tollway.upstream.call import BackendCaller, Directory
 from tollway.upstream.composite import CACHEABLE, Composite
 from tollway.upstream.proxy import proxy
+
+if TYPE_CHECKING:
+    from tollway.config.compile import CompiledConfig
+    from tollway.upstream.grpc import GrpcUpstream
 
 
 class HttpUpstream:
@@ -37,7 +44,26 @@ class HttpUpstream:
         self.breakers = Breakers(clock)
         self.caches = Caches(clock)
         self.caller = BackendCaller(client, self.breakers, rng, directory)
-        self.composite = Composite(self.caller, self.caches)
+        self.composite = Composite(self.caller, self.caches, grpc=self.grpc)
+        self._grpc: GrpcUpstream | None = None
+
+    def grpc(self) -> GrpcUpstream:
+        """The gRPC side, made on first use (tollway/upstream/grpc imports grpc and protobuf)."""
+        if self._grpc is None:
+            from tollway.upstream.grpc import GrpcUpstream
+
+            self._grpc = GrpcUpstream(self.caller, self.caches)
+        return self._grpc
+
+    async def close_grpc(self) -> None:
+        """Close the gRPC channels of the running loop (uvicorn's shutdown), if any were made."""
+        if self._grpc is not None:
+            await self._grpc.close()
+
+    def enable_grpc(self, config: CompiledConfig) -> None:
+        """At init, for a table with gRPC backends: import and build their messages now."""
+        if any(b.grpc is not None for route in config.routes for b in route.backends):
+            self.grpc().prepare(config)
 
     async def call(self, exchange: Exchange) -> Response:
         route = exchange.route
@@ -68,6 +94,8 @@ class HttpUpstream:
 
     async def _respond(self, exchange: Exchange) -> tuple[Response, list[str | None]]:
         if exchange.route.compose == "proxy":
+            if exchange.route.backends[0].grpc is not None:
+                return await self.grpc().proxy(exchange), []
             response, answer = await proxy(self.caller, exchange)
             return response, [answer.headers.get("cache-control")]
         return await self.composite.respond(exchange)

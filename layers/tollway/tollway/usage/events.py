@@ -16,17 +16,45 @@ from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:  # the usage function validates events without importing the request path
     from tollway.http.messages import Response
-    from tollway.pipeline import Exchange
+    from tollway.pipeline import BackendOutcome, Exchange
 
 VERSION = 1
+
+
+GrpcStatus = Literal[
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+]
 
 
 class BackendUsage(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    status: int | None = Field(description="HTTP status, or null when the backend gave no answer")
+    status: int | None = Field(
+        description="HTTP status, or null when the backend gave no answer; for a gRPC backend, "
+        "the HTTP status its gRPC status maps to (SPEC §7)"
+    )
     latency_ms: Annotated[float, Field(ge=0)]
+    # gRPC backends only; absent from HTTP backends' entries, so earlier v1 events stay valid.
+    grpc_status: GrpcStatus | None = Field(
+        None, description="A gRPC backend's status code, by name; absent for HTTP backends"
+    )
 
 
 class UsageEvent(BaseModel):
@@ -91,12 +119,21 @@ def from_exchange(ex: Exchange, response: Response, latency_ms: float) -> dict[s
         "response_bytes": response.size,
         "cost_units": ex.cost_units,
         "admitted": ex.admitted,
-        "backends": [
-            {"name": b.name, "status": b.status, "latency_ms": round(b.latency_ms, 3)} for b in ex.backends
-        ],
+        "backends": [_backend(b) for b in ex.backends],
     }
     if ex.usage_status is not None:
         event["reserved_units"] = ex.reserved_units
         event["usage"] = ex.usage
         event["usage_status"] = ex.usage_status
     return event
+
+
+def _backend(outcome: BackendOutcome) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "name": outcome.name,
+        "status": outcome.status,
+        "latency_ms": round(outcome.latency_ms, 3),
+    }
+    if outcome.grpc_status is not None:
+        entry["grpc_status"] = outcome.grpc_status
+    return entry
