@@ -66,7 +66,11 @@ def cold_start(tmp_path: Path, serve, aws: dict[str, str], auth: str = "") -> se
     return {name.split(".")[0] for name in report["modules"]} | set(report["modules"])
 
 
-@pytest.mark.parametrize("module", ["jwt", "cryptography", "yaml", "tollway.config.load", "fastjsonschema"])
+@pytest.mark.parametrize(
+    "module",
+    # stripe: only `tollway usage push-stripe` and StripePushFunction use it.
+    ["jwt", "cryptography", "yaml", "tollway.config.load", "fastjsonschema", "stripe", "tollway.usage.push"],
+)
 def test_a_table_without_jwt_issuers_or_schemas_loads_no_jwt_yaml_or_validator(
     tmp_path: Path, serve, aws: dict[str, str], module: str
 ) -> None:

@@ -89,9 +89,12 @@ def customer_key(consumer: str) -> Key:
     return {"pk": {"S": consumer_pk(consumer)}, "sk": {"S": "STRIPE#CUSTOMER"}}
 
 
-def push_key(consumer: str, month: str, plan: str) -> Key:
-    if len(month) != 7:
-        period_sk(month)  # a malformed period says so; a valid day is not a month
-        raise ValueError(f"period must be a month (YYYY-MM), not {month!r}")
-    period_sk(month)
-    return {"pk": {"S": consumer_pk(consumer)}, "sk": {"S": f"STRIPE#PUSH#{month}#PLAN#{plan}"}}
+def month(period: str) -> str:
+    """`period` if it is a month (YYYY-MM); raises ValueError."""
+    if len(period) != 7 or not _PERIOD.match(period):
+        raise ValueError(f"period must be a month (YYYY-MM), not {period!r}")
+    return period
+
+
+def push_key(consumer: str, period: str, plan: str) -> Key:
+    return {"pk": {"S": consumer_pk(consumer)}, "sk": {"S": f"STRIPE#PUSH#{month(period)}#PLAN#{plan}"}}
