@@ -237,8 +237,9 @@ def test_a_pending_push_older_than_stripes_dedupe_window_waits_for_a_person(acme
     assert result.problems[0].endswith(f"run with --resolve {pro}=sent or =unsent")
     assert [r.form["event_name"] for r in fake.received[sent:]] == ["tokens"]  # pro is not re-sent
 
-    result = acme.push(fake).run("2026-11", ["acme"], resolve={pro: "sent"})
+    result = acme.push(fake).run("2026-11", ["acme"], resolve={pro: "sent", "tollway-x-1": "sent"})
     assert [(p.plan, p.how) for p in result.pushed] == [("pro", "resolved as sent")]
+    assert result.problems == ["--resolve tollway-x-1: no pending push of 2026-11 has it"]
     assert len(fake.received) == sent + 1 and acme.state("acme", "2026-11", "pro") == (46, 1, False)
     assert fake.totals() == {("api_requests", "cus_acme"): 46, ("tokens", "cus_acme"): 500}
 

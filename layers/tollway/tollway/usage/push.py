@@ -188,16 +188,18 @@ class StripePush:
         `resolve`: identifier -> "sent" | "unsent", for pending pushes too old to send again."""
         table.month(month)  # ValueError for anything but a month
         result = PushResult(month)
-        if not self.meters:
-            return result
-        for consumer in consumers if consumers is not None else self.reader.consumers(month):
+        resolve = dict(resolve or {})
+        if consumers is None:
+            consumers = self.reader.consumers(month) if self.meters else []
+        for consumer in consumers:
             usage = self.reader.consumer(consumer, month)
             billed = [(p, share.units) for p, share in sorted(usage.plans.items()) if p in self.meters]
             customer = self.customers.get(consumer) if billed else None
             for plan, units in billed:
-                self._push(result, consumer, plan, units, self.meters[plan], customer, dict(resolve or {}))
+                self._push(result, consumer, plan, units, self.meters[plan], customer, resolve)
                 if result.halted:
                     return result
+        result.problems += [f"--resolve {ident}: no pending push of {month} has it" for ident in resolve]
         return result
 
     # ---- one consumer and plan ------------------------------------------------------
@@ -258,7 +260,7 @@ class StripePush:
     ) -> bool:
         """Complete a push begun before; True when it is settled (confirmed, or forgotten)."""
         ident, value = pending.event.identifier, pending.event.value
-        decision = resolve.get(ident)
+        decision = resolve.pop(ident, None)
         if decision == "sent":
             self._settle(consumer, result.period, plan, pending, confirmed=True)
             result.pushed.append(Pushed(consumer, plan, value, ident, "resolved as sent"))
