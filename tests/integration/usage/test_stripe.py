@@ -464,3 +464,13 @@ def test_the_scheduled_function_pushes_with_the_key_from_secrets_manager(
     usage.add("zed", "pro", 3, datetime.now(UTC).timestamp())  # no Stripe customer: the invocation fails
     with pytest.raises(Exception, match=r"1 problem\(s\), the first: zed on pro: 3 units not pushed"):
         app.handler({}, None)
+
+
+def test_a_run_out_of_time_begins_no_more_consumers_and_says_how_many_wait(acme, fake, clock):
+    acme.add("beta", "pro", 2, NOW)
+    acme.customers.set("beta", "cus_beta")
+    result = acme.push(fake).run("2026-11", deadline=clock.now - 1)
+    assert (result.pushed, fake.received) == ([], [])
+    assert result.problems == ["out of time: 2 consumer(s) left for the next run"]
+    result = acme.push(fake).run("2026-11", ["beta", "acme"], deadline=clock.now)
+    assert [p.consumer for p in result.pushed] == ["beta", "acme", "acme"] and result.problems == []

@@ -55,6 +55,7 @@ from tollway.usage.stripe_meter import MeterEvent, PushError
 STALE_AFTER_S = 23 * 3600  # Stripe dedupes identifiers for "at least 24 hours"
 STRIPE_MAX_AGE_S = 35 * 86_400  # Stripe refuses meter events older than 35 days
 MARGIN_S = 3600
+RUN_MARGIN_S = 30.0  # a scheduled run begins no consumer in its last 30 s
 
 
 class MeterSender(Protocol):
@@ -182,16 +183,26 @@ class StripePush:
         self.customers = StripeCustomers(dynamodb, usage_table)
 
     def run(
-        self, month: str, consumers: Iterable[str] | None = None, resolve: Mapping[str, str] | None = None
+        self,
+        month: str,
+        consumers: Iterable[str] | None = None,
+        resolve: Mapping[str, str] | None = None,
+        deadline: float | None = None,
     ) -> PushResult:
-        """Push `month` (YYYY-MM) for `consumers` (default: all with usage in it).
-        `resolve`: identifier -> "sent" | "unsent", for pending pushes too old to send again."""
+        """Push `month` (YYYY-MM) for `consumers` (default: all with usage in it, by name).
+        `resolve`: identifier -> "sent" | "unsent", for pending pushes too old to send again.
+        `deadline` (the clock's time): no consumer is begun after it; the rest wait for the
+        next run, which is reported."""
         table.month(month)  # ValueError for anything but a month
         result = PushResult(month)
         resolve = dict(resolve or {})
         if consumers is None:
             consumers = self.reader.consumers(month) if self.meters else []
-        for consumer in consumers:
+        todo = list(consumers)
+        for done, consumer in enumerate(todo):
+            if deadline is not None and self.clock() > deadline:
+                result.problems.append(f"out of time: {len(todo) - done} consumer(s) left for the next run")
+                return result
             usage = self.reader.consumer(consumer, month)
             billed = [(p, share.units) for p, share in sorted(usage.plans.items()) if p in self.meters]
             customer = self.customers.get(consumer) if billed else None
@@ -388,7 +399,16 @@ def build_handler(
     push = StripePush(dynamodb or aws.client("dynamodb"), settings.usage_table, config.plans, sender, clock)
 
     def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-        results = [push.run(month) for month in months_to_push(clock())]
+        now = clock()
+        left_s = context.get_remaining_time_in_millis() / 1000 if context is not None else 300.0
+        deadline = now + left_s - RUN_MARGIN_S
+        results = []
+        for month in months_to_push(now):
+            # Each hour starts at another consumer: a run cut short by its deadline leaves a
+            # different tail every time, so no consumer waits for ever.
+            consumers = push.reader.consumers(month)
+            turn = int(now // 3600) % len(consumers) if consumers else 0
+            results.append(push.run(month, consumers[turn:] + consumers[:turn], deadline=deadline))
         for result in results:
             for pushed in result.pushed:
                 logger.info("pushed to Stripe", extra={"period": result.period, **pushed.to_json()})
