@@ -35,13 +35,27 @@ define build-function
 	$(ROUTES_CHECK) --write-table "$(ARTIFACTS_DIR)/infra"
 endef
 
-.PHONY: build-RouterFunction build-UsageFunction layer-requirements check-layer-requirements
+.PHONY: build-RouterFunction build-UsageFunction build-StripePushFunction layer-requirements \
+	check-layer-requirements
 
 build-RouterFunction:
 	$(call build-function,router)
 
 build-UsageFunction:
 	$(call build-function,usage)
+
+# The optional StripePushFunction carries the `stripe` package and its dependencies itself
+# (pyproject.toml's `stripe` dependency group, pinned by uv.lock), as arm64 wheels for the
+# Lambda runtime: neither the shared layer nor the router loads them.
+STRIPE_REQUIREMENTS = $(UV) export --frozen --only-group stripe --no-emit-project --no-hashes --no-header \
+	--format requirements-txt
+build-StripePushFunction:
+	$(call build-function,stripe_push)
+	$(STRIPE_REQUIREMENTS) --quiet -o "$(ARTIFACTS_DIR)/requirements-stripe.txt"
+	$(UV) pip install --quiet --no-deps --only-binary :all: --python-version 3.13 \
+		--python-platform aarch64-manylinux2014 --target "$(ARTIFACTS_DIR)" \
+		-r "$(ARTIFACTS_DIR)/requirements-stripe.txt"
+	rm "$(ARTIFACTS_DIR)/requirements-stripe.txt"
 
 layer-requirements:
 	$(UV_EXPORT) -o $(LAYER_REQUIREMENTS)

@@ -83,7 +83,8 @@ def cold_start(tmp_path: Path, serve, aws: dict[str, str], auth: str = "", grpc:
 
 @pytest.mark.parametrize(
     "module",
-    ["jwt", "cryptography", "yaml", "tollway.config.load", "fastjsonschema"]
+    # stripe: only `tollway usage push-stripe` and StripePushFunction use it.
+    ["jwt", "cryptography", "yaml", "tollway.config.load", "fastjsonschema", "stripe", "tollway.usage.push"]
     + ["grpc", "google.protobuf", "grpc_tools"],
 )
 def test_a_table_without_jwt_issuers_or_schemas_loads_no_jwt_yaml_or_validator(

@@ -75,6 +75,7 @@ ACME = {
     "amount_due": "0.023",
     "currency": "USD",
     "routes": {"items.get": {"requests": 26, "units": 26}, "reports.post": {"requests": 4, "units": 20}},
+    "plans": {"pro": {"requests": 30, "units": 46, "amount_due": "0.023"}},
 }
 BETA = {
     "consumer": "beta",
@@ -85,6 +86,7 @@ BETA = {
     "amount_due": "0.00",
     "currency": "USD",
     "routes": {"items.get": {"requests": 7, "units": 7}},
+    "plans": {"free": {"requests": 7, "units": 7, "amount_due": "0.00"}},
 }
 
 

@@ -260,3 +260,22 @@ def test_a_greedy_parameter_is_declared_last_and_compiled(tmp_path: Path) -> Non
     good = route.split("              - id: bad")[0]
     config = compile_infra(write_infra(tmp_path / "ok", {"t.yaml": good}), "dev", {})
     assert config.routes[0].greedy == "rest"
+
+
+def test_stripe_meter_problems_name_their_line(tmp_path: Path) -> None:
+    plans = (
+        "plans:\n"
+        "  free: {price: {per_1000_units: 0}}\n"
+        "  pro:\n"
+        "    price: {per_1000_units: 0.5}\n"
+        "    stripe: {meter: api requests}\n"
+        "  tokens:\n"
+        "    stripe: {metre: tokens}\n"
+        "  ok: {stripe: {meter: api_requests, customer_key: customer, value_key: units}}\n"
+    )
+    infra = write_infra(tmp_path, {}, plans=plans)
+    assert problems(infra) == [
+        "infra/plans.yaml:5: plans: plans.pro.stripe.meter: 'api requests': a Stripe name holds no spaces",
+        "infra/plans.yaml:7: plans: missing key 'plans.tokens.stripe.meter'",
+        "infra/plans.yaml:7: plans: unknown key 'plans.tokens.stripe.metre'",
+    ]

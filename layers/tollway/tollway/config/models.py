@@ -191,10 +191,33 @@ class Price(Model):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = "USD"
 
 
+def _no_spaces(name: str) -> str:
+    if any(c.isspace() for c in name):
+        raise ValueError(f"{name!r}: a Stripe name holds no spaces")
+    return name
+
+
+# A Stripe meter's event name and payload keys (Stripe: at most 100 characters).
+StripeName = Annotated[
+    str,
+    Field(min_length=1, max_length=100, json_schema_extra={"pattern": r"^\S+$"}),
+    AfterValidator(_no_spaces),
+]
+
+
+class StripeMeter(Model):
+    """Push this plan's units to Stripe Billing as meter events (docs/billing.md)."""
+
+    meter: StripeName = Field(description="The event_name of the Stripe meter")
+    customer_key: StripeName = Field("stripe_customer_id", description="The meter's customer payload key")
+    value_key: StripeName = Field("value", description="The meter's value payload key")
+
+
 class Plan(Model):
     rate: Rate | None = None
     quota: Quota | None = None
     price: Price = Price()
+    stripe: StripeMeter | None = None
     # Counter items a consumer's usage is spread over, for plans above ~1,000 writes/s;
     # each shard holds an equal part of the quota and the burst (docs/quota.md).
     shards: Annotated[int, Field(ge=1, le=64)] = 1

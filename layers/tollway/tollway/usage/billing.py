@@ -9,6 +9,12 @@ records it once.
 Money is integer arithmetic: a plan's price per 1,000 units becomes integer micro-units
 (from the decimal text of the price, not its binary float), and totals keep
 `amount_nanos` = sum(units x micros per 1,000 units), exact for any number of events.
+
+An admitted event also ADDs its requests, units and amount to its plan's share of each
+totals item (`plan#<plan>#<counter>`, table.py), in the same update: a consumer who changed
+plans, or holds keys on two, is billed per plan. `plan` keeps the first plan that wrote
+the item (items written before the per-plan counters: the last one), which is the plan
+of any units the per-plan counters do not hold (usage/report.py).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from tollway.usage.events import UsageEvent
 DEDUPE_TTL_S = 90 * 86_400
 REJECTED_STATUSES = frozenset({403, 429})
 COUNTERS = ("requests", "rejected", "events", "units", "amount_nanos")
+PLAN_COUNTERS = ("requests", "units", "amount_nanos")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +124,11 @@ class Ledger:
             ":plan": {"S": event.plan},
             ":currency": {"S": price.currency},
         }
-        update = (
-            "ADD " + ", ".join(f"#{n} :{n}" for n in COUNTERS) + " SET #plan = :plan, #currency = :currency"
-        )
+        adds = [f"#{n} :{n}" for n in COUNTERS]
+        if c.requests:
+            names |= {f"#plan_{n}": table.plan_attribute(event.plan, n) for n in PLAN_COUNTERS}
+            adds += [f"#plan_{n} :{n}" for n in PLAN_COUNTERS]
+        update = "ADD " + ", ".join(adds) + " SET #plan = if_not_exists(#plan, :plan), #currency = :currency"
         items: list[dict[str, Any]] = [
             {
                 "Put": {

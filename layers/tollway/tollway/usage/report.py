@@ -1,4 +1,11 @@
-"""Read the totals back (SPEC §3 `tollway usage report`): JSON shapes and a table for people."""
+"""Read the totals back (SPEC §3 `tollway usage report`): JSON shapes and a table for people.
+
+Each plan's share comes from the totals items' per-plan counters (usage/billing.py). A
+totals item written before those counters existed holds units they do not: that rest is
+reported under the item's stored `plan`. The report's `plan` is the plan of the most
+units (then of the most requests, then the first by name), or the stored plan when the
+consumer had no admitted request.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +13,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tollway.usage import table
-from tollway.usage.billing import render_amount
+from tollway.usage.billing import PLAN_COUNTERS, render_amount
+
+
+@dataclass(slots=True)
+class PlanUsage:
+    requests: int = 0
+    units: int = 0
+    amount_nanos: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        amount = render_amount(self.amount_nanos)
+        return {"requests": self.requests, "units": self.units, "amount_due": amount}
 
 
 @dataclass(slots=True)
 class RouteUsage:
     requests: int = 0
     units: int = 0
+    plans: dict[str, PlanUsage] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -26,12 +45,20 @@ class ConsumerUsage:
     amount_nanos: int = 0
     currency: str = "USD"
     routes: dict[str, RouteUsage] = field(default_factory=dict)
+    plans: dict[str, PlanUsage] = field(default_factory=dict)
+
+    @property
+    def main_plan(self) -> str | None:
+        if not self.plans:
+            return self.plan
+        name, _ = min(self.plans.items(), key=lambda kv: (-kv[1].units, -kv[1].requests, kv[0]))
+        return name or None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "consumer": self.consumer,
             "period": self.period,
-            "plan": self.plan,
+            "plan": self.main_plan,
             "requests": self.requests,
             "rejected": self.rejected,
             "units": self.units,
@@ -40,11 +67,28 @@ class ConsumerUsage:
             "routes": {
                 rid: {"requests": r.requests, "units": r.units} for rid, r in sorted(self.routes.items())
             },
+            "plans": {name: p.to_json() for name, p in sorted(self.plans.items())},
         }
 
 
 def _n(item: dict[str, Any], name: str) -> int:
     return int(item[name]["N"]) if name in item else 0
+
+
+def plan_split(item: dict[str, Any]) -> dict[str, PlanUsage]:
+    """Each plan's requests, units and amount in one totals item; the rest the per-plan
+    counters do not hold (written before them) is the share of the item's stored `plan`."""
+    split: dict[str, PlanUsage] = {}
+    for name, value in item.items():
+        parsed = table.parse_plan_attribute(name)
+        if parsed is not None and parsed[1] in PLAN_COUNTERS:
+            setattr(split.setdefault(parsed[0], PlanUsage()), parsed[1], int(value["N"]))
+    rest = [_n(item, c) - sum(getattr(p, c) for p in split.values()) for c in PLAN_COUNTERS]
+    if any(rest):
+        share = split.setdefault(item.get("plan", {}).get("S", ""), PlanUsage())
+        for counter, amount in zip(PLAN_COUNTERS, rest, strict=True):
+            setattr(share, counter, getattr(share, counter) + amount)
+    return split
 
 
 class UsageReader:
@@ -78,8 +122,9 @@ class UsageReader:
                 usage.rejected = _n(item, "rejected")
                 usage.units = _n(item, "units")
                 usage.amount_nanos = _n(item, "amount_nanos")
+                usage.plans = plan_split(item)
             elif (route_id := table.route_of(sk, period)) is not None:
-                usage.routes[route_id] = RouteUsage(_n(item, "requests"), _n(item, "units"))
+                usage.routes[route_id] = RouteUsage(_n(item, "requests"), _n(item, "units"), plan_split(item))
         return usage
 
     def consumers(self, period: str) -> list[str]:
@@ -100,20 +145,35 @@ class UsageReader:
 
 
 def render_table(report: dict[str, Any]) -> str:
-    """The report for people: one line per consumer, then per route when there is one consumer."""
+    """The report for people: one line per consumer (and one per plan under a consumer of
+    several plans), then per route when there is one consumer."""
     consumers = report.get("consumers", [report])
     header = ("CONSUMER", "PLAN", "REQUESTS", "REJECTED", "UNITS", "AMOUNT DUE")
-    rows = [header] + [
-        (
-            c["consumer"],
-            c["plan"] or "-",
-            str(c["requests"]),
-            str(c["rejected"]),
-            str(c["units"]),
-            f"{c['amount_due']} {c['currency']}",
+    rows = [header]
+    for c in consumers:
+        plans = c.get("plans", {})
+        rows.append(
+            (
+                c["consumer"],
+                f"{len(plans)} plans" if len(plans) > 1 else c["plan"] or "-",
+                str(c["requests"]),
+                str(c["rejected"]),
+                str(c["units"]),
+                f"{c['amount_due']} {c['currency']}",
+            )
         )
-        for c in consumers
-    ]
+        if len(plans) > 1:
+            rows += [
+                (
+                    "",
+                    f"  {name or '-'}",
+                    str(p["requests"]),
+                    "",
+                    str(p["units"]),
+                    f"{p['amount_due']} {c['currency']}",
+                )
+                for name, p in plans.items()
+            ]
     lines = [f"period {report['period']}", *_columns(rows, numeric=range(2, 6))]
     if "consumers" not in report and report["routes"]:
         route_rows = [("ROUTE", "REQUESTS", "UNITS")] + [
