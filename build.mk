@@ -35,13 +35,18 @@ define build-function
 	$(ROUTES_CHECK) --write-table "$(ARTIFACTS_DIR)/infra"
 endef
 
-.PHONY: build-RouterFunction build-UsageFunction layer-requirements check-layer-requirements
+.PHONY: build-RouterFunction build-UsageFunction build-PreTrafficHookFunction layer-requirements \
+	check-layer-requirements
 
 build-RouterFunction:
 	$(call build-function,router)
 
 build-UsageFunction:
 	$(call build-function,usage)
+
+# The pre-traffic hook carries the same route table as the router it checks.
+build-PreTrafficHookFunction:
+	$(call build-function,hook)
 
 layer-requirements:
 	$(UV_EXPORT) -o $(LAYER_REQUIREMENTS)
