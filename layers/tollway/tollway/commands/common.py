@@ -64,12 +64,14 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(USAGE)
 
 
-def add_stack_flags(parser: argparse.ArgumentParser) -> None:
-    aws = parser.add_argument_group("deployed stack (default: the environment, or .tollway/dev.env)")
+def add_stack_flags(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    title = "deployed stack" + ("" if required else " (default: the environment, or .tollway/dev.env)")
+    aws = parser.add_argument_group(title)
     aws.add_argument(
         "--stack",
         metavar="NAME",
-        help="read the table, queue and secret names from this CloudFormation stack's outputs",
+        required=required,
+        help="the CloudFormation stack whose outputs name the tables, queue, secret and functions",
     )
     aws.add_argument("--region", metavar="R", help="the AWS region (default: AWS_REGION, else the profile's)")
     aws.add_argument("--profile", metavar="P", help="the AWS profile to use (default: AWS_PROFILE)")

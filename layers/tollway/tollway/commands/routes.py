@@ -1,4 +1,4 @@
-"""`tollway routes check|list`."""
+"""`tollway routes check|list|diff`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from tollway.commands.common import CommandError, add_stack_flags, need, use_target
 from tollway.config.compile import compile_infra, compile_loaded
 from tollway.config.errors import ConfigError, ConfigProblem
 from tollway.config.load import Loaded, load_infra
@@ -41,6 +43,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     lst.add_argument("--stage", default=None, help="the stage whose routes to list (default: the first)")
     lst.add_argument("--json", action="store_true", help="print JSON instead of tables")
     lst.set_defaults(func=run_list)
+    diff = routes.add_parser(
+        "diff",
+        help="what a deploy would add, change or remove against a deployed stack's route table "
+        "(exit 1 when anything differs)",
+    )
+    diff.add_argument("--infra", type=Path, default=Path("infra"), help=INFRA_HELP)
+    diff.add_argument("--json", action="store_true", help="print the differences as JSON")
+    add_stack_flags(diff, required=True)
+    diff.set_defaults(func=run_diff)
 
 
 def check(loaded: Loaded) -> list[ConfigProblem]:
@@ -173,3 +184,71 @@ def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    """The local infra folder against the table deployed with the stack's router, which the
+    pre-traffic hook function carries (tollway/deploy/routes.py)."""
+    from tollway.deploy.routes import diff, summary
+
+    use_target(args)
+    holder = need("TOLLWAY_HOOK_FUNCTION", "the function that holds the deployed route table")
+    deployed = deployed_routes(holder)
+    try:
+        local = summary(compile_infra(args.infra, deployed["stage"], {}, Path.cwd()))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        raise CommandError(f"{len(exc.problems)} problem(s) in {args.infra}: fix them first") from None
+    changes = diff(deployed["routes"], local)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "stack": args.stack,
+                    "stage": deployed["stage"],
+                    "added": [{"id": r, **_where(local[r])} for r in changes.added],
+                    "changed": {
+                        r: {name: {"deployed": old, "local": new} for name, (old, new) in fields.items()}
+                        for r, fields in changes.changed.items()
+                    },
+                    "removed": [{"id": r, **_where(deployed["routes"][r])} for r in changes.removed],
+                },
+                indent=2,
+            )
+        )
+        return 1 if changes else 0
+    where = f"stack {args.stack} (stage {deployed['stage']})"
+    if not changes:
+        print(f"no route changes against {where}")
+        return 0
+    counts = f"{len(changes.added)} added, {len(changes.changed)} changed, {len(changes.removed)} removed"
+    print(f"{counts} against {where}")
+    width = max(len(r) for r in [*changes.added, *changes.changed, *changes.removed])
+    for route_id in changes.added:
+        print(f"+ {route_id:<{width}}  {_line(local[route_id])}")
+    for route_id, fields in changes.changed.items():
+        for name, (old, new) in fields.items():
+            print(f"~ {route_id:<{width}}  {name}: {json.dumps(old)} -> {json.dumps(new)}")
+    for route_id in changes.removed:
+        print(f"- {route_id:<{width}}  {_line(deployed['routes'][route_id])}")
+    return 1
+
+
+def deployed_routes(function: str) -> dict[str, Any]:
+    from tollway import aws
+
+    answer = aws.client("lambda", config=None).invoke(FunctionName=function, Payload=b'{"tollway": "routes"}')
+    payload = json.loads(answer["Payload"].read() or b"null")
+    if answer.get("FunctionError") or not isinstance(payload, dict) or "routes" not in payload:
+        message = payload.get("errorMessage") if isinstance(payload, dict) else payload
+        raise CommandError(f"{function} did not answer its route table: {message}")
+    return payload
+
+
+def _where(route: dict[str, Any]) -> dict[str, Any]:
+    return {"methods": route["methods"], "path": route["path"]}
+
+
+def _line(route: dict[str, Any]) -> str:
+    return f"{','.join(route['methods'])} {route['path']}"
