@@ -93,8 +93,21 @@ def host_layer(python: str) -> list[Path]:
     return [deps, ROOT / "layers" / "tollway"]
 
 
-class InitError(Exception):
-    """The function's module raised while it was imported (Lambda's Runtime.ImportModuleError)."""
+def lambda_env(function: str, **variables: str) -> dict[str, str]:
+    """What Lambda gives every function (credentials, region, its name), and `variables`."""
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "LANG": "C.UTF-8",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_LAMBDA_FUNCTION_NAME": function,
+        "POWERTOOLS_SERVICE_NAME": "tollway",
+        "POWERTOOLS_METRICS_NAMESPACE": "Tollway",
+        **variables,
+    }
 
 
 @dataclass

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,7 @@ class DevServer:
     cwd: Path
     process: subprocess.Popen
     output: list[str]
+    services: dict[str, str] = field(default_factory=dict)  # TOLLWAY_SERVICE_* it was started with
 
     def env(self) -> dict[str, str]:
         """The settings `tollway dev` wrote for other commands run from its folder."""
@@ -82,7 +83,9 @@ def launch_dev(cwd: Path) -> DevServer:
     if not any("ready" in line for line in output):
         process.kill()
         pytest.fail("tollway dev did not print ready:\n" + "".join(output))
-    return DevServer(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{aws_port}", cwd, process, output)
+    services = {k: v for k, v in env.items() if k.startswith("TOLLWAY_SERVICE_")}
+    url, aws_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{aws_port}"
+    return DevServer(url, aws_url, cwd, process, output, services)
 
 
 @pytest.fixture(scope="module")

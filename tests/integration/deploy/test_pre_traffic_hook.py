@@ -14,8 +14,7 @@ import pytest
 from tollway.config import artifact
 from tollway.deploy.probes import probes
 
-from tests.built import Container, FakeCodeDeploy, FakeLambda
-from tests.integration.deploy.conftest import lambda_env
+from tests.built import Container, FakeCodeDeploy, FakeLambda, lambda_env
 
 TARGET = "arn:aws:lambda:us-east-1:123456789012:function:tollway-RouterFunction-x1:7"
 EVENT = {"DeploymentId": "d-TEST1", "LifecycleEventHookExecutionId": "exec-1"}

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.built import ROOT, FakeLambda
+from tests.built import ROOT, FakeLambda, lambda_env
 from tests.deployed import deploy
-from tests.integration.deploy.conftest import lambda_env
 
 
 def deployed_hook(built, layer, containers, tmp_path: Path, edit=None):

@@ -24,6 +24,7 @@ import uvicorn
 from tollway.config.compile import compile_infra
 from tollway.dev.backends import DEMO_SERVICES
 from tollway.dev.preflight import check_infra, check_ports, check_template, find_template
+from tollway.dev.serve import free_port
 from tollway.dev.sidecar import launch
 from tollway.dev.template import provision
 from tollway.discovery.target import parse_target
@@ -138,16 +139,24 @@ def start(options: DevOptions) -> tuple[DevStack, uvicorn.Server]:
 def _start_sidecars(options: DevOptions, stack: DevStack, template: dict, backends: list) -> None:
     # Started together: each child's imports take a while, the emulators' most. SQS gets an
     # emulator of its own: the usage function's DynamoDB transactions slow moto as the usage
-    # table grows, and must not hold up the gateway's usage sends.
+    # table grows, and must not hold up the gateway's usage sends. The AWS emulator passes
+    # SQS requests on to it, so that its port alone serves everything (env.local.json).
+    sqs_port = free_port(options.host)
     emulator = launch(
         "emulator",
-        {"host": options.host, "port": options.aws_port, "name": "AWS emulator", "nice": 5},
+        {
+            "host": options.host,
+            "port": options.aws_port,
+            "name": "AWS emulator",
+            "nice": 5,
+            "sqs_url": f"http://{options.host}:{sqs_port}",
+        },
         name="AWS emulator",
     )
     stack.stoppers.append(emulator.stop)
     queues = launch(
         "emulator",
-        {"host": options.host, "port": 0, "serialize": False, "name": "SQS emulator"},
+        {"host": options.host, "port": sqs_port, "serialize": False, "name": "SQS emulator"},
         name="SQS emulator",
     )
     stack.stoppers.append(queues.stop)
