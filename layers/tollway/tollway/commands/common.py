@@ -128,6 +128,8 @@ def stack_outputs(stack: str) -> dict[str, str]:
     try:
         described = aws.client("cloudformation", config=None).describe_stacks(StackName=stack)
     except Exception as exc:
+        # CloudFormation has no error code of its own for a missing stack: a ValidationError
+        # whose message says it does not exist.
         if error_code(exc) == "ValidationError" and "does not exist" in str(exc):
             region = aws.session().region_name
             raise CommandError(f"no stack {stack!r} in {region} (check --stack and --region)") from None
