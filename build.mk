@@ -35,7 +35,8 @@ define build-function
 	$(ROUTES_CHECK) --write-table "$(ARTIFACTS_DIR)/infra"
 endef
 
-.PHONY: build-RouterFunction build-UsageFunction build-StripePushFunction layer-requirements \
+.PHONY: build-RouterFunction build-UsageFunction build-StripePushFunction build-PreTrafficHookFunction \
+	layer-requirements \
 	check-layer-requirements
 
 build-RouterFunction:
@@ -56,6 +57,10 @@ build-StripePushFunction:
 		--python-platform aarch64-manylinux2014 --target "$(ARTIFACTS_DIR)" \
 		-r "$(ARTIFACTS_DIR)/requirements-stripe.txt"
 	rm "$(ARTIFACTS_DIR)/requirements-stripe.txt"
+
+# The pre-traffic hook carries the same route table as the router it checks.
+build-PreTrafficHookFunction:
+	$(call build-function,hook)
 
 layer-requirements:
 	$(UV_EXPORT) -o $(LAYER_REQUIREMENTS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import httpx
@@ -81,3 +82,36 @@ def serve() -> Iterator[Callable[..., str]]:
     yield start
     for served in started:
         served.stop()
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each function's folder as `sam build` lays it out (tests/built.py)."""
+    from tests.built import artifacts
+
+    return artifacts(tmp_path_factory.mktemp("build"))
+
+
+@pytest.fixture(scope="session")
+def layer() -> list[Path]:
+    """The layer's sys.path entries, for this machine and the Lambda runtime's Python."""
+    from tests.built import host_layer, runtime_python
+
+    return host_layer(runtime_python())
+
+
+@pytest.fixture
+def containers() -> Iterator[Callable[..., Any]]:
+    """Start warm containers of built functions for one test: `containers(handler, root, layer, env)`."""
+    from tests.built import Container
+
+    started: list[Container] = []
+
+    def start(handler: str, task_root: Path, layer: list[Path], env: dict[str, str]) -> Container:
+        container = Container(handler, task_root, layer, env).start()
+        started.append(container)
+        return container
+
+    yield start
+    for container in started:
+        container.stop()

@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 
 from tollway.config.artifact import load_or_compile
-from tollway.observability import logger
+from tollway.observability import logger, with_lambda_context
 from tollway.settings import Settings
 from tollway.usage.consumer import build_handler
 
@@ -12,4 +12,6 @@ INFRA = Path(__file__).parent / "infra"
 
 settings = Settings.from_environ(os.environ, INFRA)
 # The plans from the route table `sam build` compiled; from the sources if it is stale.
-handler = build_handler(settings, config=load_or_compile(INFRA, settings.stage, settings.environ, log=logger))
+handler = with_lambda_context(
+    build_handler(settings, config=load_or_compile(INFRA, settings.stage, settings.environ, log=logger))
+)

@@ -6,9 +6,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -24,11 +25,22 @@ class DevServer:
     cwd: Path
     process: subprocess.Popen
     output: list[str]
+    services: dict[str, str] = field(default_factory=dict)  # TOLLWAY_SERVICE_* it was started with
 
     def env(self) -> dict[str, str]:
         """The settings `tollway dev` wrote for other commands run from its folder."""
         lines = (self.cwd / ".tollway" / "dev.env").read_text().splitlines()
         return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+    def wait_for_output(self, text: str, since: int = 0, timeout_s: float = 20.0) -> str:
+        """The first line of output from line `since` on that contains `text`."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for line in list(self.output)[since:]:
+                if text in line:
+                    return line
+            time.sleep(0.1)
+        raise AssertionError(f"no {text!r} in tollway dev's output:\n" + "".join(self.output))
 
     def tollway(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -41,8 +53,9 @@ class DevServer:
         )
 
 
-def launch_dev(cwd: Path) -> DevServer:
-    """`tollway dev` from `cwd` on free ports, once it printed its ready line."""
+def launch_dev(cwd: Path, infra: Path = ROOT / "infra") -> DevServer:
+    """`tollway dev` from `cwd` on free ports, once it printed its ready line; its later
+    output keeps coming into `output` (read by a thread, so the pipe never fills)."""
     port, aws_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TOLLWAY_"))}
     for service in ("USERS", "ORDERS", "REVIEWS", "ASSISTANTS"):
@@ -56,7 +69,7 @@ def launch_dev(cwd: Path) -> DevServer:
             "dev",
             # No --template: the one next to the infra folder is found (the ready output names it).
             "--infra",
-            str(ROOT / "infra"),
+            str(infra),
             "--port",
             str(port),
             "--aws-port",
@@ -83,7 +96,10 @@ def launch_dev(cwd: Path) -> DevServer:
     if not any("ready" in line for line in output):
         process.kill()
         pytest.fail("tollway dev did not print ready:\n" + "".join(output))
-    return DevServer(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{aws_port}", cwd, process, output)
+    threading.Thread(target=lambda: output.extend(process.stdout), daemon=True).start()
+    services = {k: v for k, v in env.items() if k.startswith("TOLLWAY_SERVICE_")}
+    url, aws_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{aws_port}"
+    return DevServer(url, aws_url, cwd, process, output, services)
 
 
 @pytest.fixture(scope="module")

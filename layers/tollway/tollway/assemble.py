@@ -8,6 +8,7 @@ usage emitter, and the discovery resolvers. Nothing here blocks a request on bot
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -36,8 +37,10 @@ def build_app(
     *,
     http_client: httpx.AsyncClient | None = None,
     config: CompiledConfig | None = None,
+    runtime_trace: Callable[[], str | None] | None = None,
 ) -> GatewayApp:
-    """`config`: the route table built for this stage (config/artifact.py); else the sources, compiled."""
+    """`config`: the route table built for this stage (config/artifact.py); else the sources, compiled.
+    `runtime_trace`: the current invocation's X-Ray trace header, on Lambda (tollway.http.trace)."""
     if config is None:
         from tollway.config.compile import compile_infra
 
@@ -70,7 +73,7 @@ def build_app(
         usage=usage,
         access_log=access_log,
     )
-    app = GatewayApp(gateway, on_startup=on_startup, on_shutdown=on_shutdown)
+    app = GatewayApp(gateway, on_startup=on_startup, on_shutdown=on_shutdown, runtime_trace=runtime_trace)
     # What a SnapStart restore renews (tollway/snapstart.py); the Lambda adapter registers it.
     app.renewal = Renewal(
         keys=authenticator.keys,

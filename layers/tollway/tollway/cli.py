@@ -1,7 +1,9 @@
-"""The `tollway` command. Each subcommand lives in `tollway.commands.<name>`.
+"""The `tollway` command. Each subcommand lives in `tollway.commands.<name>`; what they
+share (exit codes, one-line errors, `--stack`) in `tollway.commands.common`.
 
 Run from a folder where `tollway dev` is running, every command picks up the emulator's
-connection settings from `.tollway/dev.env`, so a second terminal needs no flags.
+connection settings from `.tollway/dev.env`, so a second terminal needs no flags; `--stack
+NAME` points `keys` and `usage` at a deployed stack instead.
 """
 
 from __future__ import annotations
@@ -10,26 +12,30 @@ import argparse
 import importlib
 import os
 import sys
-from pathlib import Path
+
+from tollway.commands.common import INTERRUPTED, OK, Parser, describe, load_dev_env, wants_aws
 
 COMMANDS = ("routes", "keys", "usage", "dev", "openapi")
-DEV_ENV = Path(".tollway") / "dev.env"
 
 
-def load_dev_env(path: Path = DEV_ENV) -> None:
-    """Fill unset variables from `.tollway/dev.env` (KEY=VALUE lines)."""
-    if not path.is_file():
-        return
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            os.environ.setdefault(key.strip(), value.strip())
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("tollway")
+    except PackageNotFoundError:
+        return "unknown (not installed as a package)"
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="tollway", description="Tollway API gateway tools")
-    sub = top.add_subparsers(dest="command", required=True)
+    top = Parser(
+        prog="tollway",
+        description="Tollway API gateway tools",
+        epilog="Exit status: 0 done, 1 failed or problems found, 2 unusable command line, 130 interrupted.",
+    )
+    top.add_argument("--version", action="version", version=f"tollway {version()}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         try:
             module = importlib.import_module(f"tollway.commands.{name}")
@@ -42,15 +48,26 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    if args.command != "dev":
-        load_dev_env()
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else OK
+    args.dev_env = {}
+    if args.command != "dev" and not wants_aws(args):
+        args.dev_env = load_dev_env()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        return 130
+        return INTERRUPTED
     except BrokenPipeError:
-        return 0
+        return OK
+    except Exception as exc:
+        if os.environ.get("TOLLWAY_DEBUG"):
+            raise
+        line, code = describe(exc)
+        action = getattr(args, "action", None)
+        print(f"tollway {args.command}{' ' + action if action else ''}: {line}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -56,10 +56,11 @@ def test_create_rejects_unknown_plans_bad_durations_and_scopes(stack, capsys):
     base = ("keys", "create", "--consumer", "acme", "--infra", str(stack.infra))
     status, _, err = stack.cli(*base, "--plan", "gold", capsys=capsys)
     assert status == 1 and "'gold' is not a plan" in err and "known: free, pro" in err
+    # A malformed value is a command line that cannot run: exit 2 (tollway/commands/common.py).
     status, _, err = stack.cli(*base, "--plan", "free", "--expires-in", "soon", capsys=capsys)
-    assert status == 1 and "--expires-in" in err
+    assert status == 2 and "--expires-in" in err
     status, _, err = stack.cli(*base, "--plan", "free", "--scopes", 'a,"b', capsys=capsys)
-    assert status == 1 and "not a valid scope" in err
+    assert status == 2 and "not a valid scope" in err
     assert items(stack.environ["TOLLWAY_KEYS_TABLE"]) == []
 
 

@@ -33,7 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--aws-port", type=port_number, default=4566, help="port of the embedded AWS emulator (default 4566)"
     )
     dev.add_argument("--stage", default="dev", help="the stage of gateway.yaml to serve (default dev)")
-    dev.add_argument("--no-demo-backends", dest="demo_backends", action="store_false")
+    dev.add_argument(
+        "--no-demo-backends",
+        dest="demo_backends",
+        action="store_false",
+        help="do not serve the demo users, orders, reviews and assistants services",
+    )
     dev.set_defaults(func=run)
 
 

@@ -1,25 +1,24 @@
 """`tollway keys create|revoke|list`: issue API keys, show each once, store only its hash.
 
 The keys table is named by `TOLLWAY_KEYS_TABLE` and the key secret by
-`TOLLWAY_KEY_SECRET_ID` (both written to `.tollway/dev.env` by `tollway dev`, or taken from
-the stack's outputs KeysTableName and KeySecretId); AWS endpoints come the boto3 way.
+`TOLLWAY_KEY_SECRET_ID`: from the stack's outputs KeysTableName and KeySecretId with
+`--stack NAME`, else the environment (`.tollway/dev.env` under `tollway dev`); AWS
+endpoints come the boto3 way.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from tollway import aws
 from tollway.auth.keys import KeyMac, key_hash
 from tollway.auth.store import REVOKED, KeyRecord, KeyStore, new_record
+from tollway.commands.common import CommandError, add_stack_flags, error_code, need, use_target
 from tollway.config.load import load_infra
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
@@ -28,37 +27,52 @@ _CONSUMER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 _SCOPE = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")  # RFC 6749 §3.3 scope-token
 
 
-class UsageError(Exception):
-    """A problem with what the user typed: printed, exit status 1."""
+class UsageError(CommandError):
+    """A problem with what the user asked for (an unknown plan or key): exit status 1."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     keys = sub.add_parser("keys", help="issue, revoke and list API keys").add_subparsers(
-        dest="action", required=True
+        dest="action", required=True, metavar="ACTION"
     )
     create = keys.add_parser("create", help="issue a key; it is printed once and never stored")
-    create.add_argument("--consumer", required=True, help="whose quota and usage the key spends")
+    create.add_argument(
+        "--consumer", required=True, type=consumer_id, help="whose quota and usage the key spends"
+    )
     create.add_argument("--plan", required=True, help="a plan of infra/plans.yaml")
-    create.add_argument("--scopes", default="", help="comma-separated, e.g. profile:read,users:read")
-    create.add_argument("--expires-in", default=None, help="e.g. 3600s, 90m, 12h, 30d, 4w")
-    create.add_argument("--infra", type=Path, default=Path("infra"))
-    create.add_argument("--json", action="store_true")
+    create.add_argument(
+        "--scopes", default=[], type=parse_scopes, help="comma-separated, e.g. profile:read,users:read"
+    )
+    create.add_argument(
+        "--expires-in", type=parse_duration, help="e.g. 3600s, 90m, 12h, 30d, 4w (default: never)"
+    )
+    create.add_argument(
+        "--infra", type=Path, default=Path("infra"), help="the infra folder whose plans --plan names"
+    )
+    create.add_argument("--json", action="store_true", help="print the key and its record as one JSON object")
+    add_stack_flags(create)
     create.set_defaults(func=run_create)
     revoke = keys.add_parser("revoke", help="revoke a key by its id")
-    revoke.add_argument("key_id")
+    revoke.add_argument("key_id", help="the key's id, as `keys create` and `keys list` show it")
+    add_stack_flags(revoke)
     revoke.set_defaults(func=run_revoke)
     lst = keys.add_parser("list", help="list keys (ids and metadata, never the keys)")
-    lst.add_argument("--consumer", default=None)
-    lst.add_argument("--json", action="store_true")
+    lst.add_argument("--consumer", default=None, help="only this consumer's keys")
+    lst.add_argument("--json", action="store_true", help='print {"keys": [...]} instead of a table')
+    add_stack_flags(lst)
     lst.set_defaults(func=run_list)
+
+
+def consumer_id(text: str) -> str:
+    if not _CONSUMER.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r}: use letters, digits and . _ : @ - (up to 128)")
+    return text
 
 
 def parse_duration(text: str) -> timedelta:
     m = _DURATION.match(text.strip())
     if not m or int(m.group(1)) == 0:
-        raise UsageError(
-            f"--expires-in {text!r}: give a positive number and a unit (s, m, h, d, w), e.g. 30d"
-        )
+        raise argparse.ArgumentTypeError(f"{text!r}: a positive number and a unit (s, m, h, d, w), e.g. 30d")
     return timedelta(seconds=int(m.group(1)) * UNITS[m.group(2)])
 
 
@@ -66,7 +80,7 @@ def parse_scopes(text: str) -> list[str]:
     scopes = sorted({s.strip() for s in text.split(",") if s.strip()})
     for scope in scopes:
         if not _SCOPE.match(scope):
-            raise UsageError(f"--scopes: {scope!r} is not a valid scope")
+            raise argparse.ArgumentTypeError(f"{scope!r} is not a valid scope (RFC 6749 scope-token)")
     return scopes
 
 
@@ -74,18 +88,15 @@ def known_plans(infra: Path) -> list[str]:
     """The plans of `infra/plans.yaml`; a problem in a team's routes must not block key issuing."""
     loaded = load_infra(infra, Path.cwd())
     if loaded.plans is None:
-        problems = "\n".join(str(p) for p in loaded.problems if "plans.yaml" in p.file)
-        raise UsageError(f"cannot read plans from {infra}:\n{problems or 'plans.yaml is missing'}")
+        problems = [str(p) for p in loaded.problems if "plans.yaml" in p.file]
+        more = f" (and {len(problems) - 1} more: tollway routes check)" if len(problems) > 1 else ""
+        first = problems[0] if problems else "no plans.yaml"
+        raise UsageError(f"cannot read plans (--infra {infra}): {first}{more}")
     return sorted(loaded.plans.plans)
 
 
 def store() -> KeyStore:
-    table = os.environ.get("TOLLWAY_KEYS_TABLE")
-    if not table:
-        raise UsageError(
-            "TOLLWAY_KEYS_TABLE is not set: run `tollway dev` in this folder, "
-            "or export the KeysTable name from the stack's outputs"
-        )
+    table = need("TOLLWAY_KEYS_TABLE", "the keys table")
     return KeyStore(aws.client("dynamodb", config=None), table)
 
 
@@ -95,50 +106,25 @@ def key_mac() -> KeyMac:
 
     from tollway.auth.secret import load_key_mac
 
-    secret_id = os.environ.get("TOLLWAY_KEY_SECRET_ID")
-    if not secret_id:
-        raise UsageError(
-            "TOLLWAY_KEY_SECRET_ID is not set: run `tollway dev` in this folder, "
-            "or export KeySecretId from the stack's outputs"
-        )
+    secret_id = need("TOLLWAY_KEY_SECRET_ID", "the key secret new keys are signed with")
     try:
         return load_key_mac(secret_id)
     except GetParameterError as exc:
-        raise UsageError(f"the key secret {secret_id!r} could not be read: {exc}") from exc
+        cause = exc.__cause__ or exc
+        if type(cause).__module__.startswith("botocore") and error_code(cause) is None:
+            raise cause from None  # no credentials, no region, unreachable: said as for any call
+        first = " ".join(str(exc).split())
+        raise UsageError(f"the key secret {secret_id!r} could not be read: {first}") from exc
 
 
 def run_create(args: argparse.Namespace) -> int:
-    return _guarded(_create, args)
-
-
-def run_revoke(args: argparse.Namespace) -> int:
-    return _guarded(_revoke, args)
-
-
-def run_list(args: argparse.Namespace) -> int:
-    return _guarded(_list, args)
-
-
-def _guarded(action, args: argparse.Namespace) -> int:
-    try:
-        return action(args)
-    except UsageError as exc:
-        print(f"tollway keys: {exc}", file=sys.stderr)
-        return 1
-    except (BotoCoreError, ClientError) as exc:
-        print(f"tollway keys: the keys table could not be reached: {exc}", file=sys.stderr)
-        return 1
-
-
-def _create(args: argparse.Namespace) -> int:
-    if not _CONSUMER.match(args.consumer):
-        raise UsageError(f"--consumer {args.consumer!r}: use letters, digits and . _ : @ - (up to 128)")
     plans = known_plans(args.infra)
     if args.plan not in plans:
         raise UsageError(f"--plan {args.plan!r} is not a plan of {args.infra}; known: {', '.join(plans)}")
-    scopes = parse_scopes(args.scopes)
+    scopes = args.scopes
     now = datetime.now(UTC)
-    expires = now + parse_duration(args.expires_in) if args.expires_in else None
+    expires = now + args.expires_in if args.expires_in else None
+    use_target(args)
     key, key_id = key_mac().new_key()
     record = new_record(key_hash(key), key_id, args.consumer, args.plan, scopes, now, expires)
     store().put(record)
@@ -166,7 +152,8 @@ def _create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _revoke(args: argparse.Namespace) -> int:
+def run_revoke(args: argparse.Namespace) -> int:
+    use_target(args)
     keys = store()
     record = keys.by_key_id(args.key_id)
     if record is None:
@@ -191,7 +178,8 @@ def _row(record: KeyRecord, now: float) -> dict:
     }
 
 
-def _list(args: argparse.Namespace) -> int:
+def run_list(args: argparse.Namespace) -> int:
+    use_target(args)
     now = datetime.now(UTC).timestamp()
     rows = [_row(r, now) for r in store().list(args.consumer)]
     if args.json:

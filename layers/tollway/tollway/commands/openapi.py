@@ -14,8 +14,8 @@ from tollway.config.errors import ConfigError
 
 def register(sub: argparse._SubParsersAction) -> None:
     cmd = sub.add_parser("openapi", help="print an OpenAPI 3.1 document of the gateway's routes")
-    cmd.add_argument("--infra", type=Path, default=Path("infra"))
-    cmd.add_argument("--stage", default=None)
+    cmd.add_argument("--infra", type=Path, default=Path("infra"), help="the infra folder (default: ./infra)")
+    cmd.add_argument("--stage", default=None, help="the stage whose routes to document (default: the first)")
     cmd.add_argument("--server", default=None, help="the gateway's base URL for `servers`")
     cmd.set_defaults(func=run)
 

@@ -7,6 +7,7 @@ next one, and the cross-file rules in `compile.py` still run on the routes that 
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,9 +77,7 @@ def read_document(path: Path, display: str, problems: list[ConfigProblem]) -> Do
     try:
         node = yaml.compose(text, Loader=_LineLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        what = getattr(exc, "problem", None) or str(exc)
+        line, what = yaml_problem(exc)
         problems.append(ConfigProblem(display, line, "file", f"invalid YAML: {what}"))
         return None
     doc = Document(display, None)
@@ -106,8 +105,76 @@ def _build(node: yaml.Node, loc: Loc, doc: Document, problems: list[ConfigProble
     try:
         return _SCALARS.construct_object(node, deep=True)
     except yaml.YAMLError as exc:
-        problems.append(ConfigProblem(doc.file, node.start_mark.line + 1, "file", str(exc)))
+        line, what = yaml_problem(exc)
+        problems.append(ConfigProblem(doc.file, line, "file", f"invalid YAML: {what}"))
         return None
+
+
+_FOUND_CHAR = re.compile(r"found character '(.+)' that cannot start any token")
+
+
+def yaml_problem(exc: yaml.YAMLError) -> tuple[int, str]:
+    """A YAML error as (line, one sentence a config author can act on).
+
+    PyYAML's own text names its parser's states ("expected <block end>, but found
+    '<block mapping start>'") and spans several lines; the line given is where the fix
+    goes: the opening quote or bracket of what was never closed, else where parsing stopped.
+    """
+    mark = getattr(exc, "problem_mark", None)
+    start = getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None) or ""
+    line = mark.line + 1 if mark is not None else 1
+    column = f"column {mark.column + 1}: " if mark is not None else ""
+    opened = (start.line + 1, f"column {start.column + 1}: ") if start is not None else (line, column)
+    found = _FOUND_CHAR.search(problem)
+    if found and found.group(1) == "\\t":
+        return line, f"{column}a tab character: YAML indents with spaces only"
+    if found:
+        return line, f"{column}{found.group(1)!r} cannot start a value: quote the value"
+    if "end of stream" in problem and "quoted scalar" in context:
+        return opened[0], f"{opened[1]}a quoted string starts here and is never closed"
+    if problem.startswith("expected <block end>"):
+        return line, f"{column}the indentation does not match the lines above it"
+    if problem.startswith("expected ',' or ']'"):
+        return opened[0], f"{opened[1]}a [ list starts here and is not closed with ]"
+    if problem.startswith("expected ',' or '}'"):
+        return opened[0], f"{opened[1]}a {{ mapping starts here and is not closed with }}"
+    if problem.startswith("mapping values are not allowed"):
+        return line, f"{column}unexpected ': ' (quote a value that holds ': ', or check the indentation)"
+    if problem.startswith("could not find expected ':'"):
+        return opened[0], f"{opened[1]}a key without ':' after it"
+    if problem.startswith("found unknown escape character"):
+        char = problem.rsplit(" ", 1)[-1].strip("'")
+        advice = "use single quotes, or write \\\\"
+        return line, f"{column}unknown escape \\{char} in a double-quoted string: {advice}"
+    if "undefined alias" in problem:
+        return line, f"{column}{problem.removeprefix('found ')}: no anchor of that name comes before it"
+    if "constructor for the tag" in problem:
+        tag = problem.rsplit(" ", 1)[-1].strip("'").replace("tag:yaml.org,2002:", "!!")
+        return line, f"{column}unknown tag {tag}: only plain YAML values are read"
+    if problem.startswith("expected the node content"):
+        if "<stream end>" in problem:
+            return line, f"{column}the file ends where a value was expected (a [ or {{ left open?)"
+        return line, f"{column}a value was expected here, but found {_words(problem.rsplit(' ', 1)[-1])}"
+    return line, f"{column}{_words(' '.join(problem.split()))}"
+
+
+# The parser's token names, in the author's words.
+_TOKENS = {
+    "'<stream end>'": "the end of the file",
+    "'<block mapping start>'": "a key",
+    "'<block sequence start>'": "a list item",
+    "'<block end>'": "the end of a block",
+    "'?'": "a key",
+    "'-'": "a list item ('-')",
+}
+
+
+def _words(text: str) -> str:
+    for token, words in _TOKENS.items():
+        text = text.replace(token, words)
+    return text
 
 
 def pydantic_problems(exc: ValidationError, doc: Document, base: Loc, subject: str) -> list[ConfigProblem]:

@@ -25,6 +25,10 @@ ROUTE_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 PARAM_SEGMENT = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)(\+?)\}$")
 ROUTE_PATH = r"^(/([^{}/]*|\{[A-Za-z_][A-Za-z0-9_]*\}))*(/\{[A-Za-z_][A-Za-z0-9_]*\+\})?$"
 
+# RFC 6749 §3.3 scope-token: printable ASCII but space, '"' and '\'. A scope outside it can
+# never be held: a JWT's space-separated claim splits it, and `tollway keys create` refuses it.
+SCOPE_TOKEN = r"^[\x21\x23-\x5b\x5d-\x7e]+$"
+
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 TimeoutMs = Annotated[int, Field(gt=0, le=MAX_TIMEOUT_MS)]
 
@@ -347,13 +351,25 @@ def _sum_term(term: str) -> dict[str, Any]:
     return {"field": m.group(2), "weight": m.group(1) or "1"}
 
 
+def _scope_token(scope: str) -> str:
+    if not re.fullmatch(SCOPE_TOKEN, scope):
+        raise ValueError(
+            f"scope {scope!r} is not an OAuth scope token (RFC 6749 §3.3: printable ASCII "
+            "without spaces, '\"' or '\\'): no key or token can hold it"
+        )
+    return scope
+
+
+Scope = Annotated[str, AfterValidator(_scope_token), Field(json_schema_extra={"pattern": SCOPE_TOKEN})]
+
+
 class Route(Model):
     id: Annotated[str, Field(pattern=ROUTE_ID)]
     path: Annotated[str, Field(json_schema_extra={"pattern": ROUTE_PATH})]
     methods: Annotated[list[Method], Field(min_length=1)]
     auth: list[Literal["api_key", "jwt"]] = []
     public: bool = False
-    scopes: list[str] = []
+    scopes: list[Scope] = []
     cost: Annotated[int, Field(ge=0)] = 1
     # Cost read from the answer (tokens): reserved at admission, settled after (docs/metering.md).
     metering: Metering | None = None

@@ -5,6 +5,11 @@ processes (tollway.dev.sidecar) run the moto server (emulated DynamoDB and SQS) 
 loopback, the demo backend services, and the usage function fed from the emulated queue
 as Lambda's SQS event source would feed it. The tables and queues come from
 template.yaml, and a demo consumer and key are created.
+
+As a server: it says what it starts while it starts; Ctrl-C and SIGTERM stop it the same
+way, in order (the gateway's last usage flush, then the usage function, the demo
+backends, the emulators), without a traceback, SIGTERM with exit status 0 (Ctrl-C: 130);
+an edit under the infra folder reloads the routes (tollway.dev.reload).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from tollway.config.compile import compile_infra
 from tollway.dev.backends import DEMO_SERVICES
 from tollway.dev.grpc_demo import demo_grpc_spec
 from tollway.dev.preflight import check_infra, check_ports, check_template, find_template
+from tollway.dev.serve import free_port
 from tollway.dev.sidecar import launch
 from tollway.dev.template import provision
 from tollway.discovery.target import parse_target
@@ -36,6 +42,19 @@ FAKE_CREDENTIALS = {
     "AWS_REGION": "us-east-1",
 }
 DEV_JWT_SECRET = "tollway-dev-secret-change-me-0123456789"
+
+
+class Terminated(Exception):
+    """SIGTERM: stop as Ctrl-C does, in order."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def say(line: str) -> None:
+    """A progress line on standard output, at once (it may be a pipe)."""
+    print(f"tollway dev: {line}", flush=True)
 
 
 @dataclass
@@ -102,6 +121,7 @@ def start(options: DevOptions) -> tuple[DevStack, uvicorn.Server]:
     template_path = find_template(options.template, options.infra, Path.cwd())
     template = check_template(template_path)
     config = compile_infra(options.infra, options.stage, os.environ)
+    say(f"{len(config.routes)} route(s) of stage {options.stage} from {options.infra}")
     backends = demo_backends(dict(config.services)) if options.demo_backends else []
     grpc_demo = demo_grpc_spec(config) if options.demo_backends else None
     check_ports(
@@ -146,19 +166,30 @@ def _start_sidecars(
 ) -> None:
     # Started together: each child's imports take a while, the emulators' most. SQS gets an
     # emulator of its own: the usage function's DynamoDB transactions slow moto as the usage
-    # table grows, and must not hold up the gateway's usage sends.
+    # table grows, and must not hold up the gateway's usage sends. The AWS emulator passes
+    # SQS requests on to it, so that its port alone serves everything (env.local.json).
+    sqs_port = free_port(options.host)
+    say(f"starting the AWS emulator on {options.host}:{options.aws_port} and the SQS emulator")
     emulator = launch(
         "emulator",
-        {"host": options.host, "port": options.aws_port, "name": "AWS emulator", "nice": 5},
+        {
+            "host": options.host,
+            "port": options.aws_port,
+            "name": "AWS emulator",
+            "nice": 5,
+            "sqs_url": f"http://{options.host}:{sqs_port}",
+        },
         name="AWS emulator",
     )
     stack.stoppers.append(emulator.stop)
     queues = launch(
         "emulator",
-        {"host": options.host, "port": 0, "serialize": False, "name": "SQS emulator"},
+        {"host": options.host, "port": sqs_port, "serialize": False, "name": "SQS emulator"},
         name="SQS emulator",
     )
     stack.stoppers.append(queues.stop)
+    if backends:
+        say("starting the demo backends: " + ", ".join(f"{name} :{port}" for name, _, port in backends))
     served = (
         launch("backends", {"services": backends, "name": "demo backends"}, name="demo backends")
         if backends
@@ -190,6 +221,7 @@ def _start_sidecars(
 
     dynamodb = boto3.client("dynamodb", endpoint_url=aws_url)
     sqs = boto3.client("sqs", endpoint_url=sqs_url)
+    say(f"emulators up; creating the tables, queues and secrets of {stack.template}")
     provisioned = provision(template, dynamodb, sqs, {"Stage": options.stage})
     env.update(provisioned.environment)
     env["TOLLWAY_STAGE"] = options.stage
@@ -197,6 +229,7 @@ def _start_sidecars(
     stack.env = env
     write_dev_env(options.state_dir / "dev.env", env)
 
+    say("starting the usage function (fed from the usage queue) and the demo consumer")
     usage = launch(
         "usage", {"env": env, "infra": str(options.infra), "name": "usage function"}, name="usage function"
     )
@@ -213,11 +246,21 @@ def _start_sidecars(
 
 def _gateway(options: DevOptions, stack: DevStack) -> uvicorn.Server:
     from tollway.assemble import build_app
+    from tollway.dev.reload import ReloadingApp
     from tollway.settings import Settings
 
     # The router accepts the demo key only where this is set: `tollway dev`, never a stack.
     os.environ["TOLLWAY_DEMO_KEY"] = options.demo_key
-    app = build_app(Settings.from_environ(os.environ, options.infra))
+    say(f"starting the gateway on {stack.gateway_url}")
+    settings = Settings.from_environ(os.environ, options.infra)
+    app = ReloadingApp(
+        build_app(settings),
+        lambda config: build_app(settings, config=config),
+        options.infra,
+        options.stage,
+        dict(os.environ),
+        say=say,
+    )
     # loop and http "auto": uvloop and httptools, as the bare worker of `make bench`.
     return uvicorn.Server(
         uvicorn.Config(
@@ -233,7 +276,13 @@ def _gateway(options: DevOptions, stack: DevStack) -> uvicorn.Server:
 
 
 def run(options: DevOptions) -> int:
-    stack, server = start(options)
+    """Serve until Ctrl-C (KeyboardInterrupt, after the ordered stop) or SIGTERM (0)."""
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        stack, server = start(options)  # stops what it started if a signal comes meanwhile
+    except Terminated:
+        signal.signal(signal.SIGTERM, previous)
+        return 0
     ready = threading.Event()
 
     async def announce() -> None:
@@ -254,9 +303,19 @@ def run(options: DevOptions) -> int:
             await announce()
 
     server.startup = startup  # type: ignore[method-assign]
+    # uvicorn handles SIGINT and SIGTERM while it serves (a graceful stop, with the gateway's
+    # last usage flush), then raises the signal again: SIGTERM lands here as Terminated.
+    why = "Ctrl-C"
     try:
         server.run()
+        why = "stopped"
+    except Terminated:
+        why = "SIGTERM"
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the ordered stop must finish
+        say(f"stopping ({why}): the usage function, the demo backends, the emulators")
         stack.stop()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-    return 0 if ready.is_set() else 1
+        signal.signal(signal.SIGTERM, previous)
+        say("stopped")
+    return 0 if ready.is_set() or why == "SIGTERM" else 1

@@ -107,7 +107,9 @@ def launch(role: str, spec: dict[str, Any], *, name: str | None = None) -> Sidec
 def _emulator(spec: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], None]]:
     from tollway.dev.emulator import start_emulator
 
-    url, stop = start_emulator(spec["host"], spec["port"], serialize=spec.get("serialize", True))
+    url, stop = start_emulator(
+        spec["host"], spec["port"], serialize=spec.get("serialize", True), sqs_url=spec.get("sqs_url")
+    )
     return {"url": url}, stop
 
 

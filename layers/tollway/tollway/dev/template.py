@@ -118,7 +118,10 @@ def provision(
         if resource.get("Type") == "AWS::Serverless::Function":
             variables.update(resource.get("Properties", {}).get("Environment", {}).get("Variables", {}))
     for key, value in variables.items():
-        resolved = _resolve(value, out, params)
+        try:
+            resolved = _resolve(value, out, params)
+        except KeyError:
+            continue  # names a resource with nothing to emulate (a function's published version)
         if resolved != "":
             out.environment[key] = str(resolved)
     return out

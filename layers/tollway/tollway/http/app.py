@@ -14,6 +14,7 @@ from urllib.parse import quote
 from tollway.errors import PayloadTooLarge
 from tollway.http.headers import request_id, well_formed
 from tollway.http.messages import Request, Response
+from tollway.http.trace import trace_context
 from tollway.observability import bind_request_id
 from tollway.pipeline import Gateway
 
@@ -42,8 +43,12 @@ class GatewayApp:
         *,
         on_startup: list[Callable[[], Awaitable[None]]] | None = None,
         on_shutdown: list[Callable[[], Awaitable[None]]] | None = None,
+        runtime_trace: Callable[[], str | None] | None = None,
     ) -> None:
         self.gateway = gateway
+        # The trace header of the current invocation, where a runtime gives one (Lambda's
+        # _X_AMZN_TRACE_ID, read by the adapter: this app reads no environment).
+        self.runtime_trace = runtime_trace
         self.max_body = gateway.config.defaults.max_body_bytes
         self.on_startup = on_startup or []
         self.on_shutdown = on_shutdown or []
@@ -80,7 +85,8 @@ class GatewayApp:
             else:
                 headers[name] = value
         rid = request_id(headers.get("x-request-id"))
-        bind_request_id(rid)
+        trace = trace_context(headers, self.runtime_trace() if self.runtime_trace is not None else None)
+        bind_request_id(rid, trace.trace_id)
         client = scope.get("client")
         raw_path = scope.get("raw_path")
         path = raw_path.decode("latin-1") if raw_path else quote(scope["path"], safe=_PATH_SAFE)
@@ -93,6 +99,7 @@ class GatewayApp:
             client_ip=client[0] if client else "",
             scheme=scope.get("scheme", "http"),
             request_id=rid,
+            trace=trace,
         )
         try:
             request.body = await _read_body(receive, headers.get("content-length"), self.max_body)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tollway.http.trace import TraceContext
 
 
 @dataclass(slots=True)
@@ -18,6 +22,7 @@ class Request:
     request_id: str
     oversize: bool = False  # the body was over the gateway's limit and was not read
     truncated: bool = False  # the caller went away before the body's end: never forwarded
+    trace: TraceContext | None = None  # the trace backends join (tollway.http.trace)
 
     @property
     def host(self) -> str:

@@ -19,6 +19,7 @@ from tollway.config.compile import CompiledBackend
 from tollway.config.templates import ParamValueError, TemplateValueError, render_json_template
 from tollway.errors import BadRequest
 from tollway.http.headers import connection_tokens, field_value_ok, to_backend
+from tollway.http.trace import W3C_FIELDS
 from tollway.pipeline import Exchange
 
 # Headers of the caller's request that describe its body or its wishes for the answer's
@@ -140,8 +141,12 @@ def _name(piece: str) -> str:
 def backend_headers(backend: CompiledBackend, ex: Exchange, results: dict[str, Any]) -> list[tuple[str, str]]:
     request = ex.request
     named = connection_tokens(request.headers.get("connection"))
+    # The trace the backend joins replaces the caller's fields of it (tollway.http.trace).
+    trace = request.trace.headers() if request.trace is not None else []
+    named |= W3C_FIELDS | {name for name, _ in trace}
     headers = [(k, v) for k, v in request.headers.items() if to_backend(k) and k not in named]
     headers.append(("x-request-id", request.request_id))
+    headers += trace
     headers.append(("x-forwarded-for", request.client_ip))
     headers.append(("x-forwarded-proto", request.scheme))
     if request.host:
