@@ -91,9 +91,8 @@ def store() -> KeyStore:
 
 def key_mac() -> KeyMac:
     """The MAC new keys are signed with: the deployment's secret, as the router reads it."""
-    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
-
     from tollway.auth.secret import load_key_mac
+    from tollway.aws.errors import AwsError
 
     secret_id = os.environ.get("TOLLWAY_KEY_SECRET_ID")
     if not secret_id:
@@ -102,8 +101,8 @@ def key_mac() -> KeyMac:
             "or export KeySecretId from the stack's outputs"
         )
     try:
-        return load_key_mac(secret_id)
-    except GetParameterError as exc:
+        return load_key_mac(secret_id, os.environ)
+    except (AwsError, ValueError) as exc:
         raise UsageError(f"the key secret {secret_id!r} could not be read: {exc}") from exc
 
 
