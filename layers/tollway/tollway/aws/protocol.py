@@ -32,8 +32,10 @@ def parse_answer(
 
     The code is botocore's: the `__type` after its namespace ('#') and before any ':' suffix;
     for a query-compatible service (SQS) the code of its `x-amzn-query-error` header
-    (`<code>;<Sender|Receiver>`, used only when it is exactly that), with the `__type` kept
-    as the error's `shape`. `date`, the answer's Date header, travels with the error."""
+    (`<code>;<Sender|Receiver>`, used only when it is exactly that and the body is the
+    service's JSON), with the `__type` kept as the error's `shape`. An answer without a
+    `__type` gets one of ours (botocore's would be the status, "503"). `date`, the answer's
+    Date header, travels with the error."""
     try:
         answer = orjson.loads(content)
     except orjson.JSONDecodeError:
@@ -49,10 +51,10 @@ def parse_answer(
     else:
         code = "InternalServerError" if status >= 500 else "BadResponse"
     shape, fault = code, None
-    if query_error is not None:
+    if query_error is not None and body is not None:
         parts = query_error.split(";")
         if len(parts) == 2 and parts[0]:
-            code, fault = parts[0].strip(), parts[1].strip()
+            code, fault = parts
     raise AwsError(code, body, status, shape=shape, fault=fault, date=date)
 
 
