@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -11,11 +12,11 @@ from tests.unit.aws.fake_aws import Answer, FakeAws
 
 @pytest.fixture
 def fake_aws() -> Iterator[Callable[..., FakeAws]]:
-    """`fake_aws(*answers, clock=None)`: a FakeAws on loopback for one test."""
+    """`fake_aws(*answers, clock=None, refusal=None)`: a FakeAws on loopback for one test."""
     started: list[FakeAws] = []
 
-    def start(*answers: Answer, clock: Callable[[], float] | None = None) -> FakeAws:
-        started.append(FakeAws(*answers, clock=clock))
+    def start(*answers: Answer, **options: Any) -> FakeAws:
+        started.append(FakeAws(*answers, **options))
         return started[-1]
 
     yield start

@@ -2,9 +2,10 @@
 
 It answers each POST from a script of `Answer`s (the last one repeats), and can check the
 signing time the way AWS does: with `clock` set, a request whose `x-amz-date` is five
-minutes or more away from that clock is refused ("Signature expired", with the service's
-`Date`), as DynamoDB refuses it. Every answer carries a `Date` header from `clock` (the
-real time when unset). Requests are recorded as received.
+minutes or more away from that clock is refused (`refusal`, by default DynamoDB's
+InvalidSignatureException "Signature expired"), with the service's `Date`. Every answer
+carries a `Date` header from `clock` (the real time when unset), unless `dated` is false.
+Requests are recorded as received.
 """
 
 from __future__ import annotations
@@ -51,9 +52,17 @@ class Received:
 
 
 class FakeAws:
-    def __init__(self, *answers: Answer, clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        *answers: Answer,
+        clock: Callable[[], float] | None = None,
+        refusal: Answer | None = None,
+        dated: bool = True,
+    ) -> None:
         self.answers = list(answers) or [Answer()]
         self.clock = clock
+        self.refusal = refusal or Answer(400, SKEWED)
+        self.dated = dated
         self.requests: list[Received] = []
         fake = self
 
@@ -66,7 +75,7 @@ class FakeAws:
                 fake.requests.append(received)
                 answer = fake.next_answer(received)
                 content = answer.encoded()
-                self.send_response(answer.status)  # writes Date from date_time_string, below
+                self.send_response(answer.status)
                 self.send_header("content-type", "application/x-amz-json-1.0")
                 self.send_header("content-length", str(len(content)))
                 if answer.crc32 is True:
@@ -78,8 +87,10 @@ class FakeAws:
                 self.end_headers()
                 self.wfile.write(content)
 
-            def date_time_string(self, timestamp: float | None = None) -> str:
-                return formatdate(fake.now(), usegmt=True)
+            def send_response(self, code: int, message: str | None = None) -> None:
+                self.send_response_only(code, message)
+                if fake.dated:
+                    self.send_header("date", formatdate(fake.now(), usegmt=True))
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -94,9 +105,16 @@ class FakeAws:
 
     def next_answer(self, received: Received) -> Answer:
         if self.clock is not None and abs(received.signed_at - self.now()) >= 300:
-            return Answer(400, SKEWED)
+            return self.refusal
         return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
 
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def late(start: float, then: float) -> Callable[[], float]:
+    """A monotonic clock that reads `start` once (the attempt's own timeout), then `then`:
+    the first attempt took the time up to `then`."""
+    readings = iter([start])
+    return lambda: next(readings, then)

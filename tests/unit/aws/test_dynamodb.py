@@ -25,7 +25,7 @@ from tollway.aws.protocol import CONTENT_TYPE, SigV4, canonical_host
 from tollway.transport.client import exchanger_for, make_client
 from tollway.transport.exchange import Exchanger, HttpxExchanger
 
-from tests.unit.aws.fake_aws import Answer
+from tests.unit.aws.fake_aws import Answer, late
 
 CREDENTIALS = Credentials("AK", "SK", "TOKEN")
 BODY = orjson.dumps({"TableName": "QuotaTable", "Key": {"pk": {"S": "D2026-11-27#0#acme"}}})
@@ -430,12 +430,11 @@ async def test_without_the_header_the_answer_is_read_as_botocore_reads_it(fake_a
 
 async def test_no_crc32_retry_when_the_deadline_leaves_no_time(fake_aws, production) -> None:
     fake = fake_aws(checked(Answer(200, ITEM)), Answer(200, ITEM, crc32=True))
-    clock = [100.0]
     caller = DynamoCaller(
-        production, fake.url, "us-east-1", CREDENTIALS, pause=lambda: 0.0, monotonic=lambda: clock[0]
+        production, fake.url, "us-east-1", CREDENTIALS, pause=lambda: 0.0, monotonic=late(100.0, 104.99)
     )
     with pytest.raises(AwsError, match="CRC32Mismatch"):
-        await caller.call("GetItem", BODY, deadline=100.01)
+        await caller.call("GetItem", BODY, deadline=105.0)  # 10 ms left after the first attempt
     assert len(fake.requests) == 1
 
 
