@@ -39,6 +39,7 @@ def botocore_authorization(
     body: bytes,
     amz_date: str,
     service: str = "dynamodb",
+    content_type: str = CONTENT_TYPE,
 ) -> dict[str, str]:
     """What botocore's SigV4Auth.add_auth produces for the request at `amz_date`.
 
@@ -48,7 +49,7 @@ def botocore_authorization(
         method="POST",
         url=endpoint.rstrip("/") + "/",
         data=body,
-        headers={"Content-Type": CONTENT_TYPE, "X-Amz-Target": target},
+        headers={"Content-Type": content_type, "X-Amz-Target": target},
     )
     request.context["timestamp"] = amz_date
     auth = SigV4Auth(credentials, service, region)
