@@ -78,6 +78,7 @@ def build_app(
         sqs=getattr(usage, "sqs", None),
         directory=directory,
         session=_new_session,
+        clock=clock,
     )
     return app
 
