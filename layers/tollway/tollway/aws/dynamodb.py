@@ -131,11 +131,13 @@ class DynamoCaller:
             raise AwsError("Timeout") from error
         except ExchangeError as error:
             raise AwsError("ConnectionError") from error
-        date = response.headers.get("date")
-        checksum = response.headers.get("x-amz-crc32")
+        found = response.headers
+        checksum = found.get("x-amz-crc32")
         if checksum is not None and not _crc32_matches(content, checksum):
-            raise AwsError(CRC32_MISMATCH, None, status, date=date)
-        query_error = response.headers.get("x-amzn-query-error")
+            raise AwsError(CRC32_MISMATCH, None, status, date=found.get("date"))
+        if status == 200:
+            return parse_answer(status, content)
+        query_error, date = found.get("x-amzn-query-error"), found.get("date")
         return parse_answer(status, content, query_error=query_error, date=date)
 
 
