@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import threading
 import time
@@ -107,7 +108,12 @@ def assemble(infra: Path, aws: dict[str, str], dynamodb_url: str, environ: dict[
         keys_table=aws["TOLLWAY_KEYS_TABLE"],
         quota_table=aws["TOLLWAY_QUOTA_TABLE"],
         key_secret_id=aws["TOLLWAY_KEY_SECRET_ID"],
-        environ={**environ, "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_url},
+        # The container's environment: the emulator's endpoint (the key secret is read there).
+        environ={
+            "AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"],
+            **environ,
+            "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_url,
+        },
     )
     return build_app(settings)
 

@@ -100,6 +100,21 @@ def test_a_table_without_service_references_loads_no_discovery(
     assert not {m for m in loaded if m.startswith("tollway.discovery.") and m != "tollway.discovery.target"}
 
 
+def test_the_key_secret_and_the_aws_callers_load_no_boto3_or_botocore(
+    tmp_path: Path, serve, aws: dict[str, str]
+) -> None:
+    """The init reads the key secret (TOLLWAY_KEY_SECRET_ID, in the template's environment)
+    and builds the DynamoDB and SQS callers from environment credentials, as on Lambda.
+
+    The bare `botocore` package (its __init__, well under a millisecond) is still imported by
+    Powertools' own package __init__ (aws_lambda_powertools.shared.user_agent, through the
+    Logger): none of botocore's modules is."""
+    assert aws["TOLLWAY_KEY_SECRET_ID"]
+    loaded = cold_start(tmp_path, serve, aws)
+    assert "boto3" not in loaded and "aws_lambda_powertools.utilities.parameters" not in loaded
+    assert sorted(m for m in loaded if m.startswith("botocore.")) == []
+
+
 def test_a_table_with_a_jwt_issuer_loads_pyjwt(tmp_path: Path, serve, aws: dict[str, str]) -> None:
     # The same probe sees the import when the table needs it: the tests above can fail.
     assert "jwt" in cold_start(tmp_path, serve, aws, auth=JWT)

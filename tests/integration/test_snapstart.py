@@ -102,11 +102,16 @@ auth:
     ssm.put_parameter(Name=PARAMETER, Value="http://127.0.0.1:9002", Type="String", Overwrite=True)
     random.seed(7)
     after_init = random.random()
+    # The snapshot's host had a skewed clock: the callers' shared correction is its, not ours.
+    clock = renewal.clock
+    assert renewal.quota_caller.clock is clock and sqs.clock is clock
+    clock.offset = 600.0
 
     random.seed(7)
     restore()
 
     assert random.random() != after_init  # reseeded: restored containers do not share a sequence
+    assert clock.offset == 0.0 and renewal.quota_caller.clock is clock
     assert renewal.quota_caller.credentials is not credentials[0]
     assert sqs.credentials is not credentials[1]
     assert renewal.quota_caller.credentials.get_frozen_credentials().access_key

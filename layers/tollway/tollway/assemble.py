@@ -15,6 +15,7 @@ import httpx
 
 from tollway import aws
 from tollway.auth.authenticator import build_authenticator
+from tollway.aws.clock import AwsClock
 from tollway.config.compile import CompiledConfig
 from tollway.http.app import GatewayApp
 from tollway.observability import access_log
@@ -48,10 +49,11 @@ def build_app(
     client = http_client or make_client()
     on_startup: list = []
     on_shutdown: list = [client.aclose]
-    dynamodb = _dynamodb(settings, client) if settings.keys_table or settings.quota_table else None
+    clock = AwsClock()  # every AWS call of the container signs with it, corrected if AWS says so
+    dynamodb = _dynamodb(settings, client, clock) if settings.keys_table or settings.quota_table else None
 
     authenticator = build_authenticator(
-        config, settings, client, keys=_keys(settings, dynamodb), mac=_mac(settings)
+        config, settings, client, keys=_keys(settings, dynamodb), mac=_mac(settings, clock)
     )
     admission = _admission(settings, config, dynamodb) if settings.quota_table else None
     if admission is not None:
@@ -59,7 +61,7 @@ def build_app(
         # only with lifespan on); on Lambda the usage extension flushes them.
         on_startup.append(admission.settlements.start)
         on_shutdown.insert(0, admission.settlements.stop)
-    usage = _usage(settings, on_startup, on_shutdown) if settings.usage_queue_url else None
+    usage = _usage(settings, clock, on_startup, on_shutdown) if settings.usage_queue_url else None
     directory = _directory(config)
 
     upstream = HttpUpstream(client, directory=directory)
@@ -82,6 +84,7 @@ def build_app(
         sqs=getattr(usage, "sqs", None),
         directory=directory,
         session=_new_session,
+        clock=clock,
     )
     return app
 
@@ -100,13 +103,13 @@ def _directory(config: CompiledConfig) -> Any:
     return build_directory(references(config), aws.client)
 
 
-def _dynamodb(settings: Settings, client: httpx.AsyncClient) -> Any:
+def _dynamodb(settings: Settings, client: httpx.AsyncClient, clock: AwsClock) -> Any:
     from tollway.aws.dynamodb import DynamoCaller
 
     environ = settings.environ or {}
     region = aws.region(environ)
     endpoint = aws.endpoint("dynamodb", environ, region)
-    return DynamoCaller(exchanger_for(client), endpoint, region, aws.credentials(environ))
+    return DynamoCaller(exchanger_for(client), endpoint, region, aws.credentials(environ), clock=clock)
 
 
 def _keys(settings: Settings, dynamodb: Any) -> Any:
@@ -117,12 +120,12 @@ def _keys(settings: Settings, dynamodb: Any) -> Any:
     return KeyLookup(dynamodb, settings.keys_table)
 
 
-def _mac(settings: Settings) -> Any:
+def _mac(settings: Settings, clock: AwsClock) -> Any:
     if not settings.key_secret_id:
         return None
     from tollway.auth.secret import load_key_mac
 
-    return load_key_mac(settings.key_secret_id)
+    return load_key_mac(settings.key_secret_id, settings.environ or {}, clock=clock)
 
 
 def after_response(app: GatewayApp) -> Flusher | None:
@@ -141,11 +144,11 @@ def _admission(settings: Settings, config: Any, dynamodb: Any) -> QuotaAdmission
     return QuotaAdmission(QuotaStore(dynamodb, settings.quota_table), config.plans, refunds=metered)
 
 
-def _usage(settings: Settings, on_startup: list, on_shutdown: list) -> UsageRecorder:
+def _usage(settings: Settings, clock: AwsClock, on_startup: list, on_shutdown: list) -> UsageRecorder:
     from tollway.aws.sqs import LeanSqs
     from tollway.usage.emitter import BackgroundFlusher, UsageEmitter
 
-    sqs = LeanSqs.from_environment(settings.environ or {})
+    sqs = LeanSqs.from_environment(settings.environ or {}, clock=clock)
     emitter = UsageEmitter(sqs, settings.usage_queue_url)
     # Under uvicorn (lifespan on); on Lambda (lifespan off) the extension flushes instead.
     flusher = BackgroundFlusher(emitter)

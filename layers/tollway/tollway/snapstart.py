@@ -14,11 +14,18 @@ registry, which the Python runtime calls after each restore. It renews:
 - credentials: a new boto3 session (credential chain; SnapStart functions get container
   credentials, not the snapshot's) for the DynamoDB caller of key lookups and quotas and
   for the usage sender;
+- the AWS signing clock's correction (tollway/aws/clock.py): it described the clock of the
+  host that made the snapshot, not this one's; a skew here is corrected on its own first
+  refusal;
 - connections: the usage sender's keep-alive connection is closed; the backends' and
   DynamoDB's aiohttp pool is created on the first request, so a snapshot holds none of
   its connections;
 - the JWKS of every issuer, fetched again on the next token;
 - discovery: every `ssm:` / `cloudmap:` reference is resolved again.
+
+Not renewed: the API key secret (tollway/auth/secret.py), read once by the init. Every issued
+key's MAC is under that one value, so it cannot change while the keys it signed are valid;
+reading it again would cost each restore a Secrets Manager round trip for the same bytes.
 
 A step that fails is logged and the others still run: each part also recovers on its own
 (credentials refresh, a failed lookup is retried), so a restore is never refused for it.
@@ -43,6 +50,7 @@ class Renewal:
         sqs: Any = None,  # LeanSqs
         directory: Any = None,  # Directory
         session: Callable[[], Any] | None = None,  # a new boto3 session
+        clock: Any = None,  # AwsClock
     ) -> None:
         self.keys = keys
         self.tokens = tokens
@@ -50,9 +58,17 @@ class Renewal:
         self.sqs = sqs
         self.directory = directory
         self.session = session
+        self.clock = clock
 
     def __call__(self) -> None:
-        for step in (self.reseed, self.credentials, self.connections, self.jwks, self.discovery):
+        for step in (
+            self.reseed,
+            self.credentials,
+            self.signing_clock,
+            self.connections,
+            self.jwks,
+            self.discovery,
+        ):
             try:
                 step()
             except Exception:
@@ -74,6 +90,10 @@ class Renewal:
         fresh = self.session().get_credentials()
         for holder in signers:
             holder.credentials = fresh
+
+    def signing_clock(self) -> None:
+        if self.clock is not None:
+            self.clock.offset = 0.0
 
     def connections(self) -> None:
         if self.sqs is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 
 import boto3
@@ -12,7 +13,7 @@ from tollway.auth.secret import load_key_mac
 
 def issued_key_id(stack, key: str) -> str | None:
     """The key id if the key's MAC holds under the deployment's secret (the router's check)."""
-    return load_key_mac(stack.environ["TOLLWAY_KEY_SECRET_ID"]).key_id(key)
+    return load_key_mac(stack.environ["TOLLWAY_KEY_SECRET_ID"], {**os.environ, **stack.environ}).key_id(key)
 
 
 def items(table: str) -> list[dict]:

@@ -111,7 +111,7 @@ def test_keys_are_issued_listed_and_revoked_in_the_stack_s_table(
     # Signed under the stack's secret, as the router will check it.
     from tollway.auth.secret import load_key_mac
 
-    assert load_key_mac(outputs["KeySecretId"]).key_id(key["key"]) == key["key_id"]
+    assert load_key_mac(outputs["KeySecretId"], os.environ).key_id(key["key"]) == key["key_id"]
     listed = tollway(tmp_path, env, "keys", "list", "--stack", name, "--json")
     assert [k["key_id"] for k in json.loads(listed.stdout)["keys"]] == [key["key_id"]]
     revoked = tollway(tmp_path, env, "keys", "revoke", key["key_id"], "--stack", name)

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from botocore.exceptions import ClientError
 from tollway import aws as tollway_aws
 from tollway.aws.errors import AwsError
 from tollway.aws.sqs import LeanSqs
@@ -76,12 +77,27 @@ def test_a_closed_port_keeps_the_events_and_logs_them_as_unsent(aws, infra, back
     assert stack.emitter.pending() == 12 and len(unsent.getvalue().splitlines()) == 12
 
 
-def test_an_sqs_error_is_raised_with_its_code_and_the_connection_lives_on(aws):
-    lean = lean_sqs(tollway_aws.client("sqs", config=SQS_CONFIG))
+def test_an_sqs_error_is_raised_with_botocores_code_and_the_connection_lives_on(aws):
+    """The emulator answers with `x-amzn-query-error` as SQS does: the code is the header's,
+    the modeled name the shape's, as boto3's client reports the same answer."""
+    boto = tollway_aws.client("sqs", config=SQS_CONFIG)
+    lean = lean_sqs(boto)
     missing = aws["TOLLWAY_USAGE_QUEUE_URL"] + "-missing"
+    entries = [{"Id": "0", "MessageBody": "{}"}]
     with pytest.raises(AwsError) as failed:
-        lean.send_message_batch(QueueUrl=missing, Entries=[{"Id": "0", "MessageBody": "{}"}])
-    assert (failed.value.code, failed.value.status) == ("QueueDoesNotExist", 400)
+        lean.send_message_batch(QueueUrl=missing, Entries=entries)
+    with pytest.raises(ClientError) as theirs:
+        boto.send_message_batch(QueueUrl=missing, Entries=entries)
+    error = theirs.value.response["Error"]
+    assert error["Code"] == "AWS.SimpleQueueService.NonExistentQueue"
+    assert (failed.value.code, failed.value.shape, failed.value.fault, failed.value.status) == (
+        error["Code"],
+        error["QueryErrorCode"],
+        error["Type"],
+        400,
+    )
+    assert isinstance(theirs.value, boto.exceptions.QueueDoesNotExist)
+    assert failed.value.shape == "QueueDoesNotExist"
     assert (
         lean.send_message_batch(
             QueueUrl=aws["TOLLWAY_USAGE_QUEUE_URL"], Entries=[{"Id": "0", "MessageBody": "{}"}]

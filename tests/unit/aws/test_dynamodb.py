@@ -5,7 +5,9 @@ from __future__ import annotations
 import calendar
 import socket
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable
+from types import SimpleNamespace
 
 import httpx
 import orjson
@@ -13,11 +15,17 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from tollway.aws.dynamodb import DynamoCaller
+from botocore.exceptions import ChecksumError
+from botocore.retryhandler import CRC32Checker
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tollway.aws.dynamodb import DynamoCaller, _crc32_matches
 from tollway.aws.errors import AwsError
 from tollway.aws.protocol import CONTENT_TYPE, SigV4, canonical_host
 from tollway.transport.client import exchanger_for, make_client
 from tollway.transport.exchange import Exchanger, HttpxExchanger
+
+from tests.unit.aws.fake_aws import Answer, late
 
 CREDENTIALS = Credentials("AK", "SK", "TOKEN")
 BODY = orjson.dumps({"TableName": "QuotaTable", "Key": {"pk": {"S": "D2026-11-27#0#acme"}}})
@@ -31,6 +39,7 @@ def botocore_authorization(
     body: bytes,
     amz_date: str,
     service: str = "dynamodb",
+    content_type: str = CONTENT_TYPE,
 ) -> dict[str, str]:
     """What botocore's SigV4Auth.add_auth produces for the request at `amz_date`.
 
@@ -40,7 +49,7 @@ def botocore_authorization(
         method="POST",
         url=endpoint.rstrip("/") + "/",
         data=body,
-        headers={"Content-Type": CONTENT_TYPE, "X-Amz-Target": target},
+        headers={"Content-Type": content_type, "X-Amz-Target": target},
     )
     request.context["timestamp"] = amz_date
     auth = SigV4Auth(credentials, service, region)
@@ -358,3 +367,105 @@ async def test_no_retry_when_the_deadline_leaves_no_time_for_it(caller_for) -> N
     caller = caller_for(httpx.MockTransport(script), monotonic=lambda: clock[0])
     assert await caller.call("GetItem", BODY, deadline=101.0) == {"Item": {}}
     assert len(script.requests) == 2
+
+
+# ---- x-amz-crc32 -------------------------------------------------------------------------
+
+ITEM = {"Attributes": {"used": {"N": "7"}}}
+DAMAGED = orjson.dumps({"Attributes": {"used": {"N": "0"}}})  # what a flipped bit could read as
+
+
+@pytest.fixture
+async def production() -> AsyncIterator[Exchanger]:
+    """The container's exchanger: aiohttp directly, as on Lambda."""
+    client = make_client()
+    yield exchanger_for(client)
+    await client.aclose()
+
+
+def checked(answer: Answer) -> Answer:
+    """`answer` with the x-amz-crc32 of another body: the one DynamoDB sent before the damage."""
+    return Answer(answer.status, DAMAGED, answer.headers, crc32=str(zlib.crc32(answer.encoded())))
+
+
+async def test_an_answer_that_fails_its_crc32_is_never_read_and_is_asked_again(fake_aws, production) -> None:
+    fake = fake_aws(checked(Answer(200, ITEM)), Answer(200, ITEM, crc32=True))
+    caller = DynamoCaller(production, fake.url, "us-east-1", CREDENTIALS, pause=lambda: 0.0)
+    assert await caller.call("UpdateItem", BODY) == ITEM
+    assert len(fake.requests) == 2 and fake.requests[0].body == fake.requests[1].body == BODY
+
+
+async def test_a_crc32_that_keeps_failing_is_an_error_not_a_counter(fake_aws, production) -> None:
+    fake = fake_aws(checked(Answer(200, ITEM)))
+    caller = DynamoCaller(production, fake.url, "us-east-1", CREDENTIALS, pause=lambda: 0.0)
+    with pytest.raises(AwsError) as failed:
+        await caller.call("UpdateItem", BODY)
+    assert (failed.value.code, failed.value.status, failed.value.body) == ("CRC32Mismatch", 200, {})
+    assert failed.value.retryable and len(fake.requests) == 2  # the caller's one retry, no more
+
+
+async def test_a_damaged_failed_condition_is_asked_again_for_the_true_old_item(fake_aws, production) -> None:
+    """The old item of a failed condition is a counter too (which limit was hit)."""
+    refused = Answer(400, {**fault("ConditionalCheckFailedException"), "Item": {"used": {"N": "10"}}})
+    fake = fake_aws(checked(refused), Answer(refused.status, refused.body, crc32=True))
+    caller = DynamoCaller(production, fake.url, "us-east-1", CREDENTIALS, pause=lambda: 0.0)
+    with pytest.raises(AwsError) as failed:
+        await caller.call("UpdateItem", BODY)
+    assert failed.value.code == "ConditionalCheckFailedException"
+    assert failed.value.body["Item"] == {"used": {"N": "10"}} and len(fake.requests) == 2
+
+
+@pytest.mark.parametrize("header", ["", "abc", "-1", "0x1f", "1.5"])
+async def test_a_crc32_header_that_is_not_a_number_fails_the_check(fake_aws, production, header) -> None:
+    fake = fake_aws(Answer(200, ITEM, crc32=header or " "))
+    caller = DynamoCaller(production, fake.url, "us-east-1", CREDENTIALS, pause=lambda: 0.0)
+    with pytest.raises(AwsError, match="CRC32Mismatch"):
+        await caller.call("GetItem", BODY)
+
+
+async def test_without_the_header_the_answer_is_read_as_botocore_reads_it(fake_aws, production) -> None:
+    fake = fake_aws(Answer(200, ITEM))
+    caller = DynamoCaller(production, fake.url, "us-east-1", CREDENTIALS, pause=lambda: 0.0)
+    assert await caller.call("GetItem", BODY) == ITEM and len(fake.requests) == 1
+
+
+async def test_no_crc32_retry_when_the_deadline_leaves_no_time(fake_aws, production) -> None:
+    fake = fake_aws(checked(Answer(200, ITEM)), Answer(200, ITEM, crc32=True))
+    caller = DynamoCaller(
+        production, fake.url, "us-east-1", CREDENTIALS, pause=lambda: 0.0, monotonic=late(100.0, 104.99)
+    )
+    with pytest.raises(AwsError, match="CRC32Mismatch"):
+        await caller.call("GetItem", BODY, deadline=105.0)  # 10 ms left after the first attempt
+    assert len(fake.requests) == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    content=st.binary(max_size=64),
+    header=st.one_of(st.integers(0, 2**32 - 1).map(str), st.text(max_size=12)),
+    exact=st.booleans(),
+)
+def test_the_check_agrees_with_botocores_crc32_checker(content: bytes, header: str, exact: bool) -> None:
+    """botocore's legacy checker raises ChecksumError on a mismatch (its standard mode retries
+    the same), and fails the call where `int(header)` does not parse: both refused here."""
+    if exact:
+        header = f" {zlib.crc32(content)}"
+    response = SimpleNamespace(headers={"x-amz-crc32": header}, content=content)
+    try:
+        CRC32Checker("x-amz-crc32")._check_response(1, (response, {}))
+        botocore_accepts = True
+    except (ChecksumError, ValueError):
+        botocore_accepts = False
+    assert _crc32_matches(content, header) is botocore_accepts
+    assert botocore_accepts or not exact
+
+
+async def test_moto_checksums_its_answers_and_the_caller_accepts_them(moto_url: str, production) -> None:
+    """The emulator sends x-amz-crc32 as DynamoDB does: the check runs on every test's calls."""
+    signer = SigV4("us-east-1", canonical_host(moto_url))
+    target = "DynamoDB_20120810.ListTables"
+    headers = signer.headers(b"{}", target, CREDENTIALS.get_frozen_credentials(), time.time())
+    answer = httpx.post(moto_url, content=b"{}", headers=headers)
+    assert int(answer.headers["x-amz-crc32"]) == zlib.crc32(answer.content)
+    caller = DynamoCaller(production, moto_url, "us-east-1", CREDENTIALS, pause=lambda: 0.0)
+    assert "TableNames" in await caller.call("ListTables", b"{}")

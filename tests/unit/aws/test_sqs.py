@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 from botocore.credentials import Credentials
+from tollway.aws.clock import AwsClock
 from tollway.aws.errors import AwsError
 from tollway.aws.protocol import CONTENT_TYPE
 from tollway.aws.sqs import LeanSqs
@@ -82,7 +83,7 @@ class Rotating:
 def test_a_batch_is_one_signed_json_post_botocore_would_sign_the_same(serve) -> None:
     fake = FakeSqs()
     url = serve(fake)
-    sqs = LeanSqs(url, "eu-west-1", CREDENTIALS, now=lambda: NOW)
+    sqs = LeanSqs(url, "eu-west-1", CREDENTIALS, clock=AwsClock(lambda: NOW))
     answer = sqs.send_message_batch(QueueUrl=QUEUE, Entries=ENTRIES)
     assert answer == {"Successful": [{"Id": "0"}, {"Id": "1"}], "Failed": []}
     [request] = fake.requests

@@ -1,12 +1,20 @@
 """Tollway's one way to AWS: the session, endpoints the standard boto3 way, and the clients.
 
     tollway.aws            the boto3 session and clients for tools (CLI, reports, the usage
-                           function); endpoints, credentials and region for the lean callers
+                           function); credentials and region for the lean callers
+    tollway.aws.endpoints  the endpoint boto3 would call (variables, config file, partitions,
+                           FIPS and dual-stack)
     tollway.aws.errors     AwsError(code, body, status) and its `retryable` flag
-    tollway.aws.protocol   the AWS JSON 1.0 protocol: SigV4 for its one request shape, answers
+    tollway.aws.clock      AwsClock: the signing time, corrected when AWS says it is skewed
+    tollway.aws.protocol   the AWS JSON 1.0/1.1 protocols: SigV4 for their one request shape,
+                           answers
     tollway.aws.dynamodb   DynamoCaller (async, on the shared HTTP transport, within a
-                           deadline) for the request path; BotoCaller (blocking) for tools
-    tollway.aws.sqs        LeanSqs: SendMessageBatch on one keep-alive connection
+                           deadline, answers checked against `x-amz-crc32`) for the request
+                           path; BotoCaller (blocking) for tools
+    tollway.aws.blocking   BlockingCaller: one service's calls on one kept connection,
+                           synchronous (the usage sender's thread, the init)
+    tollway.aws.sqs        LeanSqs: SendMessageBatch
+    tollway.aws.secrets    get_secret_value: Secrets Manager's GetSecretValue, once at init
 
 `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` are read by botocore itself for boto3
 clients, and by `endpoint` (the same variables, the same order) for the lean callers, so the
@@ -21,6 +29,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
+
+from tollway.aws.endpoints import endpoint
+
+__all__ = ["client", "credentials", "endpoint", "region", "session"]
 
 if TYPE_CHECKING:
     import boto3
@@ -52,16 +64,6 @@ def client(service: str, config: Config | None | Literal["hot_path"] = "hot_path
     tools); callers keep it for the life of the container."""
     chosen = hot_path_config() if config == "hot_path" else config
     return session().client(service, config=chosen)
-
-
-def endpoint(service: str, environ: Mapping[str, str], region_name: str) -> str:
-    """The endpoint boto3 would use for `service` ("dynamodb", "sqs", ...): the service's own
-    variable, then the global one, then the regional AWS endpoint."""
-    for variable in (f"AWS_ENDPOINT_URL_{service.upper()}", "AWS_ENDPOINT_URL"):
-        if environ.get(variable):
-            return environ[variable]
-    suffix = "amazonaws.com.cn" if region_name.startswith("cn-") else "amazonaws.com"
-    return f"https://{service}.{region_name}.{suffix}"
 
 
 # Credentials and region for the lean callers, without importing boto3 when the environment

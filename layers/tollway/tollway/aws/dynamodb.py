@@ -12,10 +12,21 @@ Deadlines: a call on the request path passes the route's deadline (`time.monoton
 seconds); the attempt waits only for the time left, and a call made after the deadline is
 not sent. Without one (tools), each attempt waits `timeout` seconds.
 
+Every answer that carries `x-amz-crc32` (DynamoDB's do) is checked before its body is
+read, as botocore does: the CRC32 of the body's bytes must equal the header's decimal
+value. A mismatch means the answer was damaged on its way (a counter, an old item, a key
+record could be wrong): it is never parsed, and the call fails with the retryable
+"CRC32Mismatch". botocore retries such an answer, and in its standard mode hands the
+damaged answer to its caller once its attempts are spent; here the last mismatch is an
+error.
+
 One retry at most, after a short jittered pause, when the error is `retryable` (throttling,
-5xx, a broken connection) and the deadline leaves time for it. A connection that breaks
-after the write reached DynamoDB can make the retry count a request twice: counters then
-err towards rejecting, never towards admitting.
+5xx, a broken connection, a damaged answer) and the deadline leaves time for it; or, at
+once, when AWS refused the signature because the container's clock is off
+(`tollway.aws.clock`: the clock is corrected for this call and every later one). A
+connection that breaks after the write reached DynamoDB, or an answer damaged after it,
+can make the retry count a request twice: counters then err towards rejecting, never
+towards admitting.
 
 Credentials are the session's credential chain (`tollway.aws.credentials(environ)`), frozen per
 call, so refreshable ones stay valid. `BotoCaller` makes the same calls through botocore
@@ -27,13 +38,15 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import orjson
 
-from tollway.aws.errors import AwsError
+from tollway.aws.clock import AwsClock
+from tollway.aws.errors import CRC32_MISMATCH, AwsError
 from tollway.aws.protocol import Credentials, SigV4, canonical_host, parse_answer
 from tollway.transport.exchange import ExchangeError, Exchanger, ReadTimeout
 
@@ -60,7 +73,7 @@ class DynamoCaller:
         *,
         timeout: float = 1.0,
         pause: Callable[[], float] = _pause,
-        now: Callable[[], float] = time.time,
+        clock: AwsClock | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         path = urlsplit(endpoint).path.rstrip("/") + "/"
@@ -69,7 +82,7 @@ class DynamoCaller:
         self.credentials = credentials
         self.signer = SigV4(region, canonical_host(endpoint), path)
         self.pause = pause
-        self.now = now
+        self.clock = clock or AwsClock()
         self.monotonic = monotonic
         self._url = endpoint.rstrip("/") + "/"
         self.timeout = timeout
@@ -80,9 +93,12 @@ class DynamoCaller:
         try:
             return await self._attempt(operation, body, deadline)
         except AwsError as error:
-            if not error.retryable:
+            if self.clock.corrects(error):
+                pause = 0.0
+            elif error.retryable:
+                pause = self.pause()
+            else:
                 raise
-            pause = self.pause()
             if deadline is not None and deadline - self.monotonic() - pause < MIN_ATTEMPT_S:
                 raise
         await asyncio.sleep(pause)
@@ -97,7 +113,7 @@ class DynamoCaller:
             if timeout <= 0:
                 raise AwsError("Timeout")
         headers = self.signer.headers(
-            body, f"{API_VERSION}.{operation}", self.credentials.get_frozen_credentials(), self.now()
+            body, f"{API_VERSION}.{operation}", self.credentials.get_frozen_credentials(), self.clock()
         )
         # Ask for the answer as it is: small JSON, not worth a decompression.
         headers.append(("accept-encoding", "identity"))
@@ -115,7 +131,22 @@ class DynamoCaller:
             raise AwsError("Timeout") from error
         except ExchangeError as error:
             raise AwsError("ConnectionError") from error
-        return parse_answer(status, content)
+        found = response.headers
+        checksum = found.get("x-amz-crc32")
+        if checksum is not None and not _crc32_matches(content, checksum):
+            raise AwsError(CRC32_MISMATCH, None, status, date=found.get("date"))
+        if status == 200:
+            return parse_answer(status, content)
+        query_error, date = found.get("x-amzn-query-error"), found.get("date")
+        return parse_answer(status, content, query_error=query_error, date=date)
+
+
+def _crc32_matches(content: bytes, checksum: str) -> bool:
+    """botocore's check: CRC32 of the body's bytes (unsigned) against the header's integer."""
+    try:
+        return zlib.crc32(content) == int(checksum)
+    except ValueError:  # botocore fails the call with it: a damaged header is a damaged answer
+        return False
 
 
 class BotoCaller:

@@ -1,11 +1,11 @@
-"""The AWS JSON 1.0 protocol, the part DynamoDB and SQS share: SigV4 for its one request
-shape, and reading its answers.
+"""The AWS JSON protocols (1.0: DynamoDB, SQS; 1.1: Secrets Manager): SigV4 for their one
+request shape, and reading their answers.
 
 `tollway.aws.dynamodb` (async, on the container's shared HTTP transport) and
-`tollway.aws.sqs` (usage SendMessageBatch, synchronous, its own connection) speak it
-without botocore, whose generic machinery costs more CPU per call than a whole proxied
-request. Both are checked against botocore's own SigV4 in the tests. Answers that are not
-a 200 become `tollway.aws.errors.AwsError`.
+`tollway.aws.blocking` (synchronous, one kept connection: the usage sender, the key secret)
+speak them without botocore, whose generic machinery costs more CPU per call than a whole
+proxied request. Both are checked against botocore's own SigV4 in the tests. Answers that
+are not a 200 become `tollway.aws.errors.AwsError`, with the code botocore would report.
 """
 
 from __future__ import annotations
@@ -20,25 +20,42 @@ import orjson
 
 from tollway.aws.errors import AwsError
 
-CONTENT_TYPE = "application/x-amz-json-1.0"
+JSON_10 = "application/x-amz-json-1.0"
+JSON_11 = "application/x-amz-json-1.1"
+CONTENT_TYPE = JSON_10
 
 
-def parse_answer(status: int, content: bytes) -> dict[str, Any]:
-    """The JSON answer of a 200, or AwsError with the code the service gave (or one of ours)."""
+def parse_answer(
+    status: int, content: bytes, *, query_error: str | None = None, date: str | None = None
+) -> dict[str, Any]:
+    """The JSON answer of a 200, or AwsError with the code the service gave (or one of ours).
+
+    The code is botocore's: the `__type` after its namespace ('#') and before any ':' suffix;
+    for a query-compatible service (SQS) the code of its `x-amzn-query-error` header
+    (`<code>;<Sender|Receiver>`, used only when it is exactly that and the body is the
+    service's JSON), with the `__type` kept as the error's `shape`. An answer without a
+    `__type` gets one of ours (botocore's would be the status, "503"). `date`, the answer's
+    Date header, travels with the error."""
     try:
         answer = orjson.loads(content)
     except orjson.JSONDecodeError:
         answer = None
-    if not isinstance(answer, dict):
-        raise AwsError("InternalServerError" if status >= 500 else "BadResponse", None, status)
     if status == 200:
-        return answer
-    kind = answer.get("__type")
+        if isinstance(answer, dict):
+            return answer
+        raise AwsError("BadResponse", None, status, date=date)
+    body = answer if isinstance(answer, dict) else None
+    kind = body.get("__type") if body is not None else None
     if isinstance(kind, str) and kind:
-        code = kind.rpartition("#")[2]
+        code = kind.partition(":")[0].rpartition("#")[2]
     else:
         code = "InternalServerError" if status >= 500 else "BadResponse"
-    raise AwsError(code, answer, status)
+    shape, fault = code, None
+    if query_error is not None and body is not None:
+        parts = query_error.split(";")
+        if len(parts) == 2 and parts[0]:
+            code, fault = parts
+    raise AwsError(code, body, status, shape=shape, fault=fault, date=date)
 
 
 class FrozenCredentials(Protocol):
@@ -52,19 +69,23 @@ class Credentials(Protocol):
 
 
 class SigV4:
-    """AWS Signature Version 4 for the AWS JSON 1.0 protocol's one request shape: POST to
-    `path`, no query, a JSON body, the operation in `x-amz-target`. DynamoDB and SQS
-    (`service="sqs"`, tollway.aws.sqs) both speak it, with the same content-type.
+    """AWS Signature Version 4 for the AWS JSON protocols' one request shape: POST to
+    `path`, no query, a JSON body, the operation in `x-amz-target`. DynamoDB, SQS
+    (`service="sqs"`) and Secrets Manager (`service="secretsmanager"`, `content_type=JSON_11`)
+    all speak it.
 
     Signed headers: content-type;host;x-amz-date;x-amz-security-token (with a session
     token);x-amz-target — what botocore's SigV4Auth signs for the same request.
     """
 
-    def __init__(self, region: str, host: str, path: str = "/", service: str = "dynamodb") -> None:
+    def __init__(
+        self, region: str, host: str, path: str = "/", service: str = "dynamodb", content_type: str = JSON_10
+    ) -> None:
         self.region = region
         self.host = host
         self.path = path
         self.service = service
+        self.content_type = content_type
         self._key: tuple[str, str, bytes] = ("", "", b"")  # (date, secret, signing key)
 
     def headers(
@@ -80,7 +101,7 @@ class SigV4:
             signed = "content-type;host;x-amz-date;x-amz-target"
             token_line = ""
         canonical = (
-            f"POST\n{self.path}\n\ncontent-type:{CONTENT_TYPE}\nhost:{self.host}\nx-amz-date:{amz_date}\n"
+            f"POST\n{self.path}\n\ncontent-type:{self.content_type}\nhost:{self.host}\nx-amz-date:{amz_date}\n"
             f"{token_line}x-amz-target:{target}\n\n{signed}\n{hashlib.sha256(body).hexdigest()}"
         )
         scope = f"{date}/{self.region}/{self.service}/aws4_request"
@@ -88,7 +109,7 @@ class SigV4:
         signature = hmac.new(self._signing_key(date, credentials.secret_key), to_sign.encode(), "sha256")
         headers = [
             ("host", self.host),
-            ("content-type", CONTENT_TYPE),
+            ("content-type", self.content_type),
             ("x-amz-date", amz_date),
             ("x-amz-target", target),
             (

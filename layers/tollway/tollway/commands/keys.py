@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ from pathlib import Path
 from tollway import aws
 from tollway.auth.keys import KeyMac, key_hash
 from tollway.auth.store import REVOKED, KeyRecord, KeyStore, new_record
-from tollway.commands.common import CommandError, add_stack_flags, error_code, need, use_target
+from tollway.commands.common import CommandError, add_stack_flags, need, use_target
 from tollway.config.load import load_infra
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
@@ -102,19 +103,14 @@ def store() -> KeyStore:
 
 def key_mac() -> KeyMac:
     """The MAC new keys are signed with: the deployment's secret, as the router reads it."""
-    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
-
     from tollway.auth.secret import load_key_mac
+    from tollway.aws.errors import AwsError
 
     secret_id = need("TOLLWAY_KEY_SECRET_ID", "the key secret new keys are signed with")
     try:
-        return load_key_mac(secret_id)
-    except GetParameterError as exc:
-        cause = exc.__cause__ or exc
-        if type(cause).__module__.startswith("botocore") and error_code(cause) is None:
-            raise cause from None  # no credentials, no region, unreachable: said as for any call
-        first = " ".join(str(exc).split())
-        raise UsageError(f"the key secret {secret_id!r} could not be read: {first}") from exc
+        return load_key_mac(secret_id, os.environ)
+    except (AwsError, ValueError) as exc:
+        raise UsageError(f"the key secret {secret_id!r} could not be read: {exc}") from exc
 
 
 def run_create(args: argparse.Namespace) -> int:
