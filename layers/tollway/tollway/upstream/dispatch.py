@@ -19,6 +19,7 @@ from tollway.upstream.breaker import Breakers
 from tollway.upstream.cache import Caches, matches, storable_ttl, variant
 from tollway.upstream.call import BackendCaller, Directory
 from tollway.upstream.composite import CACHEABLE, Composite
+from tollway.upstream.prepare import prepare
 from tollway.upstream.proxy import proxy
 
 
@@ -38,6 +39,10 @@ class HttpUpstream:
         self.caches = Caches(clock)
         self.caller = BackendCaller(client, self.breakers, rng, directory)
         self.composite = Composite(self.caller, self.caches)
+
+    def prepare(self, exchange: Exchange) -> None:
+        """Before admission: what the call would refuse without calling a backend (prepare.py)."""
+        prepare(self.caller, exchange)
 
     async def call(self, exchange: Exchange) -> Response:
         route = exchange.route
