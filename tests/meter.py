@@ -161,6 +161,8 @@ class Meter:
         if stream and end != "done" and reply.get("usage_at") != "start":
             usage = None  # the usage chunk never came
         units = math.ceil(Decimal(usage) * self.weight) if _count(usage) else None
+        if reply.get("status", 200) >= 500:
+            return 0  # the caller gets the gateway's 502: the backend's body is never read
         if reply.get("status", 200) >= 400:
             return units or 0  # an error answer: only what it says
         floor = self.missing if self.missing is not None else reserved
