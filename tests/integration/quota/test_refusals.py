@@ -83,9 +83,9 @@ def test_a_request_refused_after_admission_without_a_backend_call_is_refunded(
     aws, serve, tmp_path, monkeypatch, moto_url
 ) -> None:
     """The breaker opens while the request's quota call is on the wire (DynamoDB slowed to
-    300 ms): it passed the check before admission, was admitted and counted, then was refused
+    800 ms): it passed the check before admission, was admitted and counted, then was refused
     without a call. Its units go back to the counter (a settle of -2) and nothing is billed."""
-    with fault_server(failures=0, upstream=moto_url, delay_s=0.3) as slow:
+    with fault_server(failures=0, upstream=moto_url, delay_s=0.8) as slow:
         shop = open_shop(aws, serve, tmp_path, monkeypatch, {"AWS_ENDPOINT_URL_DYNAMODB": slow.url})
         key = shop.key()
         answers: list[httpx.Response] = []
