@@ -3,7 +3,14 @@
 Each step is a middleware `(next: Handler) -> Handler` around an `Exchange`, in the
 order a request meets them:
 
-    body limit -> authenticate -> authorize -> admit (quota) -> upstream (fan out, compose)
+    ip -> body limit -> authenticate -> authorize -> validate -> prepare -> admit (quota)
+       -> upstream (fan out, compose)
+
+Admission is the last of the gateway's own checks: everything the gateway refuses by
+itself is refused before it spends anything (`prepare` makes the upstream's own refusals:
+a caller's unusable path value, the deadline already passed, every breaker open). What the
+gateway still refuses after admission without calling a backend is refunded
+(`Gateway._refund`). docs/metering.md, "What is charged", lists every refusal.
 
 `Gateway.handle` is the one place errors become responses (problem+json) and where
 every response gets its request id, RateLimit fields, access-log line and usage event.
@@ -14,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tollway.auth.principal import ANONYMOUS, Principal
 from tollway.config.compile import CompiledConfig, CompiledRoute
@@ -26,10 +33,13 @@ from tollway.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
-from tollway.http.messages import Request, Response
+from tollway.http.messages import Request, Response, StreamCut
 from tollway.http.problems import problem_response
 from tollway.http.routing import Router
 from tollway.quota.metering import Reading, SseUsage
+
+if TYPE_CHECKING:
+    from tollway.upstream.request import BackendRequest
 
 
 @dataclass(slots=True)
@@ -58,10 +68,16 @@ class Exchange:
     # Added to the final response whether it succeeds or fails (RateLimit fields).
     extra_headers: list[tuple[str, str]] = field(default_factory=list)
     backends: list[BackendOutcome] = field(default_factory=list)
+    # Backend requests rendered before admission (`prepare`), by backend name.
+    prepared: dict[str, BackendRequest] = field(default_factory=dict)
+    called: bool = False  # a request was handed to a backend's connection (it may have it)
 
     @property
     def deadline(self) -> float:
         return self.started + self.route.timeout_s
+
+    def call_started(self) -> None:
+        self.called = True
 
 
 Handler = Callable[[Exchange], Awaitable[Response]]
@@ -89,6 +105,10 @@ class Admission(Protocol):
 
 
 class Upstream(Protocol):
+    def prepare(self, exchange: Exchange) -> None:
+        """Before admission: raise what `call` would raise before calling any backend."""
+        ...
+
     async def call(self, exchange: Exchange) -> Response: ...
 
 
@@ -176,10 +196,22 @@ def validate(next_: Handler) -> Handler:
     return step
 
 
+def prepare(upstream: Upstream) -> Middleware:
+    def wrap(next_: Handler) -> Handler:
+        async def step(ex: Exchange) -> Response:
+            upstream.prepare(ex)
+            return await next_(ex)
+
+        return step
+
+    return wrap
+
+
 def route_steps(
-    route: CompiledRoute, authenticator: Authenticator, admission: Admission | None
+    route: CompiledRoute, authenticator: Authenticator, admission: Admission | None, upstream: Upstream
 ) -> list[Middleware]:
-    """The recipe for one route, in the order a request meets the steps."""
+    """The recipe for one route, in the order a request meets the steps. Admission comes last:
+    nothing the gateway refuses by itself spends the consumer's plan."""
     steps: list[Middleware] = [check_ip] if route.ip is not None else []
     steps.append(limit_body)
     if not route.public:
@@ -187,7 +219,7 @@ def route_steps(
     if route.validator is not None:
         steps.append(validate)
     if not route.public and admission is not None:
-        steps.append(admit(admission))
+        steps += [prepare(upstream), admit(admission)]
     return steps
 
 
@@ -220,7 +252,7 @@ class Gateway:
         self.access_log = access_log
         self.router: Router[tuple[CompiledRoute, Handler]] = Router()
         for route in config.routes:
-            steps = route_steps(route, authenticator, admission)
+            steps = route_steps(route, authenticator, admission, upstream)
             self.router.add(route.path, route.methods, (route, build_chain(route, upstream, steps)))
 
     def _preflight(self, request: Request, path: str, origin: str) -> Response | None:
@@ -249,16 +281,27 @@ class Gateway:
     def _meter(self, ex: Exchange, response: Response) -> None:
         """A metered route's cost is what its answer says (tollway.quota.metering)."""
         assert ex.route.metering is not None
-        self._metered(ex, ex.route.metering.read(response.body, response.header("content-type")))
+        reading = ex.route.metering.read(response.body, response.header("content-type"))
+        self._metered(ex, reading, failed=response.status >= 400, cut=False)
 
-    def _metered(self, ex: Exchange, reading: Reading) -> None:
-        ex.cost_units, ex.usage, ex.usage_status = reading.units, reading.fields, reading.status
+    def _metered(self, ex: Exchange, reading: Reading, *, failed: bool, cut: bool) -> None:
+        assert ex.route.metering is not None
+        ex.cost_units = ex.route.metering.charge(reading, ex.reserved_units, failed=failed, cut=cut)
+        ex.usage, ex.usage_status = reading.fields, reading.status
         if reading.status == "malformed":
             from tollway.observability import logger
 
             logger.warning("malformed usage in answer", extra={"route_id": ex.route.id})
         if self.admission is not None:
             self.admission.settle(ex)
+
+    def _refund(self, ex: Exchange) -> None:
+        """An admitted request the gateway refused before calling any backend: nothing is
+        charged, and what admission spent goes back to the counter."""
+        ex.cost_units = 0
+        if self.admission is not None:
+            self.admission.settle(ex)
+        ex.admitted = False
 
     async def handle(self, request: Request, path: str) -> Response:
         """Answer one request. `path` is percent-encoded, as the caller sent it."""
@@ -276,11 +319,15 @@ class Gateway:
                 response = await handler(ex)
         except GatewayError as error:
             response = problem_response(error, request.request_id)
+            if ex is not None and ex.admitted and not ex.called:
+                self._refund(ex)
         except Exception:
             from tollway.observability import logger
 
             logger.exception("unhandled error", extra={"route_id": ex.route.id if ex else None})
             response = problem_response(GatewayError(), request.request_id)
+            if ex is not None and ex.admitted and not ex.called:
+                self._refund(ex)
         if ex is not None and ex.admitted and ex.route.metering is not None and response.stream is None:
             self._meter(ex, response)  # before the headers: RateLimit then shows the actual cost
         if ex is not None:
@@ -302,15 +349,20 @@ class Gateway:
         """The backend's event stream on its way to the caller; its usage read as it passes."""
         metering = ex.route.metering if ex.admitted else None
         usage = SseUsage(metering) if metering is not None else None
+        ended = False
         try:
             async for chunk in stream:
                 response.streamed += len(chunk)
                 if usage is not None:
                     usage.feed(chunk)
                 yield chunk
+            ended = True
+        except StreamCut:
+            pass  # its end, as far as the caller is concerned: the head is long sent
         finally:
             if usage is not None:
-                self._metered(ex, usage.reading())
+                # Not read to its end (cut, or abandoned): its usage may not have arrived.
+                self._metered(ex, usage.reading(), failed=False, cut=not ended)
             self._finish(ex, ex.request, response, started)
 
     def _finish(self, ex: Exchange | None, request: Request, response: Response, started: float) -> None:

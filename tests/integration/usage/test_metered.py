@@ -299,8 +299,8 @@ def test_an_event_stream_reaches_the_caller_as_it_passes_and_is_charged_at_its_e
 @pytest.mark.parametrize(
     ("final", "charged"),
     [
-        (b"data: [DONE]\n\n", 0),  # no usage chunk: the default, 0 (never a silent 1)
-        (b'data: {"usage": {"prompt_tokens": "lots", "completion_tokens": 1}}\n\n', 0),  # malformed
+        (b"data: [DONE]\n\n", 250),  # no usage chunk: the reservation (3 x 50 + 100) is kept
+        (b'data: {"usage": {"prompt_tokens": "lots", "completion_tokens": 1}}\n\n', 250),  # malformed
         (b'data: {"usage": {"completion_tokens": 2}}\n\n', 6),  # prompt tokens absent: 0 of them
     ],
     ids=["missing", "malformed", "partial"],
@@ -316,7 +316,7 @@ def test_a_stream_without_usable_usage_is_charged_the_default(
     with httpx.Client(base_url=url, timeout=10) as http:
         answer = http.post("/v1/chat/completions", json=body, headers={"x-api-key": key})
     assert answer.status_code == 200
-    wait_for(lambda: _used(aws, "carol") == charged, what="the reservation returned")
+    wait_for(lambda: _used(aws, "carol") == charged, what="the stream settled")
 
 
 def test_a_huge_max_tokens_is_refused_for_quota_never_taken_for_a_store_failure(

@@ -40,13 +40,34 @@ def test_weights_sum_each_field_and_round_up_once() -> None:
     assert spec("usage.total_tokens").read(answer({"total_tokens": 19}), None).units == 19
 
 
-def test_missing_usage_charges_the_default_never_a_silent_one() -> None:
+def test_missing_usage_keeps_the_reservation_unless_the_route_says_missing() -> None:
     s = spec(OPENAI)
     for body in (b'{"id": "x"}', b"not json", b"", b"[1, 2]", b'{"usage": null}'):
-        assert s.read(body, "application/json") == Reading(0, {}, "missing")
-    assert spec(OPENAI, missing=50).read(b'{"id": "x"}', None) == Reading(50, {}, "missing")
+        reading = s.read(body, "application/json")
+        assert reading == Reading(0, {}, "missing")
+        assert s.charge(reading, 160) == 160  # never 0 for an answer that did not say
+    stated = spec(OPENAI, missing=50)
+    assert stated.charge(stated.read(b'{"id": "x"}', None), 160) == 50
+    assert spec(OPENAI, missing=0).charge(Reading(0, {}, "missing"), 160) == 0
     # One field present, the other absent: the absent one counts 0.
-    assert s.read(answer({"prompt_tokens": 4}), None) == Reading(4, {"usage.prompt_tokens": 4}, "read")
+    read = s.read(answer({"prompt_tokens": 4}), None)
+    assert read == Reading(4, {"usage.prompt_tokens": 4}, "read")
+    assert s.charge(read, 160) == 4
+
+
+def test_an_error_answer_pays_only_the_usage_it_carries() -> None:
+    s = spec(OPENAI, missing=50)
+    assert s.charge(Reading(0, {}, "missing"), 160, failed=True) == 0
+    assert s.charge(Reading(0, {}, "malformed"), 160, failed=True) == 0
+    assert s.charge(s.read(answer({"prompt_tokens": 9}), None), 160, failed=True) == 9
+
+
+def test_a_cut_stream_pays_at_least_what_an_answer_without_usage_pays() -> None:
+    s = spec(OPENAI)
+    assert s.charge(Reading(0, {}, "missing"), 250, cut=True) == 250
+    assert s.charge(Reading(30, {"usage.prompt_tokens": 30}, "read"), 250, cut=True) == 250
+    assert s.charge(Reading(400, {"usage.prompt_tokens": 400}, "read"), 250, cut=True) == 400
+    assert spec(OPENAI, missing=7).charge(Reading(3, {"usage.prompt_tokens": 3}, "read"), 250, cut=True) == 7
 
 
 @pytest.mark.parametrize(
@@ -56,7 +77,10 @@ def test_missing_usage_charges_the_default_never_a_silent_one() -> None:
 )
 def test_malformed_usage_is_charged_the_default_and_said_so(bad) -> None:
     body = answer({"prompt_tokens": bad, "completion_tokens": 2})
-    assert spec(OPENAI, missing=7).read(body, None) == Reading(7, {}, "malformed")
+    s = spec(OPENAI, missing=7)
+    assert s.read(body, None) == Reading(0, {}, "malformed")
+    assert s.charge(s.read(body, None), 160) == 7
+    assert spec(OPENAI).charge(s.read(body, None), 160) == 160
 
 
 SSE = (
@@ -101,6 +125,13 @@ def test_reservation_from_the_request_else_the_fixed_reserve_else_the_route_cost
         assert estimated.reservation(body, cost=1) == 1000
     assert spec(OPENAI).reservation(b'{"max_tokens": 20}', cost=4) == 4
     assert spec(OPENAI, estimate={"field": "params.n"}).reservation(b'{"params": {"n": 9}}', cost=1) == 9
+
+
+def test_a_reservation_is_never_zero() -> None:
+    """A request reserving 0 would need no room in a full budget (issue 18, item 3)."""
+    assert spec(OPENAI, estimate={"field": "max_tokens"}).reservation(b'{"max_tokens": 0}', cost=1) == 1
+    assert spec(OPENAI, reserve=0).reservation(b"{}", cost=1) == 1
+    assert spec(OPENAI).reservation(b"{}", cost=0) == 1
 
 
 def test_the_compiled_spec_is_plain_data() -> None:

@@ -322,8 +322,9 @@ class Metering(Model):
     """The route's cost read from its answer (docs/metering.md)."""
 
     units: Annotated[list[MeterField], Field(min_length=1)]
-    # Charged when the answer carries none of the fields, or a malformed one.
-    missing: Annotated[int, Field(ge=0)] = 0
+    # Charged when a successful answer carries none of the fields, or a malformed one, and the
+    # least an event stream cut before its end pays; unset: the request's reservation.
+    missing: Annotated[int, Field(ge=0)] | None = None
     reserve: Annotated[int, Field(ge=0)] | None = None
     estimate: MeterEstimate | None = None
 

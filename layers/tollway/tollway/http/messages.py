@@ -29,13 +29,19 @@ class Request:
         return self.headers.get("host", "")
 
 
+class StreamCut(Exception):
+    """A `Response.stream` ended before the backend's end of it: the route's deadline passed,
+    or the connection broke. Raised after the last chunk it did deliver, so that the meter
+    knows the usage it read may be incomplete (tollway.quota.metering, `charge`)."""
+
+
 @dataclass(slots=True)
 class Response:
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)  # lower-case names
     body: bytes = b""
-    # An event stream passed through as it arrives (proxy routes, text/event-stream answers);
-    # `streamed` counts the bytes it has yielded so far.
+    # An event stream passed through as it arrives (proxy routes, text/event-stream answers),
+    # raising StreamCut if it is cut; `streamed` counts the bytes it has yielded so far.
     stream: AsyncIterator[bytes] | None = None
     streamed: int = 0
 

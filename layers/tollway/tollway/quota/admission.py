@@ -17,13 +17,13 @@ early rejection: a request can find its shard full while another still has room 
 container then avoids that shard until the window ends). RateLimit values for a sharded
 plan are estimates (the shard's remaining times S).
 
-Refunds: none. Units spent by a request that then fails before any backend is called
-(deadline already passed, breaker open) stay spent: usage events bill the same request,
-a refund would be a second write on every such failure, and counters that only grow are
-what lets a container remember a rejection without asking again.
+Admission comes last among the gateway's own checks (pipeline.route_steps): what the gateway
+refuses by itself is refused before this step spends anything. A request it still refuses
+after admission without calling any backend (the deadline passed during the quota call, a
+breaker opened meanwhile) is refunded exactly: `settle` with a cost of 0.
 
-Metered routes (`metering`, tollway.quota.metering) are the exception: admission spends the
-request's reservation, and `settle` queues the difference to the answer's actual cost
+Metered routes (`metering`, tollway.quota.metering): admission spends the request's
+reservation, and `settle` queues the difference to the answer's actual cost
 (tollway.quota.settle), sent after the response. Since that can return units, a
 remembered full quota is trusted for `recheck_s` only when the config has metered routes.
 """
@@ -83,7 +83,9 @@ class QuotaAdmission:
         if plan is None:
             raise Forbidden(f"plan {ex.principal.plan!r} is not offered")
         cost = reservation(ex)
-        if plan.rate is None and (plan.quota is None or cost == 0):
+        # A request known to cost nothing needs no write on a plan without a rate limit; a metered
+        # one is known only after its answer, so it always gets one (its settle corrects that item).
+        if plan.rate is None and (plan.quota is None or (cost == 0 and ex.route.metering is None)):
             self._admit(ex, cost, [])  # nothing to count
             if plan.quota is not None:
                 policy = limits.policy_field(None, plan.quota, limits.period(self.now(), plan.quota.per))
@@ -103,7 +105,9 @@ class QuotaAdmission:
         ]
 
     def settle(self, ex: Exchange) -> None:
-        """After the answer: queue the correction of a metered request's reservation."""
+        """After the answer: queue the correction of what admission spent to `cost_units` (a
+        metered answer's actual cost, or 0 for a request the gateway refused without calling
+        a backend)."""
         budget = ex.spent_on
         delta = ex.cost_units - ex.reserved_units
         if budget is None or delta == 0:
@@ -178,8 +182,7 @@ class Spend:
             [("ratelimit-policy", self.policy), ("ratelimit", self._limit_field(budget, counters))],
         )
         self.ex.spent_on = budget
-        if self.ex.route.metering is not None:
-            self.ex.spend = (self, counters)  # `settle` restates RateLimit with the actual cost
+        self.ex.spend = (self, counters)  # `settle` restates RateLimit with the actual cost
 
     def _deadline(self) -> float:
         """How long the quota call may wait: what is left of the route's deadline, or, on a

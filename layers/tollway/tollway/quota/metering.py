@@ -3,12 +3,16 @@
 A route with `metering` (config/models.py) is charged what its answer says it cost:
 
     units    = ceil(sum(field value x weight))      e.g. usage.input_tokens x 1 + usage.output_tokens x 3
-    missing  -> the configured `missing` units (default 0, never a silent 1)
     reserved = ceil(request field x weight + plus)  at admission, e.g. from the request's max_tokens;
-               else the fixed `reserve`, else the route's `cost`
+               else the fixed `reserve`, else the route's `cost`; at least 1
+    charged  = `charge`: the units read; for a successful answer that does not say them, the
+               route's `missing` (default: the reservation, kept); for an event stream cut
+               before its end, at least that; for an error answer, only what it says (else 0)
 
 Admission spends `reserved` in its one conditional write; after the answer the difference
-`units - reserved` is settled on the same counter (tollway.quota.settle).
+`charged - reserved` is settled on the same counter (tollway.quota.settle). A reservation is
+never 0: a request with nothing reserved would need no room in the budget, so a full budget
+would still admit it, and its write is what gives the settle an item to correct.
 
 Answers are JSON or Server-Sent Events. In an event stream every `data:` line that is a
 JSON object is looked at, and each field keeps the last value seen: a chat API's final
@@ -17,8 +21,9 @@ usage chunk (`usage.total_tokens`), or usage split over events (Anthropic's
 `SseUsage` is incremental: it is fed the stream as it passes, chunk by chunk.
 
 A field that is present but not a non-negative number (a string, a bool, a negative
-or a non-number) makes the reading `malformed`: the answer is charged `missing` and the
-event says so; a field that is absent counts 0 as long as one configured field is present.
+or a non-number) makes the reading `malformed`: the answer is charged like one without
+usage and the event says so; a field that is absent counts 0 as long as one configured
+field is present.
 
 Everything here is plain frozen dataclasses and functions (no closures), so the compiled
 route table serialises.
@@ -39,6 +44,8 @@ Status = Literal["read", "missing", "malformed"]
 MAX_UNITS = 10**15
 # An SSE event larger than this (no newline within it) is not parsed: it cannot be a usage chunk.
 MAX_EVENT_BYTES = 64 * 1024
+# The least a metered request reserves: even `max_tokens: 0` needs room in the budget.
+MIN_RESERVATION = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,19 +68,34 @@ class Estimate:
 @dataclass(frozen=True, slots=True)
 class CostSpec:
     terms: tuple[Term, ...]
-    missing: int
+    missing: int | None  # charged for a successful answer without usage; None: the reservation
     reserve: int | None  # fixed reservation; None: the estimate, else the route's cost
     estimate: Estimate | None
 
     def reservation(self, body: bytes, cost: int) -> int:
-        """Units to reserve at admission for a request with this body."""
+        """Units to reserve at admission for a request with this body (at least MIN_RESERVATION)."""
         fixed = self.reserve if self.reserve is not None else cost
         if self.estimate is None:
-            return fixed
+            return max(MIN_RESERVATION, fixed)
         value = _number(_at(_json(body), self.estimate.path))
         if value is None or value is _MALFORMED:
-            return fixed
-        return min(MAX_UNITS, _ceil(Decimal(str(value)) * self.estimate.weight + self.estimate.plus))
+            return max(MIN_RESERVATION, fixed)
+        estimate = _ceil(Decimal(str(value)) * self.estimate.weight + self.estimate.plus)
+        return max(MIN_RESERVATION, min(MAX_UNITS, estimate))
+
+    def charge(self, reading: Reading, reserved: int, *, failed: bool = False, cut: bool = False) -> int:
+        """What a request whose answer read as `reading` pays (docs/metering.md, "What is charged").
+
+        `failed`: the caller got an error answer (a backend's 4xx, or the gateway's 502/504 for a
+        backend that failed): only the usage it carries is owed, never `missing`. `cut`: an event
+        stream that ended before its end (the route's deadline, a broken connection): its usage
+        may be incomplete, so it pays at least what an answer without usage pays."""
+        if failed:
+            return reading.units if reading.status == "read" else 0
+        floor = self.missing if self.missing is not None else reserved
+        if reading.status != "read":
+            return floor
+        return max(reading.units, floor) if cut else reading.units
 
     def read(self, body: bytes, content_type: str | None) -> Reading:
         """What an answer cost."""
@@ -85,10 +107,10 @@ class CostSpec:
 
     def from_values(self, values: dict[str, Any]) -> Reading:
         if not values:
-            return Reading(self.missing, {}, "missing")
+            return Reading(0, {}, "missing")
         numbers = {name: _number(value) for name, value in values.items()}
         if any(n is None or n is _MALFORMED for n in numbers.values()):
-            return Reading(self.missing, {}, "malformed")
+            return Reading(0, {}, "malformed")
         total = sum(
             (Decimal(str(numbers[t.name])) * t.weight for t in self.terms if t.name in numbers), Decimal(0)
         )
@@ -97,7 +119,7 @@ class CostSpec:
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    units: int
+    units: int  # the weighted sum of the fields read; 0 unless `status` is "read" (see `charge`)
     fields: dict[str, int | float]  # the raw usage fields read, by path
     status: Status
 

@@ -39,6 +39,12 @@ class CircuitBreaker:
             return "open"
         return "half-open"
 
+    @property
+    def permits(self) -> bool:
+        """Whether `allow` would let a call start now, without taking a half-open trial."""
+        state = self.state
+        return state == "closed" or (state == "half-open" and not self.trial)
+
     def allow(self) -> bool:
         """May a call start now? In half-open state, only the first asker gets the trial."""
         state = self.state

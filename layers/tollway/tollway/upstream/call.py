@@ -29,6 +29,7 @@ import httpx
 
 from tollway.config.compile import CompiledBackend
 from tollway.discovery.target import Reference
+from tollway.http.messages import StreamCut
 from tollway.transport.client import exchanger_for
 from tollway.transport.exchange import ExchangeError, RawResponse, Refused, ResponseHeaders
 from tollway.upstream.balancer import Balancers
@@ -119,10 +120,14 @@ class BackendCaller:
         *,
         raw: bool,
         stream: bool = False,
+        on_call: Callable[[], None] | None = None,
     ) -> Answer:
         """`raw`: keep the body as sent (content-encoding and all) for passing it through.
         `stream`: a 2xx event stream comes back unread, as `Answer.stream`, read by the
-        deadline; the caller must read it to its end or close it."""
+        deadline; the caller must read it to its end or close it. `on_call` is called before
+        each try is handed to the HTTP client: from then on the backend may have the request
+        (what makes an answer billable, even a failed one); a refusal before that (no
+        instance, every breaker open, no time left) never calls it."""
         instances = self.instances(backend)
         rotation = self.balancers.for_(backend.service)
         breakers, config = self.breakers, backend.breaker
@@ -144,6 +149,8 @@ class BackendCaller:
                 break
             breaker = breakers.get(url, config)
             failure = answer = None
+            if on_call is not None:
+                on_call()
             try:
                 async with asyncio.timeout(budget):
                     answer = await self._once(url, request, limit, raw, deadline if stream else None)
@@ -210,12 +217,13 @@ class BackendCaller:
 
 async def _relay(response: RawResponse, deadline: float) -> AsyncIterator[bytes]:
     """The stream's chunks as they arrive, until it ends or the route's deadline passes
-    (then it is cut: its head is long gone, so there is no status left to change)."""
+    (then it is cut: its head is long gone, so there is no status left to change; StreamCut
+    tells the meter that its usage may not have arrived)."""
     try:
         async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
             async for chunk in response.chunks():
                 yield chunk
-    except (TimeoutError, ExchangeError):
-        return
+    except (TimeoutError, ExchangeError) as exc:
+        raise StreamCut(type(exc).__name__) from None
     finally:
         await response.close()

@@ -135,7 +135,7 @@ class Composite:
         if backend.grpc is not None and self.grpc is not None:
             return await self.grpc().value(backend, ex, results)
         try:
-            request = build_request(backend, ex, results, composed=True)
+            request = ex.prepared.get(backend.name) or build_request(backend, ex, results, composed=True)
         except TemplateValueError as exc:
             raise BackendFailure(str(exc)) from exc
         cache = key = None
@@ -146,7 +146,9 @@ class Composite:
             hit = cache.get(key)
             if hit is not None:
                 return hit[0], hit[1], None
-        answer = await self.caller.send(backend, request, ex.deadline, ex.route.max_response_bytes, raw=False)
+        answer = await self.caller.send(
+            backend, request, ex.deadline, ex.route.max_response_bytes, raw=False, on_call=ex.call_started
+        )
         if answer.status >= 400:
             raise BackendFailure(f"it answered {answer.status}", status=answer.status)
         if not answer.body and answer.status in (204, 205):

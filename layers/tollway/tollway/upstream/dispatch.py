@@ -22,6 +22,7 @@ from tollway.upstream.breaker import Breakers
 from tollway.upstream.cache import Caches, matches, storable_ttl, variant
 from tollway.upstream.call import BackendCaller, Directory
 from tollway.upstream.composite import CACHEABLE, Composite
+from tollway.upstream.prepare import prepare
 from tollway.upstream.proxy import proxy
 
 if TYPE_CHECKING:
@@ -64,6 +65,10 @@ class HttpUpstream:
         """At init, for a table with gRPC backends: import and build their messages now."""
         if any(b.grpc is not None for route in config.routes for b in route.backends):
             self.grpc().prepare(config)
+
+    def prepare(self, exchange: Exchange) -> None:
+        """Before admission: what the call would refuse without calling a backend (prepare.py)."""
+        prepare(self.caller, exchange)
 
     async def call(self, exchange: Exchange) -> Response:
         route = exchange.route

@@ -23,12 +23,18 @@ from tollway.upstream.request import build_request
 
 async def proxy(caller: BackendCaller, ex: Exchange) -> tuple[Response, Answer]:
     backend = ex.route.backends[0]
-    request = build_request(backend, ex, {}, composed=False)
+    request = ex.prepared.get(backend.name) or build_request(backend, ex, {}, composed=False)
     started = time.monotonic()
     status: int | None = None
     try:
         answer = await caller.send(
-            backend, request, ex.deadline, ex.route.max_response_bytes, raw=True, stream=True
+            backend,
+            request,
+            ex.deadline,
+            ex.route.max_response_bytes,
+            raw=True,
+            stream=True,
+            on_call=ex.call_started,
         )
         status = answer.status
     except BackendFailure as failure:
