@@ -71,3 +71,39 @@ async def test_the_cost_is_read_from_the_replys_json(tmp_path: Path, things: Thi
     # 3 + 2 x 4; the stream's last message says small = 3.
     assert admission.settled == [11, 3]
     assert things.calls[0].request == thing(small=3, child={"small": 4})
+
+
+async def test_a_message_the_callers_input_does_not_fit_is_refused_before_admission(
+    tmp_path: Path, things: ThingsServer
+) -> None:
+    """docs/metering.md "What is charged": a 400 the gateway gives by itself spends nothing,
+    on a proxy and on a composed gRPC route alike."""
+    routes = [
+        ROUTES[0],
+        {**ROUTES[0], "id": "composed", "path": "/v1/composed", "compose": "group"},
+    ]
+    config = compile_infra(grpc_infra(tmp_path, {"t": things.url}, routes), "test")
+    admission = CountingAdmission()
+    admitted: list[str] = []
+    admit = admission.admit
+
+    async def recording_admit(exchange: Exchange) -> None:
+        admitted.append(exchange.route.id)
+        await admit(exchange)
+
+    admission.admit = recording_admit  # type: ignore[method-assign]
+    client = make_client()
+    upstream = HttpUpstream(client)
+    gateway = Gateway(config, authenticator=FakeAuthenticator(), upstream=upstream, admission=admission)
+    transport = httpx.ASGITransport(app=GatewayApp(gateway))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw.test") as gw:
+            answers = [
+                await gw.post(path, json=body)
+                for path in ("/v1/metered", "/v1/composed")
+                for body in ({"nope": 1}, {"small": "x"}, {"small": 2**70})
+            ]
+    finally:
+        await client.aclose()
+    assert [a.status_code for a in answers] == [400] * 6
+    assert admitted == [] and admission.settled == [] and things.calls == []

@@ -67,8 +67,11 @@ class HttpUpstream:
             self.grpc().prepare(config)
 
     def prepare(self, exchange: Exchange) -> None:
-        """Before admission: what the call would refuse without calling a backend (prepare.py)."""
+        """Before admission: what the call would refuse without calling a backend (prepare.py),
+        and a gRPC message the caller's input does not fit."""
         prepare(self.caller, exchange)
+        if any(b.grpc is not None for b in exchange.route.backends):
+            self.grpc().check(exchange)
 
     async def call(self, exchange: Exchange) -> Response:
         route = exchange.route
