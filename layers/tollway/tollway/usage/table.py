@@ -5,7 +5,11 @@
     CONSUMER#<consumer>       DAY#<YYYY-MM-DD>#ROUTE#<id>   ... for one route
     CONSUMER#<consumer>       MONTH#<YYYY-MM>[#ROUTE#<id>]  the same per month
     PERIOD#<YYYY-MM[-DD]>     CONSUMER#<consumer>           who had usage in a period
-    EVENT#<event id>          EVENT                         an event already recorded (dedupe)
+    EVENT#<event id>          EVENT                         a bare event already recorded (dedupe)
+    MESSAGE#<producer>#<n>    DAY#<YYYY-MM-DD>#CONSUMER#<c> which messages of that producer, numbered
+                                                            64n..64n+63, had their events of that
+                                                            consumer and day recorded (dedupe)
+    CONSUMER#<consumer>       COUNTER#<counter>#<shard>     a copy of a quota counter (true-up)
 
 Ids come last in each key, after a fixed prefix, so any id (with `#` in it too) reads back
 as it was written: readers strip the prefix, never split.
@@ -61,3 +65,22 @@ def indexed_consumer(item: dict[str, Any]) -> str:
 
 def dedupe_key(event_id: str) -> Key:
     return {"pk": {"S": f"EVENT#{event_id}"}, "sk": {"S": DEDUPE_SK}}
+
+
+# Message numbers per dedupe record: a record holds at most this many numbers (~0.5 KB).
+MESSAGES_PER_RECORD = 64
+
+
+def message_dedupe_key(producer: str, seq: int, consumer: str, day: str) -> Key:
+    """The record of which messages of `producer` near `seq` had their `consumer`/`day` part
+    recorded. Producer ids hold no '#' (tollway.usage.events); the consumer comes last."""
+    pk = f"MESSAGE#{producer}#{seq // MESSAGES_PER_RECORD}"
+    return {"pk": {"S": pk}, "sk": {"S": f"{period_sk(day)}#{_CONSUMER}{consumer}"}}
+
+
+def counter_copy_key(consumer: str, counter: str) -> Key:
+    """A true-up's copy of the quota counter item `counter` ("D2026-11-27#0", period#shard)."""
+    return {"pk": {"S": consumer_pk(consumer)}, "sk": {"S": COUNTER_PREFIX + counter}}
+
+
+COUNTER_PREFIX = "COUNTER#"
