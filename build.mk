@@ -35,12 +35,17 @@ define build-function
 	$(ROUTES_CHECK) --write-table "$(ARTIFACTS_DIR)/infra"
 endef
 
-.PHONY: build-RouterFunction build-UsageFunction layer-requirements check-layer-requirements
+.PHONY: build-RouterFunction build-UsageFunction build-UsageTrueUpFunction layer-requirements \
+	check-layer-requirements
 
 build-RouterFunction:
 	$(call build-function,router)
 
 build-UsageFunction:
+	$(call build-function,usage)
+
+# The usage true-up (tollway/usage/trueup.py): the usage function's folder, another handler.
+build-UsageTrueUpFunction:
 	$(call build-function,usage)
 
 layer-requirements:

@@ -74,6 +74,7 @@ ACME = {
     "amount_due": "0.023",
     "currency": "USD",
     "routes": {"items.get": {"requests": 26, "units": 26}, "reports.post": {"requests": 4, "units": 20}},
+    "unattributed_units": 0,
 }
 BETA = {
     "consumer": "beta",
@@ -84,6 +85,7 @@ BETA = {
     "amount_due": "0.00",
     "currency": "USD",
     "routes": {"items.get": {"requests": 7, "units": 7}},
+    "unattributed_units": 0,
 }
 
 

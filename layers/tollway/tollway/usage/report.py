@@ -7,6 +7,7 @@ from typing import Any
 
 from tollway.usage import table
 from tollway.usage.billing import render_amount
+from tollway.usage.trueup import counted, unattributed_price
 
 
 @dataclass(slots=True)
@@ -26,6 +27,10 @@ class ConsumerUsage:
     amount_nanos: int = 0
     currency: str = "USD"
     routes: dict[str, RouteUsage] = field(default_factory=dict)
+    # Units the quota counters admitted that no event (yet) attributed (tollway.usage.trueup);
+    # included in `units` and `amount_nanos`.
+    unattributed_units: int = 0
+    counted: int | None = None  # the counter copies' units for the period; None: no counter
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -40,6 +45,7 @@ class ConsumerUsage:
             "routes": {
                 rid: {"requests": r.requests, "units": r.units} for rid, r in sorted(self.routes.items())
             },
+            "unattributed_units": self.unattributed_units,
         }
 
 
@@ -80,7 +86,30 @@ class UsageReader:
                 usage.amount_nanos = _n(item, "amount_nanos")
             elif (route_id := table.route_of(sk, period)) is not None:
                 usage.routes[route_id] = RouteUsage(_n(item, "requests"), _n(item, "units"))
+        self._true_up(usage)
         return usage
+
+    def _true_up(self, usage: ConsumerUsage) -> None:
+        """Bill what the quota counters admitted beyond what events attributed (trueup.py)."""
+        copies = [
+            item
+            for prefix in table.counter_copy_prefixes(usage.period)
+            for item in self._query(
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+                ExpressionAttributeValues={
+                    ":pk": {"S": table.consumer_pk(usage.consumer)},
+                    ":prefix": {"S": prefix},
+                },
+            )
+        ]
+        usage.counted = counted(copies, usage.period)
+        if usage.counted is None or usage.counted <= usage.units:
+            return
+        plan, micros = unattributed_price(copies)
+        usage.unattributed_units = usage.counted - usage.units
+        usage.units = usage.counted
+        usage.amount_nanos += usage.unattributed_units * micros
+        usage.plan = usage.plan or plan or None
 
     def consumers(self, period: str) -> list[str]:
         items = self._query(
@@ -115,10 +144,13 @@ def render_table(report: dict[str, Any]) -> str:
         for c in consumers
     ]
     lines = [f"period {report['period']}", *_columns(rows, numeric=range(2, 6))]
-    if "consumers" not in report and report["routes"]:
+    unattributed = report.get("unattributed_units", 0)
+    if "consumers" not in report and (report["routes"] or unattributed):
         route_rows = [("ROUTE", "REQUESTS", "UNITS")] + [
             (rid, str(r["requests"]), str(r["units"])) for rid, r in report["routes"].items()
         ]
+        if unattributed:  # counted by the quota counters, attributed by no event (trueup.py)
+            route_rows.append(("(unattributed)", "-", str(unattributed)))
         lines += ["", *_columns(route_rows, numeric=range(1, 3))]
     if "consumers" in report and not consumers:
         lines.append("(no usage)")

@@ -84,3 +84,12 @@ def counter_copy_key(consumer: str, counter: str) -> Key:
 
 
 COUNTER_PREFIX = "COUNTER#"
+
+
+def counter_copy_prefixes(period: str) -> list[str]:
+    """Sort-key prefixes of the counter copies that can count towards `period`: a day's daily
+    counters; a month's monthly counters and its days' daily ones."""
+    period_sk(period)
+    if len(period) == 10:
+        return [f"{COUNTER_PREFIX}D{period}#"]
+    return [f"{COUNTER_PREFIX}M{period}#", f"{COUNTER_PREFIX}D{period}-"]
