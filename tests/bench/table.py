@@ -449,7 +449,7 @@ def _step_rows(r: dict[str, Any]) -> list[Row]:
 
 
 def rows(r: dict[str, Any]) -> list[Row]:
-    from tests.bench import dev_server  # it builds Rows of this module
+    from tests.bench import cost, dev_server  # they build Rows of this module
 
     return [
         *_cpu_rows(r),
@@ -462,6 +462,7 @@ def rows(r: dict[str, Any]) -> list[Row]:
         _race_row(r),
         *_step_rows(r),
         *dev_server.rows(r),
+        *cost.rows(r),
     ]
 
 

@@ -37,11 +37,12 @@ def test_the_scheduled_true_up_bills_a_counter_no_event_attributed(aws, infra, m
         TableName=aws["TOLLWAY_QUOTA_TABLE"],
         Item={"pk": {"S": counter_pk(f"D{day}", 0, "zed")}, "used": {"N": "8"}, "expires_at": {"N": later}},
     )
-    dynamodb.put_item(
-        TableName=aws["TOLLWAY_USAGE_TABLE"],
-        Item={**totals_key("zed", day), "units": {"N": "1"}, "requests": {"N": "1"}, "plan": {"S": "pro"},
-              "amount_nanos": {"N": "500000"}, "currency": {"S": "USD"}},
-    )  # fmt: skip
+    for key in (totals_key("zed", day, "items.get"), totals_key("zed", day[:7])):  # as the ledger writes
+        dynamodb.put_item(
+            TableName=aws["TOLLWAY_USAGE_TABLE"],
+            Item={**key, "units": {"N": "1"}, "requests": {"N": "1"}, "plan": {"S": "pro"},
+                  "amount_nanos": {"N": "500000"}, "currency": {"S": "USD"}},
+        )  # fmt: skip
     app = load_true_up()
     assert app.handler({"source": "aws.events"}, None) == {"counters": 1, "written": 1, "unpriced": 0}
     assert app.handler({"source": "aws.events"}, None) == {"counters": 1, "written": 0, "unpriced": 0}

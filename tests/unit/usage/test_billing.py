@@ -62,3 +62,33 @@ def test_counts(admitted, status, expected):
     assert (c.requests, c.rejected, c.units) == expected
     assert c.amount_nanos == expected[2] * 500_000
     assert (event.day, event.month) == ("2026-11-27", "2026-11")
+
+
+def usage_event(consumer: str, route: str = "x") -> UsageEvent:
+    import uuid
+
+    return UsageEvent.model_validate(
+        {
+            "version": 1, "event_id": uuid.uuid4().hex, "timestamp": "2026-11-27T10:00:00+00:00",
+            "request_id": "r", "consumer_id": consumer, "plan": "p", "route_id": route, "method": "GET",
+            "status": 200, "latency_ms": 1, "request_bytes": 0, "response_bytes": 0, "cost_units": 1,
+            "admitted": True, "backends": [],
+        }
+    )  # fmt: skip
+
+
+def test_messages_are_packed_whole_into_transactions_of_at_most_100_items():
+    from tollway.usage.billing import MAX_ITEMS, MessageKey, totals_keys, transactions
+
+    # 60 bare events of 60 consumers: 3 items each (the EVENT# record, the day on the route, the month).
+    bare = {MessageKey.of_event(f"e{i}"): [usage_event(f"c{i}")] for i in range(60)}
+    packed = transactions(bare)
+    assert [len(t) for t in packed] == [33, 27]
+    # A message of 40 events of 40 consumers on 40 routes needs 81 items: never split.
+    wide = {MessageKey("p", 0): [usage_event(f"c{i}", f"r{i}") for i in range(40)]}
+    assert transactions(wide) == [[MessageKey("p", 0)]]
+    items = {(k["pk"]["S"], k["sk"]["S"]) for e in wide[MessageKey("p", 0)] for k in totals_keys(e)}
+    assert len(items) + 1 <= MAX_ITEMS
+    # 150 one-event messages of one producer and consumer: one record's condition checks <= 100 numbers.
+    narrow = {MessageKey("p", seq): [usage_event("c")] for seq in range(150)}
+    assert [len(t) for t in transactions(narrow)] == [100, 50]

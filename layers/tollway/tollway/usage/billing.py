@@ -1,29 +1,34 @@
 """Record usage events exactly once, a batch at a time, into the totals billing reads (UsageTable).
 
-A batch is the SQS messages of one usage-function invocation. Its events are summed per
-consumer and UTC day (a *group*), and each group is one DynamoDB transaction:
+A batch is the SQS messages of one usage-function invocation. Whole messages are packed
+into DynamoDB transactions (as many as fit DynamoDB's 100 items), and each transaction
+writes every item it touches once, with the sums of its events:
 
-    Update  MESSAGE#<producer>#<n> / DAY#<day>#CONSUMER#<c>   ADD seqs {s1, s2, ...}
-            CONDITION NOT contains(seqs, s1) AND NOT contains(seqs, s2) ...
-            (one per producer and block of 64 message numbers in the group; a bare event,
-            as older routers and old log lines send, is a Put of EVENT#<event_id> instead)
-    Update  CONSUMER#<c> / DAY#<day>, MONTH#<month>,
-            DAY#<day>#ROUTE#<r>, MONTH#<month>#ROUTE#<r>      ADD <counter> <sum>, ...
+    Update  MESSAGE#<producer>#<n> / MESSAGE          ADD seqs {o1, o2, ...}
+            CONDITION NOT contains(seqs, o1) AND NOT contains(seqs, o2) ...
+            (one per producer and block of 256 message numbers: each number's offset in
+            its block; a bare event, as older routers and old log lines send, is a Put of
+            EVENT#<event_id> instead)
+    Update  CONSUMER#<c> / DAY#<day>#ROUTE#<r>        (each consumer, day and route)
+            CONSUMER#<c> / MONTH#<month>              (each consumer and month)
+                                                      ADD <counter> <sum>, ..., SET plan, currency
 
-so each totals item is written once per batch, not once per event, and a message's part
-is recorded together with the record that it was: a redelivered message, or a message
-sent twice, fails a condition and its part is taken out (the cancellation carries the
-record as it was, which names the numbers already in); a crash before the commit changes
-nothing. A part holds at most `events.MAX_EVENTS` events, so it never needs more than one
-transaction (DynamoDB's limit: 100 items); a group that does is cut between parts.
+so a totals item is written once per batch, not once per event: a batch of a thousand
+one-event messages from ten router containers for ten consumers on one route each is one
+transaction of ~40 items. A day's totals and a month's routes are sums of the
+day-per-route items (tollway.usage.report); the month's own item makes the month, the bill,
+one read. A message is recorded together with the record that it was: a redelivered
+message, or one sent twice, fails a condition and is taken out (the cancellation carries
+the record as it was, which names the numbers already in); a crash before the commit
+changes nothing. A message holds at most `events.MAX_EVENTS` events, so it always fits one
+transaction.
 
 Contention: usage-function invocations running at once on events of one consumer write
 the same totals items, and DynamoDB cancels a transaction that meets another in progress
 on an item (`TransactionConflict`), or throttles a hot item. Nothing of a cancelled
 transaction was written, so it is retried, after a jittered, growing pause
-(`RETRYABLE`, up to `MAX_ATTEMPTS`); only then are the group's messages reported failed,
-for SQS to deliver again. Contention never sends an event to the DLQ and never counts one
-twice.
+(`RETRYABLE`, up to `MAX_ATTEMPTS`); only then are its messages reported failed, for SQS
+to deliver again. Contention never sends an event to the DLQ and never counts one twice.
 
 Counters are named, and each item adds the sums of its events' `counters()`: a new kind
 of counter (per plan, say) is a new name there and nothing else.
@@ -37,7 +42,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from typing import Any
@@ -53,6 +58,8 @@ REJECTED_STATUSES = frozenset({403, 429})
 COUNTERS = ("requests", "rejected", "events", "units", "amount_nanos")
 # DynamoDB's limit of items per TransactWriteItems.
 MAX_ITEMS = 100
+# Message numbers one dedupe update may check: its condition stays under DynamoDB's 4 KB.
+MAX_SEQS = 100
 # Cancellation reasons (and error codes) that say "try again": nothing was written.
 RETRYABLE = frozenset(
     {
@@ -136,14 +143,14 @@ def counters(event: UsageEvent, price: Price) -> dict[str, int]:
 
 
 def totals_keys(event: UsageEvent) -> list[table.Key]:
+    """The totals items an event adds to: its consumer's day on its route, and its consumer's month."""
     return [
-        table.totals_key(event.consumer_id, period, route)
-        for period in (event.day, event.month)
-        for route in (None, event.route_id)
+        table.totals_key(event.consumer_id, event.day, event.route_id),
+        table.totals_key(event.consumer_id, event.month),
     ]
 
 
-# --- messages and their parts --------------------------------------------------------------
+# --- messages and transactions -------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,20 +165,13 @@ class MessageKey:
     def of_event(cls, event_id: str) -> MessageKey:
         return cls(None, 0, event_id)
 
-
-@dataclass(slots=True)
-class Part:
-    """The events of one message that fall in one group (consumer, day)."""
-
-    key: MessageKey
-    events: list[UsageEvent]
+    @property
+    def record(self) -> tuple[str, int] | None:
+        """(producer, block) of the dedupe record that holds this message; None for a bare event."""
+        return None if self.producer is None else (self.producer, self.seq // table.MESSAGES_PER_RECORD)
 
 
-@dataclass(slots=True)
-class Group:
-    consumer: str
-    day: str
-    parts: list[Part] = field(default_factory=list)
+Messages = Mapping[MessageKey, list[UsageEvent]]
 
 
 @dataclass(slots=True)
@@ -183,16 +183,27 @@ class BatchResult:
     retries: int = 0
 
 
-def groups(messages: Mapping[MessageKey, list[UsageEvent]]) -> list[Group]:
-    """The batch's events by consumer and UTC day, each message's share of a group one part."""
-    out: dict[tuple[str, str], Group] = {}
+def transactions(messages: Messages) -> list[list[MessageKey]]:
+    """Whole messages packed into transactions of at most MAX_ITEMS items (and MAX_SEQS numbers
+    per dedupe record), in order. A message never needs more: MAX_EVENTS events touch at most
+    2 x MAX_EVENTS totals items, plus its dedupe record."""
+    out: list[list[MessageKey]] = []
+    items: set[Any] = set()
+    seqs: dict[tuple[str, int], int] = {}
     for key, events in messages.items():
-        shares: dict[tuple[str, str], list[UsageEvent]] = {}
-        for event in events:
-            shares.setdefault((event.consumer_id, event.day), []).append(event)
-        for (consumer, day), share in shares.items():
-            out.setdefault((consumer, day), Group(consumer, day)).parts.append(Part(key, share))
-    return list(out.values())
+        record = key.record
+        mine: set[Any] = {record or ("EVENT", key.event_id)}
+        mine |= {(k["pk"]["S"], k["sk"]["S"]) for e in events for k in totals_keys(e)}
+        full = record is not None and seqs.get(record, 0) >= MAX_SEQS
+        if out and (len(items | mine) > MAX_ITEMS or full):
+            items, seqs = set(), {}
+        if not items:
+            out.append([])
+        out[-1].append(key)
+        items |= mine
+        if record is not None:
+            seqs[record] = seqs.get(record, 0) + 1
+    return out
 
 
 class Ledger:
@@ -231,10 +242,10 @@ class Ledger:
             raise Contended("the event's transaction was not committed")
         return key in result.recorded
 
-    def record_batch(self, messages: Mapping[MessageKey, list[UsageEvent]]) -> BatchResult:
+    def record_batch(self, messages: Messages) -> BatchResult:
         """Record each message's events once; the result says which were, and which failed."""
         result = BatchResult()
-        priced = {}
+        priced: dict[MessageKey, list[UsageEvent]] = {}
         for key, events in messages.items():
             try:
                 for event in events:
@@ -244,45 +255,26 @@ class Ledger:
                 result.failed.add(key)
                 continue
             priced[key] = events
-        for group in groups(priced):
-            self._index(group)
-            for chunk in self._chunks(group):
-                try:
-                    self._commit(group, chunk, result)
-                except Contended as exc:
-                    logger.warning(
-                        "usage transaction contended; messages will be delivered again",
-                        extra={"consumer_id": group.consumer, "day": group.day, "problem": str(exc)},
-                    )
-                    result.failed.update(part.key for part in chunk)
+        self._index(priced)
+        for keys in transactions(priced):
+            try:
+                self._commit({key: priced[key] for key in keys}, result)
+            except Contended as exc:
+                logger.warning(
+                    "usage transaction contended; its messages will be delivered again",
+                    extra={"messages": len(keys), "problem": str(exc)},
+                )
+                result.failed.update(keys)
         result.recorded -= result.failed
         result.duplicates -= result.failed | result.recorded
         return result
 
-    # --- one group's transactions --------------------------------------------------------
+    # --- one transaction -----------------------------------------------------------------
 
-    def _chunks(self, group: Group) -> Iterable[list[Part]]:
-        """The group's parts cut into runs that each fit one transaction."""
-        chunk: list[Part] = []
-        for part in group.parts:
-            if chunk and self._size(group, [*chunk, part]) > MAX_ITEMS:
-                yield chunk
-                chunk = []
-            chunk.append(part)
-        if chunk:
-            yield chunk
-
-    @staticmethod
-    def _size(group: Group, parts: list[Part]) -> int:
-        records = {(p.key.producer, p.key.seq // table.MESSAGES_PER_RECORD) for p in parts if p.key.producer}
-        bare = sum(len(p.events) for p in parts if p.key.producer is None)
-        routes = {e.route_id for p in parts for e in p.events}
-        return len(records) + bare + 2 + 2 * len(routes)
-
-    def _commit(self, group: Group, parts: list[Part], result: BatchResult) -> None:
+    def _commit(self, messages: dict[MessageKey, list[UsageEvent]], result: BatchResult) -> None:
         attempt = 0
-        while parts:
-            items, dedupe = self._transaction(group, parts)
+        while messages:
+            items, dedupe = self._transaction(messages)
             result.transactions += 1
             try:
                 self.dynamodb.transact_write_items(TransactItems=items)
@@ -291,7 +283,7 @@ class Ledger:
                 done = _already_recorded(reasons, dedupe, self._record_as_it_is)
                 if done:  # redelivered messages: take them out, write the rest at once
                     result.duplicates.update(done)
-                    parts = [p for p in parts if p.key not in done]
+                    messages = {k: v for k, v in messages.items() if k not in done}
                     continue
                 codes = {r.get("Code") for r in reasons} - {"None", None}
                 if not codes or not codes <= RETRYABLE:
@@ -304,7 +296,7 @@ class Ledger:
                     raise
                 attempt = self._back_off(attempt, {code}, result)
                 continue
-            result.recorded.update(p.key for p in parts)
+            result.recorded.update(messages)
             return
 
     def _back_off(self, attempt: int, codes: set[str | None], result: BatchResult) -> int:
@@ -316,40 +308,38 @@ class Ledger:
         return attempt
 
     def _transaction(
-        self, group: Group, parts: list[Part]
+        self, messages: dict[MessageKey, list[UsageEvent]]
     ) -> tuple[list[dict[str, Any]], dict[int, tuple[dict[str, Any], list[MessageKey]]]]:
         """The TransactItems, and which messages each dedupe item (by index) stands for."""
         expires_at = {"N": str(int(self.now()) + DEDUPE_TTL_S)}
         items: list[dict[str, Any]] = []
         dedupe: dict[int, tuple[dict[str, Any], list[MessageKey]]] = {}
         records: dict[tuple[str, int], list[MessageKey]] = {}
-        for part in parts:
-            if part.key.producer is None:
-                items.append(self._event_record(part, expires_at))
-                dedupe[len(items) - 1] = (items[-1], [part.key])
+        for key, events in messages.items():
+            if key.record is None:
+                items.append(self._event_record(events[0], expires_at))
+                dedupe[len(items) - 1] = (items[-1], [key])
             else:
-                block = part.key.seq // table.MESSAGES_PER_RECORD
-                records.setdefault((part.key.producer, block), []).append(part.key)
-        for (producer, _), keys in records.items():
-            items.append(self._message_record(producer, keys, group, expires_at))
+                records.setdefault(key.record, []).append(key)
+        for keys in records.values():
+            items.append(self._message_record(keys, expires_at))
             dedupe[len(items) - 1] = (items[-1], keys)
-        totals: dict[str, tuple[table.Key, dict[str, int], UsageEvent]] = {}
-        for part in parts:
-            for event in part.events:
+        totals: dict[tuple[str, str], tuple[table.Key, dict[str, int], UsageEvent]] = {}
+        for events in messages.values():
+            for event in events:
                 adds = counters(event, self.price(event))
                 for key in totals_keys(event):
-                    sk = key["sk"]["S"]
-                    _, sums, latest = totals.setdefault(sk, (key, {}, event))
+                    slot = (key["pk"]["S"], key["sk"]["S"])
+                    _, sums, latest = totals.setdefault(slot, (key, {}, event))
                     for name, value in adds.items():
                         sums[name] = sums.get(name, 0) + value
                     if event.timestamp >= latest.timestamp:
-                        totals[sk] = (key, sums, event)
+                        totals[slot] = (key, sums, event)
         for key, sums, latest in totals.values():
             items.append(self._totals_update(key, sums, latest))
         return items, dedupe
 
-    def _event_record(self, part: Part, expires_at: dict[str, str]) -> dict[str, Any]:
-        event = part.events[0]
+    def _event_record(self, event: UsageEvent, expires_at: dict[str, str]) -> dict[str, Any]:
         return {
             "Put": {
                 "TableName": self.table,
@@ -363,18 +353,18 @@ class Ledger:
             }
         }
 
-    def _message_record(
-        self, producer: str, keys: list[MessageKey], group: Group, expires_at: dict[str, str]
-    ) -> dict[str, Any]:
-        seqs = sorted({k.seq for k in keys})
-        values: dict[str, Any] = {f":q{i}": {"N": str(s)} for i, s in enumerate(seqs)}
-        values |= {":seqs": {"NS": [str(s) for s in seqs]}, ":e": expires_at}
+    def _message_record(self, keys: list[MessageKey], expires_at: dict[str, str]) -> dict[str, Any]:
+        producer = keys[0].producer
+        assert producer is not None
+        offsets = sorted({k.seq % table.MESSAGES_PER_RECORD for k in keys})
+        values: dict[str, Any] = {f":q{i}": {"N": str(o)} for i, o in enumerate(offsets)}
+        values |= {":seqs": {"NS": [str(o) for o in offsets]}, ":e": expires_at}
         return {
             "Update": {
                 "TableName": self.table,
-                "Key": table.message_dedupe_key(producer, seqs[0], group.consumer, group.day),
+                "Key": table.message_dedupe_key(producer, keys[0].seq),
                 "UpdateExpression": "ADD #s :seqs SET #e = :e",
-                "ConditionExpression": " AND ".join(f"NOT contains(#s, :q{i})" for i in range(len(seqs))),
+                "ConditionExpression": " AND ".join(f"NOT contains(#s, :q{i})" for i in range(len(offsets))),
                 "ExpressionAttributeNames": {"#s": "seqs", "#e": "expires_at"},
                 "ExpressionAttributeValues": values,
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
@@ -407,20 +397,21 @@ class Ledger:
         answer = self.dynamodb.get_item(TableName=self.table, Key=key, ConsistentRead=True)
         return answer.get("Item") or {}
 
-    def _index(self, group: Group) -> None:
+    def _index(self, messages: Messages) -> None:
         """Who had usage in a period, for reports without --consumer; once per container."""
-        billable = any(
-            e.admitted or e.status in REJECTED_STATUSES for part in group.parts for e in part.events
-        )
-        if not billable:  # not the unauthenticated: they have no consumer to bill
-            return
-        for period in (group.day, group.day[:7]):
-            if (period, group.consumer) in self._indexed:
-                continue
-            # Written before the totals: a crash in between leaves an index entry with no
-            # usage (reported as zeros), never usage missing from the index.
-            self.dynamodb.put_item(TableName=self.table, Item=table.index_key(period, group.consumer))
-            self._indexed.add((period, group.consumer))
+        for events in messages.values():
+            for event in events:
+                # Not the unauthenticated: they have no consumer to bill.
+                if not event.admitted and event.status not in REJECTED_STATUSES:
+                    continue
+                for period in (event.day, event.month):
+                    if (period, event.consumer_id) in self._indexed:
+                        continue
+                    # Written before the totals: a crash in between leaves an index entry with
+                    # no usage (reported as zeros), never usage missing from the index.
+                    entry = table.index_key(period, event.consumer_id)
+                    self.dynamodb.put_item(TableName=self.table, Item=entry)
+                    self._indexed.add((period, event.consumer_id))
 
 
 def _already_recorded(
@@ -438,6 +429,6 @@ def _already_recorded(
             done.update(keys)
             continue
         record = reason.get("Item") or read(item)
-        seqs = {int(s) for s in record.get("seqs", {}).get("NS", [])}
-        done.update(k for k in keys if k.seq in seqs)
+        offsets = {int(s) for s in record.get("seqs", {}).get("NS", [])}
+        done.update(k for k in keys if k.seq % table.MESSAGES_PER_RECORD in offsets)
     return done

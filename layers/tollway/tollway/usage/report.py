@@ -49,8 +49,11 @@ class ConsumerUsage:
         }
 
 
-def _n(item: dict[str, Any], name: str) -> int:
-    return int(item[name]["N"]) if name in item else 0
+def _add(sums: dict[str, int], item: dict[str, Any]) -> None:
+    """Add a totals item's counters (every number but its expiry) into `sums`."""
+    for name, value in item.items():
+        if "N" in value and name != "expires_at":
+            sums[name] = sums.get(name, 0) + int(value["N"])
 
 
 class UsageReader:
@@ -66,26 +69,40 @@ class UsageReader:
         return items
 
     def consumer(self, consumer_id: str, period: str) -> ConsumerUsage:
-        prefix = table.period_sk(period)
+        """A consumer's usage in a period: a month's totals from its month item; a day's, and
+        every period's routes, summed from the day-per-route items (tollway.usage.billing)."""
+        table.period_sk(period)
         usage = ConsumerUsage(consumer_id, period)
-        items = self._query(
+        pk = {"S": table.consumer_pk(consumer_id)}
+        month_key = {"pk": pk, "sk": {"S": table.period_sk(period[:7])}}
+        month = self.dynamodb.get_item(TableName=self.table, Key=month_key, ConsistentRead=True)
+        month = month.get("Item", {})
+        days_prefix = "DAY#" + (period if len(period) == 10 else period + "-")
+        days = self._query(
             KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues={
-                ":pk": {"S": table.consumer_pk(consumer_id)},
-                ":prefix": {"S": prefix},
-            },
+            ExpressionAttributeValues={":pk": pk, ":prefix": {"S": days_prefix}},
         )
-        for item in items:
-            sk = item["sk"]["S"]
-            if sk == prefix:
-                usage.plan = item.get("plan", {}).get("S") or None
-                usage.currency = item.get("currency", {}).get("S", usage.currency)
-                usage.requests = _n(item, "requests")
-                usage.rejected = _n(item, "rejected")
-                usage.units = _n(item, "units")
-                usage.amount_nanos = _n(item, "amount_nanos")
-            elif (route_id := table.route_of(sk, period)) is not None:
-                usage.routes[route_id] = RouteUsage(_n(item, "requests"), _n(item, "units"))
+        routes: dict[str, dict[str, int]] = {}
+        for item in days:
+            found = table.day_route_of(item["sk"]["S"])
+            if found is not None:
+                _add(routes.setdefault(found[1], {}), item)
+        totals: dict[str, int] = {}
+        if len(period) == 7:
+            _add(totals, month)
+        else:
+            for counters in routes.values():
+                for name, value in counters.items():
+                    totals[name] = totals.get(name, 0) + value
+        usage.plan = month.get("plan", {}).get("S") or None
+        usage.currency = month.get("currency", {}).get("S", usage.currency)
+        usage.requests = totals.get("requests", 0)
+        usage.rejected = totals.get("rejected", 0)
+        usage.units = totals.get("units", 0)
+        usage.amount_nanos = totals.get("amount_nanos", 0)
+        usage.routes = {
+            route: RouteUsage(c.get("requests", 0), c.get("units", 0)) for route, c in routes.items()
+        }
         self._true_up(usage)
         return usage
 

@@ -1,14 +1,15 @@
 """UsageTable's key layout (see UsageTable in template.yaml): the one place it is written and read.
 
     pk                        sk                            what
-    CONSUMER#<consumer>       DAY#<YYYY-MM-DD>              a consumer's totals for a day
-    CONSUMER#<consumer>       DAY#<YYYY-MM-DD>#ROUTE#<id>   ... for one route
-    CONSUMER#<consumer>       MONTH#<YYYY-MM>[#ROUTE#<id>]  the same per month
+    CONSUMER#<consumer>       DAY#<YYYY-MM-DD>#ROUTE#<id>   a consumer's totals for a day on a route
+    CONSUMER#<consumer>       MONTH#<YYYY-MM>               ... for a month (all routes)
+    CONSUMER#<consumer>       DAY#<YYYY-MM-DD>,             written before issue 19 (events
+                              MONTH#<YYYY-MM>#ROUTE#<id>    recorded since write the two above)
     PERIOD#<YYYY-MM[-DD]>     CONSUMER#<consumer>           who had usage in a period
     EVENT#<event id>          EVENT                         a bare event already recorded (dedupe)
-    MESSAGE#<producer>#<n>    DAY#<YYYY-MM-DD>#CONSUMER#<c> which messages of that producer, numbered
-                                                            64n..64n+63, had their events of that
-                                                            consumer and day recorded (dedupe)
+    MESSAGE#<producer>#<n>    MESSAGE                       which messages of that producer, numbered
+                                                            256n..256n+255 (their offsets), were
+                                                            recorded (dedupe)
     CONSUMER#<consumer>       COUNTER#<counter>#<shard>     a copy of a quota counter (true-up)
 
 Ids come last in each key, after a fixed prefix, so any id (with `#` in it too) reads back
@@ -44,6 +45,13 @@ def totals_key(consumer: str, period: str, route_id: str | None = None) -> Key:
     return {"pk": {"S": consumer_pk(consumer)}, "sk": {"S": sk}}
 
 
+def day_route_of(sk: str) -> tuple[str, str] | None:
+    """(day, route id) of a day-per-route totals item's sort key; None for any other."""
+    if not sk.startswith("DAY#") or not sk[14:].startswith(_ROUTE):
+        return None
+    return sk[4:14], sk[14 + len(_ROUTE) :]
+
+
 def route_of(sk: str, period: str) -> str | None:
     """The route id of a per-route totals item of `period`; None for the period's own totals."""
     prefix = period_sk(period) + _ROUTE
@@ -67,15 +75,15 @@ def dedupe_key(event_id: str) -> Key:
     return {"pk": {"S": f"EVENT#{event_id}"}, "sk": {"S": DEDUPE_SK}}
 
 
-# Message numbers per dedupe record: a record holds at most this many numbers (~0.5 KB).
-MESSAGES_PER_RECORD = 64
+# Message numbers per dedupe record. It holds their offsets (0-255, at most 3 bytes each):
+# under 1 KB, one write unit per KB.
+MESSAGES_PER_RECORD = 256
 
 
-def message_dedupe_key(producer: str, seq: int, consumer: str, day: str) -> Key:
-    """The record of which messages of `producer` near `seq` had their `consumer`/`day` part
-    recorded. Producer ids hold no '#' (tollway.usage.events); the consumer comes last."""
-    pk = f"MESSAGE#{producer}#{seq // MESSAGES_PER_RECORD}"
-    return {"pk": {"S": pk}, "sk": {"S": f"{period_sk(day)}#{_CONSUMER}{consumer}"}}
+def message_dedupe_key(producer: str, seq: int) -> Key:
+    """The record of which messages of `producer` in the block of `seq` were recorded.
+    Producer ids hold no '#' (tollway.usage.events)."""
+    return {"pk": {"S": f"MESSAGE#{producer}#{seq // MESSAGES_PER_RECORD}"}, "sk": {"S": "MESSAGE"}}
 
 
 def counter_copy_key(consumer: str, counter: str) -> Key:

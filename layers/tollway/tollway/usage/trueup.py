@@ -167,10 +167,10 @@ class TrueUp:
         return True
 
     def _plan(self, counter: Counter) -> str | None:
-        """The plan the consumer's events of the counter's period named last."""
+        """The plan the consumer's events of the counter's month named last."""
         answer = self.dynamodb.get_item(
             TableName=self.usage_table,
-            Key=table.totals_key(counter.consumer, counter.period),
+            Key=table.totals_key(counter.consumer, counter.period[:7]),
             ConsistentRead=True,
             ProjectionExpression="#p",
             ExpressionAttributeNames={"#p": "plan"},
