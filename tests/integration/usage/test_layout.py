@@ -55,9 +55,8 @@ def test_a_batch_is_one_transaction_that_writes_each_item_once(aws):
     assert len(result.recorded) == 100 and not result.failed
     (items,) = client.transactions
     kinds = sorted(next(iter(i.values()))["Key"]["sk"]["S"].split("#")[0] for i in items)
-    # One dedupe record (the 100 numbers share a block of 256); per consumer its day on the
-    # route and its month.
-    assert kinds == ["DAY", "DAY", "MESSAGE", "MONTH", "MONTH"], kinds
+    # Two dedupe records (numbers 0-63 and 64-99); per consumer its day on the route and its month.
+    assert kinds == ["DAY", "DAY", "MESSAGE", "MESSAGE", "MONTH", "MONTH"], kinds
     assert ledger.record_batch(messages).duplicates == set(messages)  # again: nothing written
     reader = UsageReader(client.client, aws["TOLLWAY_USAGE_TABLE"])
     for who in ("ann", "bo"):

@@ -89,6 +89,6 @@ def test_messages_are_packed_whole_into_transactions_of_at_most_100_items():
     assert transactions(wide) == [[MessageKey("p", 0)]]
     items = {(k["pk"]["S"], k["sk"]["S"]) for e in wide[MessageKey("p", 0)] for k in totals_keys(e)}
     assert len(items) + 1 <= MAX_ITEMS
-    # 150 one-event messages of one producer and consumer: one record's condition checks <= 100 numbers.
-    narrow = {MessageKey("p", seq): [usage_event("c")] for seq in range(150)}
-    assert [len(t) for t in transactions(narrow)] == [100, 50]
+    # 1,000 one-event messages of one producer and consumer: 16 dedupe records, 2 totals items.
+    narrow = {MessageKey("p", seq): [usage_event("c")] for seq in range(1000)}
+    assert [len(t) for t in transactions(narrow)] == [1000]

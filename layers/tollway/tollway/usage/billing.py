@@ -6,9 +6,9 @@ writes every item it touches once, with the sums of its events:
 
     Update  MESSAGE#<producer>#<n> / MESSAGE          ADD seqs {o1, o2, ...}
             CONDITION NOT contains(seqs, o1) AND NOT contains(seqs, o2) ...
-            (one per producer and block of 256 message numbers: each number's offset in
-            its block; a bare event, as older routers and old log lines send, is a Put of
-            EVENT#<event_id> instead)
+            (one per producer and block of 64 message numbers: each number's offset in its
+            block, so that a record stays small and its condition far under 4 KB; a bare
+            event, as older routers and old log lines send, is a Put of EVENT#<event_id>)
     Update  CONSUMER#<c> / DAY#<day>#ROUTE#<r>        (each consumer, day and route)
             CONSUMER#<c> / MONTH#<month>              (each consumer and month)
                                                       ADD <counter> <sum>, ..., SET plan, currency
@@ -58,8 +58,6 @@ REJECTED_STATUSES = frozenset({403, 429})
 COUNTERS = ("requests", "rejected", "events", "units", "amount_nanos")
 # DynamoDB's limit of items per TransactWriteItems.
 MAX_ITEMS = 100
-# Message numbers one dedupe update may check: its condition stays under DynamoDB's 4 KB.
-MAX_SEQS = 100
 # Cancellation reasons (and error codes) that say "try again": nothing was written.
 RETRYABLE = frozenset(
     {
@@ -184,25 +182,19 @@ class BatchResult:
 
 
 def transactions(messages: Messages) -> list[list[MessageKey]]:
-    """Whole messages packed into transactions of at most MAX_ITEMS items (and MAX_SEQS numbers
-    per dedupe record), in order. A message never needs more: MAX_EVENTS events touch at most
-    2 x MAX_EVENTS totals items, plus its dedupe record."""
+    """Whole messages packed into transactions of at most MAX_ITEMS items, in order. A message
+    never needs more: MAX_EVENTS events touch at most 2 x MAX_EVENTS totals items, plus its
+    dedupe record."""
     out: list[list[MessageKey]] = []
     items: set[Any] = set()
-    seqs: dict[tuple[str, int], int] = {}
     for key, events in messages.items():
-        record = key.record
-        mine: set[Any] = {record or ("EVENT", key.event_id)}
+        mine: set[Any] = {key.record or ("EVENT", key.event_id)}
         mine |= {(k["pk"]["S"], k["sk"]["S"]) for e in events for k in totals_keys(e)}
-        full = record is not None and seqs.get(record, 0) >= MAX_SEQS
-        if out and (len(items | mine) > MAX_ITEMS or full):
-            items, seqs = set(), {}
-        if not items:
+        if not out or len(items | mine) > MAX_ITEMS:
             out.append([])
+            items = set()
         out[-1].append(key)
         items |= mine
-        if record is not None:
-            seqs[record] = seqs.get(record, 0) + 1
     return out
 
 

@@ -8,7 +8,7 @@
     PERIOD#<YYYY-MM[-DD]>     CONSUMER#<consumer>           who had usage in a period
     EVENT#<event id>          EVENT                         a bare event already recorded (dedupe)
     MESSAGE#<producer>#<n>    MESSAGE                       which messages of that producer, numbered
-                                                            256n..256n+255 (their offsets), were
+                                                            64n..64n+63 (their offsets), were
                                                             recorded (dedupe)
     CONSUMER#<consumer>       COUNTER#<counter>#<shard>     a copy of a quota counter (true-up)
 
@@ -75,9 +75,10 @@ def dedupe_key(event_id: str) -> Key:
     return {"pk": {"S": f"EVENT#{event_id}"}, "sk": {"S": DEDUPE_SK}}
 
 
-# Message numbers per dedupe record. It holds their offsets (0-255, at most 3 bytes each):
-# under 1 KB, one write unit per KB.
-MESSAGES_PER_RECORD = 256
+# Message numbers per dedupe record. It holds their offsets (0-63, at most 2 bytes each): a
+# record stays far under 1 KB (write units are per KB), and the condition that checks a
+# batch's numbers against it far under DynamoDB's 4 KB for an expression.
+MESSAGES_PER_RECORD = 64
 
 
 def message_dedupe_key(producer: str, seq: int) -> Key:
