@@ -17,6 +17,8 @@ registry, which the Python runtime calls after each restore. It renews:
 - connections: the usage sender's keep-alive connection is closed; the backends' and
   DynamoDB's aiohttp pool is created on the first request, so a snapshot holds none of
   its connections;
+- the usage emitter's producer id: usage messages are numbered per producer, and the usage
+  function records a number once, so restored containers must not number under one id;
 - the JWKS of every issuer, fetched again on the next token;
 - discovery: every `ssm:` / `cloudmap:` reference is resolved again.
 
@@ -41,6 +43,7 @@ class Renewal:
         tokens: Any = None,  # JwtVerifier or NoIssuers
         quota_caller: Any = None,  # DynamoCaller
         sqs: Any = None,  # LeanSqs
+        usage: Any = None,  # UsageEmitter
         directory: Any = None,  # Directory
         session: Callable[[], Any] | None = None,  # a new boto3 session
     ) -> None:
@@ -48,11 +51,13 @@ class Renewal:
         self.tokens = tokens
         self.quota_caller = quota_caller
         self.sqs = sqs
+        self.usage = usage
         self.directory = directory
         self.session = session
 
     def __call__(self) -> None:
-        for step in (self.reseed, self.credentials, self.connections, self.jwks, self.discovery):
+        steps = (self.reseed, self.credentials, self.connections, self.producer, self.jwks, self.discovery)
+        for step in steps:
             try:
                 step()
             except Exception:
@@ -78,6 +83,11 @@ class Renewal:
     def connections(self) -> None:
         if self.sqs is not None:
             self.sqs.close()
+
+    def producer(self) -> None:
+        renew = getattr(self.usage, "renew_producer", None)
+        if renew is not None:
+            renew()
 
     def jwks(self) -> None:
         for verifier in getattr(self.tokens, "issuers", {}).values():

@@ -181,6 +181,14 @@ class UsageEmitter:
         for event in fresh:
             self._log_event(event, "unsent at shutdown")
 
+    def renew_producer(self) -> None:
+        """A new producer id for the messages made from now on (a SnapStart restore: containers
+        restored from one snapshot must not number messages under one id). Messages already
+        made keep theirs: a copy of one sent by two containers is recorded once."""
+        with self._lock:
+            self.producer = None
+            self._seq = 0
+
     def _message(self, events: list[dict[str, Any]]) -> _Message:
         if self.producer is None:
             self.producer = uuid.uuid4().hex
