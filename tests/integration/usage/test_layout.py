@@ -6,6 +6,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tollway import aws as tollway_aws
 from tollway.usage.billing import Ledger, MessageKey, Price
 from tollway.usage.events import UsageEvent
@@ -85,3 +87,34 @@ def test_records_written_before_issue_19_read_back_with_the_new_ones(aws):
         "items.get": (2, 4),
         "reports.post": (1, 5),
     }
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    deliveries=st.lists(st.lists(st.integers(0, 19), min_size=1, max_size=12), min_size=1, max_size=6),
+    crash=st.sets(st.integers(0, 5)),
+)
+def test_any_order_of_deliveries_and_redeliveries_counts_each_message_once(aws, deliveries, crash):
+    """20 messages of one producer over 2 consumers, delivered in arbitrary batches, again and
+    again; some batches die after their commit (recorded, then delivered again): every
+    message that arrived at least once is counted once."""
+    client = tollway_aws.client("dynamodb", config=None)
+    ledger = Ledger(client, aws["TOLLWAY_USAGE_TABLE"], PRICES)
+    producer, consumers = uuid.uuid4().hex, [f"h-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    message = {
+        seq: [event(consumers[seq % 2], f"r{seq % 3}", units=1 + seq % 5)] for seq in range(20)
+    }
+    arrived: set[int] = set()
+    for n, batch in enumerate(deliveries):
+        result = ledger.record_batch({MessageKey(producer, seq): message[seq] for seq in batch})
+        assert not result.failed
+        arrived |= set(batch)
+        if n in crash:  # the invocation died after its commit: SQS delivers the batch again
+            again = ledger.record_batch({MessageKey(producer, seq): message[seq] for seq in batch})
+            assert again.duplicates == {MessageKey(producer, seq) for seq in batch}
+    reader = UsageReader(client, aws["TOLLWAY_USAGE_TABLE"])
+    for i, consumer in enumerate(consumers):
+        mine = [seq for seq in arrived if seq % 2 == i]
+        usage = reader.consumer(consumer, "2026-11")
+        assert (usage.requests, usage.units) == (len(mine), sum(1 + seq % 5 for seq in mine))
+        assert sum(r.units for r in usage.routes.values()) == usage.units
