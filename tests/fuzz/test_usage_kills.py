@@ -178,6 +178,7 @@ def test_kills_at_random_moments_lose_no_billable_usage(
     finally:
         gateway.stop()
         stop_usage()
+    print(f"kills {gateway.kills}, answers {dict(load.statuses)}, cut off {load.refused}; reconcile {rows}")
     assert {row["consumer"] for row in rows} == set(keys)
     for row in rows:
         assert row["billed_units"] == row["quota_units"] > 0, row
