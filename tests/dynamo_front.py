@@ -9,9 +9,8 @@ refuses a single-item write to such an item (`TransactionConflictException`). Th
 
 - applies one request at a time (DynamoDB applies the writes to an item one at a time;
   moto needs it to stay consistent);
-- keeps each TransactWriteItems "in progress" for `hold_s` (half before it is applied,
-  half after) and answers any transaction or single-item write that meets one of its
-  items as DynamoDB would;
+- keeps each TransactWriteItems "in progress" on its items for `hold_s` once applied, and
+  answers any transaction or single-item write that meets one of them as DynamoDB would;
 - runs TransactWriteItems itself, all-or-nothing, on an emulator without it (dynalite):
   each write as a single-item conditional write, the earlier ones put back as they were
   when a later condition fails;
@@ -82,26 +81,26 @@ class DynamoFront:
     ) -> tuple[int, bytes]:
         self.stats["transactions"] += 1
         keys = [await self._item_key(op) for op in request["TransactItems"]]
-        meets = [key in self._busy for key in keys]
-        if any(meets):
-            self.stats["conflicts"] += 1
-            reasons = [
-                {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}
-                if hit
-                else {"Code": "None"}
-                for hit in meets
-            ]
-            return 400, _cancelled(reasons)
-        self._busy.update(keys)
+        assert self._lock is not None
+        async with self._lock:
+            # Checked when its turn comes: waiting for the emulator is not being in progress.
+            meets = [key in self._busy for key in keys]
+            if any(meets):
+                self.stats["conflicts"] += 1
+                reasons = [
+                    {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}
+                    if hit
+                    else {"Code": "None"}
+                    for hit in meets
+                ]
+                return 400, _cancelled(reasons)
+            self._busy.update(keys)
+            if self.transactions == "native":
+                status, answer = await self._forward(headers, body)
+            else:
+                status, answer = await self._emulate(request, headers)
         try:
-            await asyncio.sleep(self.hold_s / 2)
-            assert self._lock is not None
-            async with self._lock:
-                if self.transactions == "native":
-                    status, answer = await self._forward(headers, body)
-                else:
-                    status, answer = await self._emulate(request, headers)
-            await asyncio.sleep(self.hold_s / 2)
+            await asyncio.sleep(self.hold_s)  # still in progress on its items (DynamoDB's commit)
         finally:
             self._busy.subtract(keys)
             self._busy += Counter()  # drop the zeros

@@ -147,6 +147,7 @@ def test_parallel_batches_of_one_consumer_are_counted_exactly_and_none_fails(sto
         assert totals["events"] - expected.get("events", 0) == THREADS * MESSAGES
         assert totals["amount_nanos"] - expected.get("amount_nanos", 0) == units * 500_000
     # The emulator front did cancel transactions for conflicts: contention was there to handle.
+    print(f"{store.name} {form}: {THREADS} invocations at once x {BATCHES}: {dict(store.front.stats)}")
     assert store.front.stats["conflicts"] > 0, store.front.stats
 
 
