@@ -35,14 +35,18 @@ define build-function
 	$(ROUTES_CHECK) --write-table "$(ARTIFACTS_DIR)/infra"
 endef
 
-.PHONY: build-RouterFunction build-UsageFunction build-StripePushFunction build-PreTrafficHookFunction \
-	layer-requirements \
+.PHONY: build-RouterFunction build-UsageFunction build-UsageTrueUpFunction build-StripePushFunction \
+	build-PreTrafficHookFunction layer-requirements \
 	check-layer-requirements
 
 build-RouterFunction:
 	$(call build-function,router)
 
 build-UsageFunction:
+	$(call build-function,usage)
+
+# The usage true-up (tollway/usage/trueup.py): the usage function's folder, another handler.
+build-UsageTrueUpFunction:
 	$(call build-function,usage)
 
 # The optional StripePushFunction carries the `stripe` package and its dependencies itself

@@ -20,7 +20,8 @@ async def read_body(receive) -> bytes:
 
 
 async def loopback_backend(scope, receive, send) -> None:
-    """`/echo/...` describes the request it got; `/slow?ms=N`, `/status/N`, `/big?bytes=N`."""
+    """`/echo/...` describes the request it got; `/slow?ms=N`, `/status/N`, `/big?bytes=N`,
+    `/usage?prompt=N&completion=M` (a chat API's answer with its token usage)."""
     if scope["type"] != "http":
         return
     body = await read_body(receive)
@@ -51,6 +52,10 @@ async def loopback_backend(scope, receive, send) -> None:
         payload = b'{"internal":"stack trace of the backend"}'
     elif path == "/big":
         payload = b'"' + b"x" * int(query["bytes"][0]) + b'"'
+    elif path == "/usage":
+        prompt, completion = int(query.get("prompt", ["7"])[0]), int(query.get("completion", ["12"])[0])
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion}
+        payload = orjson.dumps({"choices": [{"message": {"content": "hi"}}], "usage": usage})
     else:
         status, payload = 404, b'{"error":"not found"}'
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -42,7 +42,7 @@ auth:
 
 PLANS = f"""\
 plans:
-  bench: {{quota: {{limit: 100000000, per: month}}}}
+  bench: {{quota: {{limit: 100000000, per: month}}, price: {{per_1000_units: 0.5}}}}
   tiny: {{quota: {{limit: {TINY_LIMIT}, per: day}}}}
   race: {{quota: {{limit: {RACE_LIMIT}, per: day}}}}
 """
@@ -63,6 +63,15 @@ routes:
     auth: [api_key]
     backends:
       - {name: b, service: backend, path: /v1/ping}
+  - id: metered
+    path: /v1/metered
+    methods: [POST]
+    auth: [api_key]
+    metering:
+      units: usage.prompt_tokens + 3 * usage.completion_tokens
+      estimate: {field: max_tokens, weight: 3, plus: 100}
+    backends:
+      - {name: chat, service: slow, path: /usage, method: POST}
   - id: slow.one
     path: /v1/slow/one
     methods: [GET]

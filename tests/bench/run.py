@@ -48,7 +48,7 @@ def worker(name: str, spec: dict[str, Any]) -> dict[str, Any]:
             env={**os.environ, **spec["env"]},
             stdout=out,
             stderr=subprocess.STDOUT,
-            timeout=240,
+            timeout=spec.get("timeout_s", 240),
             check=False,
         )
     if done.returncode != 0 or not out_path.exists():
@@ -90,6 +90,8 @@ def in_process(
         race = {**base, "measure": "race", "env": env, "containers": 20, "total": 500}
         attempt(results, "race", worker, "race", race)
     attempt(results, "rss", worker, "rss", {**base, "measure": "rss", "env": sink_env, "n": 20_000})
+    # Rows C1-C3: every DynamoDB and SQS call metered on the emulator (tests/bench/cost.py).
+    attempt(results, "cost", worker, "cost", {**base, "measure": "cost", "env": env, "timeout_s": 900})
     attempt(results, "profile", worker, "profile", {**base, "measure": "profile", "env": sink_env, "n": 200})
 
 

@@ -449,7 +449,7 @@ def _step_rows(r: dict[str, Any]) -> list[Row]:
 
 
 def rows(r: dict[str, Any]) -> list[Row]:
-    from tests.bench import dev_server, grpc_bench  # they build Rows of this module
+    from tests.bench import cost, dev_server, grpc_bench  # they build Rows of this module
 
     return [
         *_cpu_rows(r),
@@ -463,6 +463,7 @@ def rows(r: dict[str, Any]) -> list[Row]:
         *_step_rows(r),
         *dev_server.rows(r),
         *grpc_bench.rows(r),
+        *cost.rows(r),
     ]
 
 

@@ -325,7 +325,14 @@ def measure_profile(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def measure_cost(spec: dict[str, Any]) -> dict[str, Any]:
+    from tests.bench.cost import measure_cost as cost
+
+    return cost(spec)
+
+
 MEASURES = {
+    "cost": measure_cost,
     "profile": measure_profile,
     "cpu": measure_cpu,
     "fanout": measure_fanout,

@@ -219,5 +219,11 @@ def test_token_metered_demo_route_is_enforced_and_billed_exactly(dev_server: Dev
     )
     assert reconciled.returncode == 0, reconciled.stdout
     assert json.loads(reconciled.stdout)["consumers"] == [
-        {"consumer": "e2e-tokens", "quota_units": expected, "billed_units": expected, "difference": 0}
+        {
+            "consumer": "e2e-tokens",
+            "quota_units": expected,
+            "billed_units": expected,
+            "difference": 0,
+            "unattributed_units": 0,
+        }
     ]

@@ -82,3 +82,15 @@ def test_warm_invocations_reuse_one_connection(router: ModuleType) -> None:
     }
     # One pooled keep-alive connection, from one source port, served all twenty invocations.
     assert len(ports) == 1
+
+
+def test_a_function_url_event_is_served_as_behind_the_http_api(router: ModuleType) -> None:
+    """The optional front door of template.yaml (FunctionUrl=true) sends the same v2.0 payload."""
+    result = router.handler(event("function_url_get"), Context())
+    assert result["statusCode"] == 200
+    assert result["headers"]["x-request-id"] == "url-req-1"
+    got = json.loads(result["body"])
+    headers = dict(got["headers"])
+    assert (got["path"], got["query"]) == ("/echo/status", "verbose=1")
+    assert headers["x-forwarded-for"] == "198.51.100.23"
+    assert headers["x-forwarded-host"] == "z5ab3xmpl7fjsewpo3xcq2zdba0qgcyi.lambda-url.us-east-1.on.aws"

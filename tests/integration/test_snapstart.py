@@ -106,6 +106,9 @@ auth:
     clock = renewal.clock
     assert renewal.quota_caller.clock is clock and sqs.clock is clock
     clock.offset = 600.0
+    emitter = app.gateway.usage
+    emitter.flush()  # say a priming request was metered during the init: the id exists
+    emitter.producer = emitter.producer or "made-during-init"
 
     random.seed(7)
     restore()
@@ -117,6 +120,7 @@ auth:
     assert renewal.quota_caller.credentials.get_frozen_credentials().access_key
     assert sqs._connection is None  # the next batch opens its own connection
     assert renewal.directory.instances(users) == ("http://127.0.0.1:9002",)
+    assert emitter.producer is None  # made anew at this container's first flush
     assert await issuer.jwks.key("k1", "RS256") is None and jwks.fetches == 2  # fetched anew
     # The renewed parts still work: the usage sender reaches the queue on a new connection.
     sqs.send_message_batch(QueueUrl=settings.usage_queue_url, Entries=[{"Id": "2", "MessageBody": "{}"}])

@@ -81,11 +81,13 @@ async def run_and_scan(aws, moto_url, serve, tmp_path, monkeypatch, capfd, extra
     assert statuses[:10] == [200, 200, 403, 401, 401, 401, 401, 400, 404, 405], statuses
     app.gateway.usage.flush()
     sqs = boto3.client("sqs", endpoint_url=moto_url)
-    events = []
+    events, bodies = [], []
     while batch := sqs.receive_message(QueueUrl=aws["TOLLWAY_USAGE_QUEUE_URL"], MaxNumberOfMessages=10).get(
         "Messages"
     ):
-        events += [m["Body"] for m in batch]
+        # One SQS message carries the events of a flush (tollway.usage.events.UsageMessage).
+        events += [json.dumps(e) for m in batch for e in json.loads(m["Body"])["events"]]
+        bodies += [m["Body"] for m in batch]
         sqs.delete_message_batch(
             QueueUrl=aws["TOLLWAY_USAGE_QUEUE_URL"],
             Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],
@@ -109,6 +111,6 @@ async def run_and_scan(aws, moto_url, serve, tmp_path, monkeypatch, capfd, extra
         "cookie": "cookie-secret-0123456789abcdef",
         "basic credentials": "dXNlcjpiYXNpYy1zZWNyZXQ=",
     }
-    for where, text in {"logs": logs, "usage events": "\n".join(events)}.items():
+    for where, text in {"logs": logs, "usage events": "\n".join(bodies)}.items():
         for name, secret in secrets.items():
             assert secret not in text, f"the {name} appears in the {where}"

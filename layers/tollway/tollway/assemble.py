@@ -82,6 +82,7 @@ def build_app(
         tokens=authenticator.tokens,
         quota_caller=admission.store.caller if admission is not None else None,
         sqs=getattr(usage, "sqs", None),
+        usage=usage,
         directory=directory,
         session=_new_session,
         clock=clock,

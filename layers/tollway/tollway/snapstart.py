@@ -20,6 +20,8 @@ registry, which the Python runtime calls after each restore. It renews:
 - connections: the usage sender's keep-alive connection is closed; the backends' and
   DynamoDB's aiohttp pool is created on the first request, so a snapshot holds none of
   its connections;
+- the usage emitter's producer id: usage messages are numbered per producer, and the usage
+  function records a number once, so restored containers must not number under one id;
 - the JWKS of every issuer, fetched again on the next token;
 - discovery: every `ssm:` / `cloudmap:` reference is resolved again.
 
@@ -48,6 +50,7 @@ class Renewal:
         tokens: Any = None,  # JwtVerifier or NoIssuers
         quota_caller: Any = None,  # DynamoCaller
         sqs: Any = None,  # LeanSqs
+        usage: Any = None,  # UsageEmitter
         directory: Any = None,  # Directory
         session: Callable[[], Any] | None = None,  # a new boto3 session
         clock: Any = None,  # AwsClock
@@ -56,6 +59,7 @@ class Renewal:
         self.tokens = tokens
         self.quota_caller = quota_caller
         self.sqs = sqs
+        self.usage = usage
         self.directory = directory
         self.session = session
         self.clock = clock
@@ -66,6 +70,7 @@ class Renewal:
             self.credentials,
             self.signing_clock,
             self.connections,
+            self.producer,
             self.jwks,
             self.discovery,
         ):
@@ -98,6 +103,11 @@ class Renewal:
     def connections(self) -> None:
         if self.sqs is not None:
             self.sqs.close()
+
+    def producer(self) -> None:
+        renew = getattr(self.usage, "renew_producer", None)
+        if renew is not None:
+            renew()
 
     def jwks(self) -> None:
         for verifier in getattr(self.tokens, "issuers", {}).values():

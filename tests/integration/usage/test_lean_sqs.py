@@ -15,6 +15,7 @@ from tollway import aws as tollway_aws
 from tollway.aws.errors import AwsError
 from tollway.aws.sqs import LeanSqs
 from tollway.usage.emitter import UnsentLog
+from tollway.usage.events import MAX_EVENTS
 from tollway.usage.replay import unsent_events
 
 from tests.lean import SQS_CONFIG, lean_sqs
@@ -32,8 +33,10 @@ def receive_all(sqs: Any, queue_url: str, expected: int) -> list[dict[str, Any]]
     return bodies
 
 
-@pytest.mark.parametrize("n", [1, 10, 23])
-def test_a_flush_sends_n_events_in_ceil_n_over_10_calls_and_they_arrive(aws, infra, backend_url, serve, n):
+@pytest.mark.parametrize("n", [1, 10, 23, 85])
+def test_a_flush_sends_n_events_in_messages_of_40_in_one_call_and_they_arrive(
+    aws, infra, backend_url, serve, n
+):
     stack = build_stack(aws, infra, backend_url, interval_s=3600)
     assert isinstance(stack.emitter.sqs, LeanSqs)
     url = serve(stack.app)
@@ -42,9 +45,12 @@ def test_a_flush_sends_n_events_in_ceil_n_over_10_calls_and_they_arrive(aws, inf
             headers = {"x-api-key": "acme:pro", "x-request-id": f"lean-{i}"}
             assert http.get(f"/v1/items/{i}", headers=headers).status_code == 200
     stats = stack.emitter.flush()
-    assert (stats.sent, stats.failed, stats.calls) == (n, 0, -(-n // 10))
-    assert stack.emitter.sqs.calls == -(-n // 10) and stack.emitter.pending() == 0
-    bodies = receive_all(stack.sqs, aws["TOLLWAY_USAGE_QUEUE_URL"], n)
+    messages = -(-n // MAX_EVENTS)
+    assert (stats.sent, stats.messages, stats.failed, stats.calls) == (n, messages, 0, 1)
+    assert stack.emitter.sqs.calls == 1 and stack.emitter.pending() == 0
+    received = receive_all(stack.sqs, aws["TOLLWAY_USAGE_QUEUE_URL"], messages)
+    assert sorted(b["seq"] for b in received) == list(range(messages))
+    bodies = [e for b in received for e in b["events"]]
     assert sorted(b["request_id"] for b in bodies) == sorted(f"lean-{i}" for i in range(n))
     assert {(b["consumer_id"], b["route_id"], b["status"]) for b in bodies} == {("acme", "items.get", 200)}
     assert len({b["event_id"] for b in bodies}) == n

@@ -180,7 +180,9 @@ def test_token_budget_enforced_and_billed_exactly_json_and_sse(gateway, aws, cle
     assert report["amount_due"] == "0.000156"
     assert cli.main(["usage", "reconcile", "--period", day, "--consumer", "alice", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["consumers"]
-    assert rows == [{"consumer": "alice", "quota_units": 78, "billed_units": 78, "difference": 0}]
+    assert rows == [
+        {"consumer": "alice", "quota_units": 78, "billed_units": 78, "difference": 0, "unattributed_units": 0}
+    ]
 
 
 def test_on_lambda_the_settle_runs_in_the_extension_window_json_and_buffered_sse(

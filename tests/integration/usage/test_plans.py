@@ -73,6 +73,7 @@ def test_a_consumer_on_two_plans_is_billed_per_plan_through_the_gateway(
         "amount_due": "0.0043", "currency": "USD", "routes": {"items.get": {"requests": 11, "units": 11}},
         "plans": {"metered": {"requests": 6, "units": 6, "amount_due": "0.0018"},
                   "pro": {"requests": 5, "units": 5, "amount_due": "0.0025"}},
+        "unattributed_units": 0,
     }  # fmt: skip
     assert report(capsys, aws["TOLLWAY_USAGE_TABLE"], "--period", month) == [
         f"period {month}",

@@ -3,6 +3,8 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from tollway.config.models import Plan
 from tollway.usage.billing import Price, counts, price_of, render_amount
 from tollway.usage.events import UsageEvent
@@ -62,3 +64,59 @@ def test_counts(admitted, status, expected):
     assert (c.requests, c.rejected, c.units) == expected
     assert c.amount_nanos == expected[2] * 500_000
     assert (event.day, event.month) == ("2026-11-27", "2026-11")
+
+
+def usage_event(consumer: str, route: str = "x") -> UsageEvent:
+    import uuid
+
+    return UsageEvent.model_validate(
+        {
+            "version": 1, "event_id": uuid.uuid4().hex, "timestamp": "2026-11-27T10:00:00+00:00",
+            "request_id": "r", "consumer_id": consumer, "plan": "p", "route_id": route, "method": "GET",
+            "status": 200, "latency_ms": 1, "request_bytes": 0, "response_bytes": 0, "cost_units": 1,
+            "admitted": True, "backends": [],
+        }
+    )  # fmt: skip
+
+
+def test_messages_are_packed_whole_into_transactions_of_at_most_100_items():
+    from tollway.usage.billing import MAX_ITEMS, MessageKey, totals_keys, transactions
+
+    # 60 bare events of 60 consumers: 3 items each (the EVENT# record, the day on the route, the month).
+    bare = {MessageKey.of_event(f"e{i}"): [usage_event(f"c{i}")] for i in range(60)}
+    packed = transactions(bare)
+    assert [len(t) for t in packed] == [33, 27]
+    # A message of 40 events of 40 consumers on 40 routes needs 81 items: never split.
+    wide = {MessageKey("p", 0): [usage_event(f"c{i}", f"r{i}") for i in range(40)]}
+    assert transactions(wide) == [[MessageKey("p", 0)]]
+    items = {(k["pk"]["S"], k["sk"]["S"]) for e in wide[MessageKey("p", 0)] for k in totals_keys(e)}
+    assert len(items) + 1 <= MAX_ITEMS
+    # 1,000 one-event messages of one producer and consumer: 16 dedupe records, 2 totals items.
+    narrow = {MessageKey("p", seq): [usage_event("c")] for seq in range(1000)}
+    assert [len(t) for t in transactions(narrow)] == [1000]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["p1", "p2", None]),
+            st.lists(st.tuples(st.integers(0, 30), st.integers(0, 5)), min_size=1, max_size=40),
+        ),
+        max_size=60,
+    )
+)
+def test_packing_puts_every_message_in_one_transaction_of_at_most_100_items(shape):
+    """Any batch: each message whole in exactly one transaction, in order, each within DynamoDB's limit."""
+    from tollway.usage.billing import MAX_ITEMS, MessageKey, totals_keys, transactions
+
+    messages = {}
+    for seq, (producer, events) in enumerate(shape):
+        key = MessageKey(producer, seq) if producer else MessageKey.of_event(f"e{seq}")
+        events = events[:1] if producer is None else events  # a bare event is one event
+        messages[key] = [usage_event(f"c{c}", f"r{r}") for c, r in events]
+    packed = transactions(messages)
+    assert [k for t in packed for k in t] == list(messages)
+    for keys in packed:
+        items = {k.record or k.event_id for k in keys}
+        items |= {(t["pk"]["S"], t["sk"]["S"]) for k in keys for e in messages[k] for t in totals_keys(e)}
+        assert len(items) <= MAX_ITEMS

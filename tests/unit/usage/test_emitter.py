@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from tollway.usage.emitter import UnsentLog, UsageEmitter
+from tollway.usage.events import MAX_EVENTS, UsageMessage
 from tollway.usage.replay import unsent_events
 
 
@@ -51,18 +52,42 @@ def test_record_is_cheap_and_sends_nothing(exchange, response):
 
 def test_flush_sends_ten_per_call(exchange, response):
     sqs, log = FakeSqs(), io.StringIO()
-    e = emitter(sqs, log)
+    e = emitter(sqs, log, max_events=1)
     for _ in range(25):
         e.record(exchange, response, 1.0)
     stats = e.flush()
     assert [len(c) for c in sqs.calls] == [10, 10, 5]
-    assert (stats.sent, stats.calls, e.pending()) == (25, 3, 0)
-    assert json.loads(sqs.calls[0][0]["MessageBody"])["consumer_id"] == "acme"
+    assert (stats.sent, stats.messages, stats.calls, e.pending()) == (25, 25, 3, 0)
+    assert json.loads(sqs.calls[0][0]["MessageBody"])["events"][0]["consumer_id"] == "acme"
+
+
+def bodies(sqs: FakeSqs) -> list[dict[str, Any]]:
+    return [json.loads(entry["MessageBody"]) for call in sqs.calls for entry in call]
+
+
+def test_a_flush_packs_events_into_numbered_messages_of_one_producer(exchange, response):
+    sqs, log = FakeSqs(), io.StringIO()
+    e = emitter(sqs, log)
+    for _ in range(MAX_EVENTS * 2 + 5):
+        e.record(exchange, response, 1.0)
+    e.flush()
+    e.record(exchange, response, 1.0)
+    e.flush()
+    messages = [UsageMessage.model_validate(b) for b in bodies(sqs)]
+    assert [len(m.events) for m in messages] == [MAX_EVENTS, MAX_EVENTS, 5, 1]
+    assert [m.seq for m in messages] == [0, 1, 2, 3]
+    assert {m.producer for m in messages} == {e.producer}
+    assert len({ev.event_id for m in messages for ev in m.events}) == MAX_EVENTS * 2 + 6
+    assert emitter(FakeSqs(), log).producer is None  # made at the first flush, one per container
+    other = emitter(FakeSqs(), log)
+    other.record(exchange, response, 1.0)
+    other.flush()
+    assert other.producer not in (None, e.producer)
 
 
 def test_failed_events_are_logged_once_kept_and_retried(exchange, response):
     sqs, log = FakeSqs(), io.StringIO()
-    e = emitter(sqs, log, max_failures=3)
+    e = emitter(sqs, log, max_failures=3, max_events=1)
     for _ in range(15):
         e.record(exchange, response, 1.0)
     sqs.down = True
@@ -73,6 +98,9 @@ def test_failed_events_are_logged_once_kept_and_retried(exchange, response):
     assert len(logged(log)) == 15  # not logged again
     sqs.down = False
     assert e.flush().sent == 15 and e.pending() == 0
+    # Sent again as the very same messages: same numbers, same events.
+    failed_first = {x["MessageBody"] for x in sqs.calls[0]}
+    assert failed_first <= {x["MessageBody"] for call in sqs.calls[-2:] for x in call}
 
 
 def test_after_max_failures_events_leave_memory_but_are_in_the_log(exchange, response):
@@ -88,7 +116,7 @@ def test_after_max_failures_events_leave_memory_but_are_in_the_log(exchange, res
 def test_refused_entries_are_logged_not_retried_and_others_retried(exchange, response):
     sqs, log = FakeSqs(), io.StringIO()
     sqs.refuse = {0: True, 1: False}
-    e = emitter(sqs, log)
+    e = emitter(sqs, log, max_events=1)
     for _ in range(3):
         e.record(exchange, response, 1.0)
     stats = e.flush()

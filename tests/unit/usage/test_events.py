@@ -70,3 +70,40 @@ def test_unknown_fields_are_refused(exchange, response):
     event = from_exchange(exchange, response, 1) | {"api_key": "oops"}
     with pytest.raises(MalformedEvent, match="api_key"):
         parse(json.dumps(event))
+
+
+def test_a_sent_message_matches_its_checked_in_schema_and_bad_ones_are_refused(exchange, response):
+    from tollway.usage.events import MAX_EVENTS
+
+    class Keep:
+        bodies: list[str] = []
+
+        def send_message_batch(self, QueueUrl, Entries):  # noqa: N803
+            self.bodies += [e["MessageBody"] for e in Entries]
+            return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
+
+    from tollway.usage.emitter import UsageEmitter
+
+    sqs = Keep()
+    emitter = UsageEmitter(sqs, "q")
+    emitter.record(exchange, response, 1)
+    emitter.flush()
+    document = json.loads((SCHEMA.parent / schema.MESSAGE_NAME).read_text())
+    message = json.loads(sqs.bodies[0])
+    jsonschema.validate(message, document)
+    key, events = parse(sqs.bodies[0])
+    assert (key.producer, key.seq, [e.event_id for e in events]) == (
+        emitter.producer,
+        0,
+        [message["events"][0]["event_id"]],
+    )
+    event = message["events"][0]
+    for bad in (
+        {**message, "events": []},
+        {**message, "events": [event] * (MAX_EVENTS + 1)},
+        {**message, "producer": "a#b"},
+        {**message, "seq": -1},
+        {**message, "events": [{**event, "api_key": "oops"}]},
+    ):
+        with pytest.raises(MalformedEvent):
+            parse(json.dumps(bad))

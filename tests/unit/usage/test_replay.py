@@ -28,3 +28,35 @@ def test_replay_reads_prefixed_log_lines_and_skips_others(exchange, response):
     assert (result.found, result.sent, result.invalid, result.failed) == (13, 12, 1, [])
     assert [json.loads(b)["event_id"] for b in sqs.bodies] == [e["event_id"] for e in events]
     assert sum(1 for e in unsent_events(lines) if e is not None) == 13
+
+
+class DownSqs:
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict]) -> dict:  # noqa: N803
+        raise ConnectionError("refused")
+
+
+def test_a_logged_message_is_replayed_as_that_message_and_a_partial_one_is_not(exchange, response):
+    import io
+
+    from tollway.usage.emitter import UnsentLog, UsageEmitter
+
+    log = io.StringIO()
+    emitter = UsageEmitter(DownSqs(), "q", unsent=UnsentLog(log), max_events=3)
+    for _ in range(5):
+        emitter.record(exchange, response, 1.0)
+    emitter.flush()  # two messages (3 + 2 events) fail: each event logged with its message
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 5
+    sqs = RecordingSqs()
+    result = replay(lines + lines[:2], sqs, "q")  # lines repeated in the log are harmless
+    sent = [json.loads(b) for b in sqs.bodies]
+    assert [(m["producer"], m["seq"], len(m["events"])) for m in sent] == [
+        (emitter.producer, 0, 3),
+        (emitter.producer, 1, 2),
+    ]
+    assert (result.found, result.sent, result.incomplete) == (7, 5, [])
+
+    sqs = RecordingSqs()
+    cut = replay(lines[1:], sqs, "q")  # the first line of message 0 is missing
+    assert [json.loads(b)["seq"] for b in sqs.bodies] == [1]
+    assert (cut.sent, cut.incomplete, cut.incomplete_events) == (2, [f"{emitter.producer}/0"], 2)

@@ -30,6 +30,7 @@ def test_json_shape_is_the_spec_with_a_plans_object():
         "amount_due": "0.023", "currency": "USD",
         "routes": {"items.get": {"requests": 26, "units": 26}, "reports.post": {"requests": 4, "units": 20}},
         "plans": {"pro": {"requests": 30, "units": 46, "amount_due": "0.023"}},
+        "unattributed_units": 0,
     }  # fmt: skip
 
 
@@ -104,3 +105,8 @@ def test_table_for_one_consumer_lists_routes():
 
 def test_empty_period():
     assert render_table({"period": "2026-01", "consumers": []}).splitlines()[-1] == "(no usage)"
+
+
+def test_units_no_event_attributed_are_a_line_of_their_own():
+    report = usage().to_json() | {"units": 49, "unattributed_units": 3}
+    assert render_table(report).splitlines()[-1] == "(unattributed)         -      3"

@@ -136,14 +136,17 @@ def run_replay(args: argparse.Namespace) -> int:
     queue_url = args.queue_url or need("TOLLWAY_USAGE_QUEUE_URL", "the usage queue")
     with stream:
         result = replay(stream, aws.client("sqs", config=None), queue_url)
+    repeated = result.found - result.sent - len(result.failed) - result.incomplete_events
     print(
         f"replayed {result.sent} event(s) of {result.found} found"
-        f" ({result.found - result.sent - len(result.failed)} repeated in the log,"
+        f" ({repeated} repeated in the log,"
         f" {result.invalid} invalid, {len(result.failed)} refused by SQS)"
     )
     for event_id in result.failed:
         print(f"not sent: {event_id}", file=sys.stderr)
-    return 1 if result.failed or result.invalid else 0
+    for message in result.incomplete:
+        print(f"not sent: message {message} is not whole in this log", file=sys.stderr)
+    return 1 if result.failed or result.invalid or result.incomplete else 0
 
 
 def run_reconcile(args: argparse.Namespace) -> int:

@@ -37,16 +37,34 @@ def create_demo_consumer(env: dict[str, str], infra: Path, key: str) -> None:
     KeyStore(boto3.client("dynamodb"), env["TOLLWAY_KEYS_TABLE"]).put(record)
 
 
+# How often `tollway dev` runs the usage true-up (on AWS: every 5 minutes).
+TRUE_UP_INTERVAL_S = 5.0
+
+
 def start_usage_pipeline(env: dict[str, str], infra: Path, sqs: Any = None) -> Callable[[], None]:
-    """The usage function, fed from the emulated queue as Lambda's SQS event source feeds it.
+    """The usage function, fed from the emulated queue as Lambda's SQS event source feeds it,
+    and the usage true-up every few seconds (tollway.usage.trueup).
 
     `tollway dev` runs it in a sidecar process of its own (tollway.dev.sidecar).
     """
     from tollway.dev.sqs_poller import start_poller
     from tollway.settings import Settings
     from tollway.usage.consumer import build_handler
+    from tollway.usage.trueup import Every, build_true_up
 
-    handler = build_handler(Settings.from_environ(env, infra))
+    settings = Settings.from_environ(env, infra)
+    handler = build_handler(settings)
     # Endpoint and credentials from the environment (AWS_ENDPOINT_URL_SQS, else AWS_ENDPOINT_URL).
     sqs = sqs or boto3.client("sqs", region_name=env.get("AWS_REGION"))
-    return start_poller(env["TOLLWAY_USAGE_QUEUE_URL"], handler, sqs)
+    stop_poller = start_poller(env["TOLLWAY_USAGE_QUEUE_URL"], handler, sqs)
+    if not settings.quota_table:
+        return stop_poller
+    interval = float(env.get("TOLLWAY_TRUE_UP_INTERVAL_S") or TRUE_UP_INTERVAL_S)
+    true_up = Every(build_true_up(settings).run, interval, name="usage-true-up")
+    true_up.start()
+
+    def stop() -> None:
+        stop_poller()
+        true_up.stop()
+
+    return stop

@@ -1,9 +1,11 @@
-"""The UsageFunction's work: an SQS batch of usage events -> Ledger, with partial failures.
+"""The UsageFunction's work: an SQS batch of usage messages -> Ledger, with partial failures.
 
-Every record is handled on its own: a well-formed event is recorded (once: see
-billing.Ledger); a malformed one is logged and reported as a batch item failure, so SQS
-redelivers only it and, after the queue's maxReceiveCount, moves it to the DLQ, while its
-batch-mates succeed.
+The whole batch is recorded together (billing.Ledger.record_batch: one transaction per
+consumer and day, not per event). A malformed message is logged and reported as a batch
+item failure, so SQS redelivers only it and, after the queue's maxReceiveCount, moves it to
+the DLQ, while its batch-mates are recorded; so is a message whose transaction could not
+be committed (redelivered: recording it again is harmless). Two copies of one message in a
+batch are recorded once and both reported done.
 """
 
 from __future__ import annotations
@@ -12,59 +14,78 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+import orjson
 from pydantic import ValidationError
 
 from tollway.observability import logger
 from tollway.settings import Settings
-from tollway.usage.events import UsageEvent
+from tollway.usage.billing import BatchResult, MessageKey
+from tollway.usage.events import UsageEvent, UsageMessage
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
 class MalformedEvent(ValueError):
-    """A message that is not a usage event; retrying cannot fix it."""
+    """A message that is not usage; retrying cannot fix it."""
 
 
 class Recorder(Protocol):
-    def record(self, event: UsageEvent) -> bool: ...
+    def record_batch(self, messages: dict[MessageKey, list[UsageEvent]]) -> BatchResult: ...
 
 
-def parse(body: str) -> UsageEvent:
+def parse(body: str) -> tuple[MessageKey, list[UsageEvent]]:
+    """A message's identity and events: a `UsageMessage`, or one bare `UsageEvent`."""
     try:
-        return UsageEvent.model_validate_json(body)
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise MalformedEvent("body: not JSON") from None
+    try:
+        if isinstance(data, dict) and "events" in data:
+            message = UsageMessage.model_validate(data)
+            return MessageKey(message.producer, message.seq), list(message.events)
+        event = UsageEvent.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
         raise MalformedEvent(problems) from None
+    return MessageKey.of_event(event.event_id), [event]
 
 
 class UsageConsumer:
     def __init__(self, ledger: Recorder) -> None:
         self.ledger = ledger
-        # Report failures even when every record failed, rather than raising: same redelivery,
-        # and the response still says which records failed.
-        self.processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-
-    def record(self, record: SQSRecord) -> bool:
-        try:
-            event = parse(record.body)
-        except MalformedEvent as exc:
-            logger.error(
-                "malformed usage event",
-                extra={
-                    "message_id": record.message_id,
-                    "receive_count": record.attributes.approximate_receive_count,
-                    "problem": str(exc)[:500],
-                },
-            )
-            raise
-        return self.ledger.record(event)
 
     def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-        return process_partial_response(
-            event=event, record_handler=self.record, processor=self.processor, context=context
-        )
+        failures: list[str] = []
+        keys: dict[str, MessageKey] = {}
+        messages: dict[MessageKey, list[UsageEvent]] = {}
+        for record in event.get("Records", []):
+            message_id = record["messageId"]
+            try:
+                key, events = parse(record["body"])
+            except MalformedEvent as exc:
+                logger.error(
+                    "malformed usage event",
+                    extra={
+                        "message_id": message_id,
+                        "receive_count": record.get("attributes", {}).get("ApproximateReceiveCount"),
+                        "problem": str(exc)[:500],
+                    },
+                )
+                failures.append(message_id)
+                continue
+            keys[message_id] = key
+            messages.setdefault(key, events)
+        if messages:
+            try:
+                result = self.ledger.record_batch(messages)
+                failed = result.failed
+            except Exception:
+                # Nothing of a failed transaction was written, and what was is deduplicated:
+                # every message is delivered again.
+                logger.exception("usage batch failed; its messages will be delivered again")
+                failed = set(messages)
+            failures += [message_id for message_id, key in keys.items() if key in failed]
+        return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failures]}
 
 
 def build_handler(settings: Settings, dynamodb: Any = None, config: Any = None) -> LambdaHandler:

@@ -1,8 +1,17 @@
-"""The usage event (SPEC §6), version 1: one per request that reached a route.
+"""The usage event (SPEC §6), version 1: one per request that reached a route; and the
+SQS message that carries events.
 
 The router builds events as plain dicts (`from_exchange`, a few µs, no validation on
-the response path); the usage function validates every message against `UsageEvent`.
+the response path); the usage function validates every message against `UsageMessage`
+(or, for a message that is one bare event, as routers before messages sent them and
+`tollway usage replay` of old log lines does, `UsageEvent`).
 An event carries no credential, header or body: only who, what, when and how much.
+
+A message is `{"version": 1, "producer": P, "seq": N, "events": [...]}`: P names the
+router container that sent it (random, made at its first flush), N counts its messages
+from 0. (P, N) is the message's identity: a message sent twice (a retried send, a
+redelivery, a replay of the unsent log) carries the same P, N and events, and the usage
+function records it once (tollway.usage.billing).
 """
 
 from __future__ import annotations
@@ -19,6 +28,10 @@ if TYPE_CHECKING:  # the usage function validates events without importing the r
     from tollway.pipeline import BackendOutcome, Exchange
 
 VERSION = 1
+# Events per message: bounds the routes one consumer's part of a message can touch, so that
+# a part always fits one DynamoDB transaction (tollway.usage.billing), and ~40 events of
+# ~0.5 KB stay under 64 KB, one SQS request.
+MAX_EVENTS = 40
 
 
 GrpcStatus = Literal[
@@ -98,6 +111,19 @@ class UsageEvent(BaseModel):
     @property
     def month(self) -> str:
         return self.timestamp.astimezone(UTC).strftime("%Y-%m")
+
+
+class UsageMessage(BaseModel):
+    """An SQS message of the usage queue: events from one router container, numbered."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="Tollway usage message v1")
+
+    version: Literal[1]
+    producer: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")] = Field(
+        description="The sending router container's random id"
+    )
+    seq: Annotated[int, Field(ge=0, lt=2**53)] = Field(description="The message's number from that container")
+    events: Annotated[list[UsageEvent], Field(min_length=1, max_length=MAX_EVENTS)]
 
 
 def from_exchange(ex: Exchange, response: Response, latency_ms: float) -> dict[str, Any]:

@@ -42,6 +42,10 @@ class Row:
         return {**asdict(self), "amount_due": render_amount(self.amount_nanos)}
 
 
+# The route of the units no event attributed (tollway.usage.report's table says the same).
+UNATTRIBUTED = "(unattributed)"
+
+
 def rows(reader: UsageReader, period: str) -> Iterator[Row]:
     """Every consumer with usage in `period`, by consumer, route and plan (names in order)."""
     for consumer in reader.consumers(period):
@@ -52,6 +56,13 @@ def rows(reader: UsageReader, period: str) -> Iterator[Row]:
                     period, consumer, plan, route_id, share.requests, share.units, share.amount_nanos,
                     usage.currency,
                 )  # fmt: skip
+        if usage.unattributed_units:
+            # Units the quota counters admitted that no event attributed (usage/trueup.py): billed
+            # under the counter's plan, on no route, so that the rows add up to the bill.
+            yield Row(
+                period, consumer, usage.unattributed_plan, UNATTRIBUTED, 0, usage.unattributed_units,
+                usage.unattributed_nanos, usage.currency,
+            )  # fmt: skip
 
 
 def write_csv(found: Iterable[Row], out: IO[str]) -> int:

@@ -2,9 +2,12 @@
 
 QuotaTable (tollway/quota/store.py, which alone writes and parses its keys) keeps, per
 consumer, counter period and shard, an item whose `used` is the units admitted in that
-period. Billing keeps the units of admitted events. They differ when events are still
-queued or in the DLQ (billed < counted), or were admitted without a counter (a route that
-fails open while the quota store is down: billed > counted).
+period. Billing keeps the units of admitted events, and bills what the counters' copies
+hold beyond them (`unattributed`, tollway.usage.trueup). They differ when the true-up has
+not run since the counters last moved (billed < counted: it runs every few minutes), or
+when requests were admitted without a counter (a route that fails open while the quota
+store is down: billed > counted). `unattributed` units are billed but were attributed by no
+event: events still queued or in the DLQ, or lost with a router that died.
 
 A day is comparable for consumers whose counters are daily, a month for all (monthly
 counters, or the sum of daily ones). Counters expire a day after their period ends, so
@@ -26,6 +29,7 @@ class Row:
     consumer: str
     counted: int | None  # None: no counters comparable with this period
     billed: int
+    unattributed: int = 0  # of `billed`
 
     @property
     def difference(self) -> int:
@@ -37,6 +41,7 @@ class Row:
             "quota_units": self.counted,
             "billed_units": self.billed,
             "difference": self.difference,
+            "unattributed_units": self.unattributed,
         }
 
 
@@ -62,17 +67,23 @@ def reconcile(
     consumers = [consumer] if consumer else sorted(set(reader.consumers(period)) | set(counted))
     rows = []
     for c in consumers:
-        billed = reader.consumer(c, period).units
-        rows.append(Row(c, counted.get(c), billed))
+        usage = reader.consumer(c, period)
+        rows.append(Row(c, counted.get(c), usage.units, usage.unattributed_units))
     return rows
 
 
 def render(period: str, rows: list[Row]) -> str:
-    table = [("CONSUMER", "QUOTA UNITS", "BILLED UNITS", "DIFFERENCE")] + [
-        (r.consumer, "-" if r.counted is None else str(r.counted), str(r.billed), f"{r.difference:+d}")
+    table = [("CONSUMER", "QUOTA UNITS", "BILLED UNITS", "DIFFERENCE", "UNATTRIBUTED")] + [
+        (
+            r.consumer,
+            "-" if r.counted is None else str(r.counted),
+            str(r.billed),
+            f"{r.difference:+d}",
+            str(r.unattributed),
+        )
         for r in rows
     ]
-    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
     lines = [f"period {period}"] + [
         "  ".join(
             cell.ljust(w) if i == 0 else cell.rjust(w)

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tollway.usage import table
-from tollway.usage.billing import PLAN_COUNTERS, render_amount
+from tollway.usage.billing import COUNTERS, PLAN_COUNTERS, render_amount
+from tollway.usage.trueup import counted, unattributed_price
 
 
 @dataclass(slots=True)
@@ -53,6 +54,12 @@ class ConsumerUsage:
             return self.plan
         name, _ = min(self.plans.items(), key=lambda kv: (-kv[1].units, -kv[1].requests, kv[0]))
         return name or None
+    # Units the quota counters admitted that no event (yet) attributed (tollway.usage.trueup);
+    # included in `units` and `amount_nanos`.
+    unattributed_units: int = 0
+    unattributed_plan: str = ""  # the plan of the counter copy written last
+    unattributed_nanos: int = 0
+    counted: int | None = None  # the counter copies' units for the period; None: no counter
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +75,7 @@ class ConsumerUsage:
                 rid: {"requests": r.requests, "units": r.units} for rid, r in sorted(self.routes.items())
             },
             "plans": {name: p.to_json() for name, p in sorted(self.plans.items())},
+            "unattributed_units": self.unattributed_units,
         }
 
 
@@ -91,6 +99,14 @@ def plan_split(item: dict[str, Any]) -> dict[str, PlanUsage]:
     return split
 
 
+def _add_plans(into: dict[str, PlanUsage], split: dict[str, PlanUsage]) -> None:
+    for name, share in split.items():
+        total = into.setdefault(name, PlanUsage())
+        total.requests += share.requests
+        total.units += share.units
+        total.amount_nanos += share.amount_nanos
+
+
 class UsageReader:
     def __init__(self, dynamodb: Any, table: str) -> None:
         self.dynamodb = dynamodb
@@ -104,28 +120,74 @@ class UsageReader:
         return items
 
     def consumer(self, consumer_id: str, period: str) -> ConsumerUsage:
-        prefix = table.period_sk(period)
+        """A consumer's usage in a period: a month's totals from its month item; a day's, and
+        every period's routes, summed from the day-per-route items (tollway.usage.billing)."""
+        table.period_sk(period)
         usage = ConsumerUsage(consumer_id, period)
-        items = self._query(
+        pk = {"S": table.consumer_pk(consumer_id)}
+        month_key = {"pk": pk, "sk": {"S": table.period_sk(period[:7])}}
+        month = self.dynamodb.get_item(TableName=self.table, Key=month_key, ConsistentRead=True)
+        month = month.get("Item", {})
+        days_prefix = "DAY#" + (period if len(period) == 10 else period + "-")
+        days = self._query(
             KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues={
-                ":pk": {"S": table.consumer_pk(consumer_id)},
-                ":prefix": {"S": prefix},
-            },
+            ExpressionAttributeValues={":pk": pk, ":prefix": {"S": days_prefix}},
         )
-        for item in items:
-            sk = item["sk"]["S"]
-            if sk == prefix:
-                usage.plan = item.get("plan", {}).get("S") or None
-                usage.currency = item.get("currency", {}).get("S", usage.currency)
-                usage.requests = _n(item, "requests")
-                usage.rejected = _n(item, "rejected")
-                usage.units = _n(item, "units")
-                usage.amount_nanos = _n(item, "amount_nanos")
-                usage.plans = plan_split(item)
-            elif (route_id := table.route_of(sk, period)) is not None:
-                usage.routes[route_id] = RouteUsage(_n(item, "requests"), _n(item, "units"), plan_split(item))
+        routes: dict[str, RouteUsage] = {}
+        for item in days:
+            found = table.day_route_of(item["sk"]["S"])
+            if found is not None:
+                route = routes.setdefault(found[1], RouteUsage())
+                route.requests += _n(item, "requests")
+                route.units += _n(item, "units")
+                _add_plans(route.plans, plan_split(item))
+        usage.routes = routes
+        usage.plan = month.get("plan", {}).get("S") or None
+        usage.currency = month.get("currency", {}).get("S", usage.currency)
+        if len(period) == 7:
+            totals = {name: _n(month, name) for name in COUNTERS}
+            usage.plans = plan_split(month)
+        else:  # a day: the sum of its routes
+            totals = dict.fromkeys(COUNTERS, 0)
+            for item in days:
+                if table.day_route_of(item["sk"]["S"]) is not None:
+                    for name in COUNTERS:
+                        totals[name] += _n(item, name)
+                    _add_plans(usage.plans, plan_split(item))
+        usage.requests = totals["requests"]
+        usage.rejected = totals["rejected"]
+        usage.units = totals["units"]
+        usage.amount_nanos = totals["amount_nanos"]
+        self._true_up(usage)
         return usage
+
+    def _true_up(self, usage: ConsumerUsage) -> None:
+        """Bill what the quota counters admitted beyond what events attributed (trueup.py)."""
+        copies = [
+            item
+            for prefix in table.counter_copy_prefixes(usage.period)
+            for item in self._query(
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+                ExpressionAttributeValues={
+                    ":pk": {"S": table.consumer_pk(usage.consumer)},
+                    ":prefix": {"S": prefix},
+                },
+            )
+        ]
+        usage.counted = counted(copies, usage.period)
+        if usage.counted is None or usage.counted <= usage.units:
+            return
+        plan, micros = unattributed_price(copies)
+        usage.unattributed_units = usage.counted - usage.units
+        usage.unattributed_plan = plan
+        usage.unattributed_nanos = usage.unattributed_units * micros
+        usage.units = usage.counted
+        usage.amount_nanos += usage.unattributed_nanos
+        usage.plan = usage.plan or plan or None
+        # The plans still add up to the bill: unattributed units are the counter's plan's.
+        share = usage.plans.setdefault(plan, PlanUsage())
+        share.units += usage.unattributed_units
+        share.amount_nanos += usage.unattributed_nanos
 
     def consumers(self, period: str) -> list[str]:
         items = self._query(
@@ -175,10 +237,13 @@ def render_table(report: dict[str, Any]) -> str:
                 for name, p in plans.items()
             ]
     lines = [f"period {report['period']}", *_columns(rows, numeric=range(2, 6))]
-    if "consumers" not in report and report["routes"]:
+    unattributed = report.get("unattributed_units", 0)
+    if "consumers" not in report and (report["routes"] or unattributed):
         route_rows = [("ROUTE", "REQUESTS", "UNITS")] + [
             (rid, str(r["requests"]), str(r["units"])) for rid, r in report["routes"].items()
         ]
+        if unattributed:  # counted by the quota counters, attributed by no event (trueup.py)
+            route_rows.append(("(unattributed)", "-", str(unattributed)))
         lines += ["", *_columns(route_rows, numeric=range(1, 3))]
     if "consumers" in report and not consumers:
         lines.append("(no usage)")

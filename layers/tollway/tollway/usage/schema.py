@@ -1,4 +1,5 @@
-"""The checked-in JSON Schema of the usage event, generated from `UsageEvent`.
+"""The checked-in JSON Schemas of the usage event and of the SQS message that carries events,
+generated from `UsageEvent` and `UsageMessage`.
 
 python -m tollway.usage.schema schemas          # write
 python -m tollway.usage.schema schemas --check  # fail if the file is stale
@@ -10,23 +11,26 @@ import sys
 from pathlib import Path
 
 from tollway.config.schema import render
-from tollway.usage.events import UsageEvent
+from tollway.usage.events import UsageEvent, UsageMessage
 
 NAME = "usage-event.v1.schema.json"
+MESSAGE_NAME = "usage-message.v1.schema.json"
 
 
 def main(argv: list[str]) -> int:
     folder = Path(argv[0] if argv and not argv[0].startswith("--") else "schemas")
-    path = folder / NAME
-    text = render(UsageEvent, NAME)
-    if "--check" in argv:
-        if not path.exists() or path.read_text() != text:
-            print(f"stale JSON Schema (run `make schemas`): {path}", file=sys.stderr)
-            return 1
-        return 0
-    folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return 0
+    stale = 0
+    for model, name in ((UsageEvent, NAME), (UsageMessage, MESSAGE_NAME)):
+        path = folder / name
+        text = render(model, name)
+        if "--check" in argv:
+            if not path.exists() or path.read_text() != text:
+                print(f"stale JSON Schema (run `make schemas`): {path}", file=sys.stderr)
+                stale += 1
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

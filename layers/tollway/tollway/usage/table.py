@@ -1,11 +1,16 @@
 """UsageTable's key layout (see UsageTable in template.yaml): the one place it is written and read.
 
     pk                        sk                            what
-    CONSUMER#<consumer>       DAY#<YYYY-MM-DD>              a consumer's totals for a day
-    CONSUMER#<consumer>       DAY#<YYYY-MM-DD>#ROUTE#<id>   ... for one route
-    CONSUMER#<consumer>       MONTH#<YYYY-MM>[#ROUTE#<id>]  the same per month
+    CONSUMER#<consumer>       DAY#<YYYY-MM-DD>#ROUTE#<id>   a consumer's totals for a day on a route
+    CONSUMER#<consumer>       MONTH#<YYYY-MM>               ... for a month (all routes)
+    CONSUMER#<consumer>       DAY#<YYYY-MM-DD>,             written before issue 19 (events
+                              MONTH#<YYYY-MM>#ROUTE#<id>    recorded since write the two above)
     PERIOD#<YYYY-MM[-DD]>     CONSUMER#<consumer>           who had usage in a period
-    EVENT#<event id>          EVENT                         an event already recorded (dedupe)
+    EVENT#<event id>          EVENT                         a bare event already recorded (dedupe)
+    MESSAGE#<producer>#<n>    MESSAGE                       which messages of that producer, numbered
+                                                            64n..64n+63 (their offsets), were
+                                                            recorded (dedupe)
+    CONSUMER#<consumer>       COUNTER#<counter>#<shard>     a copy of a quota counter (true-up)
     CONSUMER#<consumer>       STRIPE#CUSTOMER               the consumer's Stripe customer id
     CONSUMER#<consumer>       STRIPE#PUSH#<YYYY-MM>#PLAN#<plan>  units pushed to Stripe (usage/push.py)
 
@@ -44,6 +49,13 @@ def consumer_pk(consumer: str) -> str:
 def totals_key(consumer: str, period: str, route_id: str | None = None) -> Key:
     sk = period_sk(period) + (_ROUTE + route_id if route_id is not None else "")
     return {"pk": {"S": consumer_pk(consumer)}, "sk": {"S": sk}}
+
+
+def day_route_of(sk: str) -> tuple[str, str] | None:
+    """(day, route id) of a day-per-route totals item's sort key; None for any other."""
+    if not sk.startswith("DAY#") or not sk[14:].startswith(_ROUTE):
+        return None
+    return sk[4:14], sk[14 + len(_ROUTE) :]
 
 
 def route_of(sk: str, period: str) -> str | None:
@@ -98,3 +110,32 @@ def month(period: str) -> str:
 
 def push_key(consumer: str, period: str, plan: str) -> Key:
     return {"pk": {"S": consumer_pk(consumer)}, "sk": {"S": f"STRIPE#PUSH#{month(period)}#PLAN#{plan}"}}
+
+
+# Message numbers per dedupe record. It holds their offsets (0-63, at most 2 bytes each): a
+# record stays far under 1 KB (write units are per KB), and the condition that checks a
+# batch's numbers against it far under DynamoDB's 4 KB for an expression.
+MESSAGES_PER_RECORD = 64
+
+
+def message_dedupe_key(producer: str, seq: int) -> Key:
+    """The record of which messages of `producer` in the block of `seq` were recorded.
+    Producer ids hold no '#' (tollway.usage.events)."""
+    return {"pk": {"S": f"MESSAGE#{producer}#{seq // MESSAGES_PER_RECORD}"}, "sk": {"S": "MESSAGE"}}
+
+
+def counter_copy_key(consumer: str, counter: str) -> Key:
+    """A true-up's copy of the quota counter item `counter` ("D2026-11-27#0", period#shard)."""
+    return {"pk": {"S": consumer_pk(consumer)}, "sk": {"S": COUNTER_PREFIX + counter}}
+
+
+COUNTER_PREFIX = "COUNTER#"
+
+
+def counter_copy_prefixes(period: str) -> list[str]:
+    """Sort-key prefixes of the counter copies that can count towards `period`: a day's daily
+    counters; a month's monthly counters and its days' daily ones."""
+    period_sk(period)
+    if len(period) == 10:
+        return [f"{COUNTER_PREFIX}D{period}#"]
+    return [f"{COUNTER_PREFIX}M{period}#", f"{COUNTER_PREFIX}D{period}-"]
