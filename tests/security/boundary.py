@@ -80,6 +80,16 @@ ROUTES = """\
   methods: [GET]
   public: true
   backends: [{name: b, service: svc, path: "/slow/{ms}"}]
+- id: items.admin
+  path: /v1/items/admin
+  methods: [GET]
+  auth: [api_key, jwt]
+  backends: [{name: b, service: svc, path: /echo/items/admin}]
+- id: items.get
+  path: /v1/items/{id}
+  methods: [GET]
+  public: true
+  backends: [{name: b, service: svc, path: "/echo/items/{id}"}]
 - id: who
   path: /v1/who
   methods: [GET]

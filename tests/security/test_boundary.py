@@ -109,6 +109,21 @@ def test_a_greedy_value_spans_segments_but_never_climbs(gw: Gateway, value: str)
     assert gw.files.paths == []
 
 
+@pytest.mark.parametrize("spelling", ["admin", "%61dmin", "adm%69n", "%61%64%6d%69%6e", "%61%64%6D%69%6E"])
+def test_a_protected_literal_is_not_reached_through_a_public_parameter(gw: Gateway, spelling: str) -> None:
+    """`/v1/items/admin` needs a credential, `/v1/items/{id}` does not, and both reach the
+    backend's `/items/admin`: every spelling of `admin` is the literal route's (issue 18)."""
+    answer = gw.send("GET", f"/v1/items/{spelling}")
+    assert_problem(answer, 401)
+    assert gw.backend.seen == []
+
+
+def test_a_parameter_that_is_not_the_literal_still_reaches_its_route(gw: Gateway) -> None:
+    assert gw.send("GET", "/v1/items/%41dmin").status == 200  # `Admin`: another value
+    assert gw.send("GET", "/v1/items/a%2Fb").status == 400  # one segment holding `/`
+    assert [s.raw_path for s in gw.backend.seen] == ["/echo/items/Admin"]
+
+
 # ---- 3. validated means forwarded ------------------------------------------------------
 
 

@@ -259,7 +259,7 @@ class Gateway:
             self.admission.settle(ex)
 
     async def handle(self, request: Request, path: str) -> Response:
-        """Answer one request. `path` is percent-encoded, as the caller sent it."""
+        """Answer one request. `path`: the caller's, as `http.routing.canonical_path` spells it."""
         started = time.monotonic()
         ex: Exchange | None = None
         origin = request.headers.get("origin")

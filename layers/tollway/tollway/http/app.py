@@ -14,6 +14,7 @@ from urllib.parse import quote
 from tollway.errors import PayloadTooLarge
 from tollway.http.headers import request_id, well_formed
 from tollway.http.messages import Request, Response
+from tollway.http.routing import canonical_path
 from tollway.observability import bind_request_id
 from tollway.pipeline import Gateway
 
@@ -83,7 +84,7 @@ class GatewayApp:
         bind_request_id(rid)
         client = scope.get("client")
         raw_path = scope.get("raw_path")
-        path = raw_path.decode("latin-1") if raw_path else quote(scope["path"], safe=_PATH_SAFE)
+        path = canonical_path(raw_path or quote(scope["path"], safe=_PATH_SAFE).encode())
         request = Request(
             method=scope["method"],
             path=scope["path"],
