@@ -90,6 +90,30 @@ ROUTES = """\
   methods: [GET]
   public: true
   backends: [{name: b, service: svc, path: "/echo/items/{id}"}]
+- id: ratio
+  path: /v1/ratio
+  methods: [GET]
+  public: true
+  validate:
+    query:
+      type: object
+      properties: {ratio: {type: number, minimum: 0, maximum: 1}, limit: {type: integer, maximum: 10}}
+  backends: [{name: b, service: svc, path: /echo/ratio}]
+- id: orders
+  path: /v1/orders
+  methods: [POST]
+  public: true
+  validate: {body: {type: object, properties: {amount: {type: integer, maximum: 1000}, lines: {type: array}}}}
+  backends: [{name: b, service: svc, path: /echo/orders}]
+- id: chain
+  path: /v1/chain/{mode}
+  methods: [GET]
+  public: true
+  compose: group
+  backends:
+    - {name: user, service: svc, path: "/json/{mode}"}
+    - {name: items, service: svc, path: "/echo/items/{user.id}"}
+    - {name: owned, service: svc, path: /echo/owned, query: {owner: "{user.id}"}, required: false}
 - id: who
   path: /v1/who
   methods: [GET]
@@ -107,6 +131,15 @@ auth:
     - {{issuer: "{ISSUER}", audience: tollway, hs256_secret_env: JWT_SECRET, default_plan: metered}}
     - {{issuer: "{OTHER_ISSUER}", audience: tollway, hs256_secret_env: JWT_SECRET, default_plan: metered}}
 """
+
+
+# Canned JSON answers of the recording backend, by name (`/json/<name>`).
+JSON_ANSWERS = {
+    "user": b'{"id": "u1"}',
+    "empty": b'{"id": ""}',
+    "big": b'{"id": "u1", "n": 18446744073709551616, "neg": -9223372036854775809,'
+    b' "max": 18446744073709551615, "deep": [{"n": 100000000000000000000000000001}], "f": 1.5}',
+}
 
 
 @dataclass
@@ -172,6 +205,8 @@ class Backend:
                 ],
                 b'{"error":"session expired"}',
             )
+        if path.startswith("/json/"):
+            return 200, [json_type], JSON_ANSWERS[path.removeprefix("/json/")]
         if path.startswith("/slow/"):
             await asyncio.sleep(int(path.rsplit("/", 1)[1]) / 1000)
         return 200, [json_type], b'{"ok":true}'

@@ -10,6 +10,7 @@ GatewayError
  ├── TooManyRequests       429  (with Retry-After)
  ├── BadGateway            502
  ├── ServiceUnavailable    503
+ │    └── IssuerUnavailable     503  (a JWT issuer's keys cannot be had in time)
  └── GatewayTimeout        504
 
 Steps raise these; `tollway.http.problems.problem_response` is the one place that turns
@@ -85,6 +86,13 @@ class BadGateway(GatewayError):
 
 class ServiceUnavailable(GatewayError):
     status, slug, title = 503, "service-unavailable", "Service Unavailable"
+
+
+class IssuerUnavailable(ServiceUnavailable):
+    slug, title = "issuer-unavailable", "Token Issuer Unavailable"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"retry-after": "1"})
 
 
 class GatewayTimeout(GatewayError):

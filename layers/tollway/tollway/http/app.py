@@ -70,16 +70,23 @@ class GatewayApp:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # One reading on both hosts: a repeated field joined with "," (as API Gateway joins
+        # it), and cookies as one list of pairs (API Gateway splits them into `cookies`).
         headers: dict[str, str] = {}
+        cookies: list[str] = []
         for raw_name, raw_value in scope["headers"]:
             name = raw_name.decode("latin-1").lower()
             value = raw_value.decode("latin-1")
             if not well_formed(name, value):
                 continue  # dropped, like a field nginx ignores: it could only split a backend's head
-            if name in headers:
-                headers[name] += ("; " if name == "cookie" else ", ") + value
+            if name == "cookie":
+                cookies += [pair for pair in (p.strip() for p in value.split(";")) if pair]
+            elif name in headers:
+                headers[name] += "," + value
             else:
                 headers[name] = value
+        if cookies:
+            headers["cookie"] = "; ".join(cookies)
         rid = request_id(headers.get("x-request-id"))
         bind_request_id(rid)
         client = scope.get("client")

@@ -11,7 +11,7 @@ class Request:
     method: str
     path: str
     query_string: bytes
-    headers: dict[str, str]  # lower-case names; repeated fields joined with ", "
+    headers: dict[str, str]  # lower-case names; repeated fields joined with ","
     body: bytes
     client_ip: str
     scheme: str

@@ -21,7 +21,7 @@ from tollway.http.messages import Response
 from tollway.pipeline import BackendOutcome, Exchange
 from tollway.upstream.cache import Caches, storable_ttl
 from tollway.upstream.call import BackendCaller, BackendFailure
-from tollway.upstream.compose import NotAnObject, merge, shape
+from tollway.upstream.compose import NotAnObject, merge, read_json, shape, write_json
 from tollway.upstream.fanout import DeadlinePassed, RequiredBackendFailed, fan_out
 from tollway.upstream.request import build_request
 
@@ -33,13 +33,13 @@ TOO_DEEP = (TypeError, RecursionError)
 
 def _compose(kind: str, backends: tuple[CompiledBackend, ...], shaped: dict[str, Any]) -> bytes:
     if kind == "merge":
-        return orjson.dumps(merge(shaped.get(b.name) for b in backends))
-    return orjson.dumps({b.name: shaped.get(b.name) for b in backends})
+        return write_json(merge(shaped.get(b.name) for b in backends))
+    return write_json({b.name: shaped.get(b.name) for b in backends})
 
 
 def _serializable(value: Any) -> bool:
     try:
-        orjson.dumps([value])  # one level more, as under its name in a group
+        write_json([value])  # one level more, as under its name in a group
     except TOO_DEEP:
         return False
     return True
@@ -138,7 +138,7 @@ class Composite:
             value = None
         else:
             try:
-                value = orjson.loads(answer.body)
+                value = read_json(answer.body)
             except orjson.JSONDecodeError as exc:
                 raise BackendFailure("its answer is not JSON", status=answer.status) from exc
         cache_control = answer.headers.get("cache-control")

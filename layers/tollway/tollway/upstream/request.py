@@ -54,7 +54,10 @@ def _confined(segment: str) -> bool:
 
 
 def encode_segment(value: str) -> str:
-    """A value substituted into a path can never add a segment or climb out of one."""
+    """A value substituted into a path can never add a segment or climb out of one, nor
+    vanish: `/items/{user.id}` with an empty id would be `/items/`, the whole collection."""
+    if not value:
+        raise TemplateValueError("a path value must not be empty")
     if not _confined(value):
         raise TemplateValueError("a path value must not hold '/', '\\' or a dot segment")
     return quote(value, safe="")
@@ -66,6 +69,14 @@ def encode_greedy(value: str) -> str:
 
 
 def encode_query(value: str) -> str:
+    return quote(value, safe="")
+
+
+def encode_query_value(value: str) -> str:
+    """A templated query value: an empty one fails like a missing one (`?owner=` reads
+    as "no owner" to many backends)."""
+    if not value:
+        raise TemplateValueError("a query value must not be empty")
     return quote(value, safe="")
 
 
@@ -122,11 +133,17 @@ def backend_path(backend: CompiledBackend, ex: Exchange, results: dict[str, Any]
     path = backend.path.render(
         ex.params, results, encode_segment, {greedy: encode_greedy} if greedy else None
     )
-    pairs = [f"{encode_query(k)}={t.render(ex.params, results, encode_query)}" for k, t in backend.query]
+    pairs = [
+        f"{encode_query(k)}={t.render(ex.params, results, encode_query_value)}" for k, t in backend.query
+    ]
     if forward_query and ex.request.query_string:
         caller = ex.request.query_string.decode("latin-1")
         if backend.query:
-            caller = "&".join(p for p in caller.split("&") if p and _name(p) not in backend.pinned)
+            # Split as the gateway reads it, and sent so that a backend that also splits on
+            # `;` reads the same pairs: `a=1;fixed=evil` is a's value, never a pinned name's.
+            caller = "&".join(
+                p.replace(";", "%3B") for p in caller.split("&") if p and _name(p) not in backend.pinned
+            )
         if caller:
             pairs.append(caller)
     return f"{path}?{'&'.join(pairs)}" if pairs else path
