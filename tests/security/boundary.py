@@ -114,6 +114,31 @@ ROUTES = """\
     - {name: user, service: svc, path: "/json/{mode}"}
     - {name: items, service: svc, path: "/echo/items/{user.id}"}
     - {name: owned, service: svc, path: /echo/owned, query: {owner: "{user.id}"}, required: false}
+- id: shared
+  path: /v1/shared/{k}
+  methods: [GET, HEAD]
+  public: true
+  cache: {ttl_s: 60, shared: true}
+  backends: [{name: b, service: svc, path: "/reflect/{k}"}]
+- id: shared.composed
+  path: /v1/composed/{k}
+  methods: [GET]
+  public: true
+  compose: group
+  backends: [{name: r, service: svc, path: "/reflect/{k}", cache: {ttl_s: 60, shared: true}}]
+- id: shared.varies
+  path: /v1/varies/{k}
+  methods: [GET]
+  public: true
+  cache: {ttl_s: 60, shared: true, vary: [accept-language]}
+  backends: [{name: b, service: svc, path: "/reflect/{k}"}]
+- id: mine
+  path: /v1/mine/{k}
+  methods: [GET]
+  auth: [api_key, jwt]
+  forward_scopes: true
+  cache: {ttl_s: 60}
+  backends: [{name: b, service: svc, path: "/reflect/{k}"}]
 - id: who
   path: /v1/who
   methods: [GET]
@@ -177,12 +202,14 @@ class Backend:
                 body,
             )
         )
-        status, out, payload = await self._answer(scope["path"], dict(headers))
+        status, out, payload = await self._answer(scope["path"], dict(headers), body)
         await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": payload})
 
     @staticmethod
-    async def _answer(path: str, headers: dict[str, str]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    async def _answer(
+        path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         json_type = (b"content-type", b"application/json")
         if path.startswith("/neg/"):
             # Gzip for whoever accepts it; `/neg/vary` says so in Vary, `/neg/silent` does not.
@@ -205,6 +232,10 @@ class Backend:
                 ],
                 b'{"error":"session expired"}',
             )
+        if path.startswith("/reflect/"):
+            # Everything it received but the fill's own request id: the poisoning backend.
+            reflected = {k: v for k, v in headers.items() if k != "x-request-id"}
+            return 200, [json_type], orjson.dumps({"headers": reflected, "body": body.decode("latin-1")})
         if path.startswith("/json/"):
             return 200, [json_type], JSON_ANSWERS[path.removeprefix("/json/")]
         if path.startswith("/slow/"):

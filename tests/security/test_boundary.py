@@ -329,6 +329,56 @@ def test_a_cached_gzip_answer_never_reaches_a_caller_who_did_not_accept_gzip(gw:
     assert again.header("tollway-cache") == "hit"
 
 
+# What one caller sends that is not in a cache key: it must never reach another caller.
+PRIVATE = [
+    ("Cookie", "session=SECRET"),
+    ("X-Poison", "evil"),
+    ("Accept-Language", "fr"),
+    ("X-Forwarded-For", "10.9.9.9"),
+]
+
+
+@pytest.mark.parametrize("route", ["shared", "composed"])
+def test_a_shared_cache_never_serves_what_one_caller_sent_to_another(gw: Gateway, route: str) -> None:
+    """A cached route forwards only what its key covers (issue 18): no cookie, no other
+    caller field, no body on a GET, not the caller's address."""
+    first = gw.send("GET", f"/v1/{route}/k1", PRIVATE, b"secret-body")
+    assert first.status == 200, first.body
+    second = gw.send("GET", f"/v1/{route}/k1")
+    assert second.status == 200
+    for answer in (first, second):
+        for secret in (b"SECRET", b"evil", b"fr", b"secret-body", b"10.9.9.9"):
+            assert secret not in answer.body
+    assert second.body == first.body  # a hit: the one answer its key stands for
+    (seen,) = gw.backend.seen
+    names = seen.names()
+    assert "cookie" not in names and "x-poison" not in names and "accept-language" not in names
+    assert "x-forwarded-for" not in names  # a shared answer does not depend on who asked
+    assert seen.body == b""
+
+
+def test_a_field_the_route_names_in_vary_is_forwarded_and_keyed(gw: Gateway) -> None:
+    fr = gw.send("GET", "/v1/varies/k", [("Accept-Language", "fr"), ("X-Poison", "evil")])
+    de = gw.send("GET", "/v1/varies/k", [("Accept-Language", "de")])
+    again = gw.send("GET", "/v1/varies/k", [("Accept-Language", "fr")])
+    assert fr.json()["headers"]["accept-language"] == "fr"
+    assert de.json()["headers"]["accept-language"] == "de"
+    assert again.header("tollway-cache") == "hit" and again.body == fr.body
+    assert b"evil" not in fr.body
+    assert len(gw.backend.seen) == 2
+
+
+def test_a_per_consumer_cache_tells_the_backend_only_who_is_asking(gw: Gateway, capsys) -> None:
+    key = gw.key(capsys, "acme")
+    first = gw.send("GET", "/v1/mine/k", [("x-api-key", key), *PRIVATE])
+    assert first.status == 200, first.body
+    reflected = first.json()["headers"]
+    assert reflected["x-tollway-consumer"] == "acme" and "x-tollway-scopes" in reflected
+    assert not {"cookie", "x-poison", "x-forwarded-for"} & set(reflected)
+    other = gw.send("GET", "/v1/mine/k", [("authorization", f"Bearer {token('other')}")])
+    assert other.json()["headers"]["x-tollway-consumer"] == "https://login.boundary.test/|other"
+
+
 def test_a_proxied_4xx_passes_as_documented(gw: Gateway) -> None:
     answer = gw.send("GET", "/v1/deny")
     assert answer.status == 401

@@ -260,3 +260,34 @@ def test_a_greedy_parameter_is_declared_last_and_compiled(tmp_path: Path) -> Non
     good = route.split("              - id: bad")[0]
     config = compile_infra(write_infra(tmp_path / "ok", {"t.yaml": good}), "dev", {})
     assert config.routes[0].greedy == "rest"
+
+
+def test_a_cache_can_only_vary_on_a_field_that_reaches_a_backend(tmp_path: Path) -> None:
+    infra = write_infra(
+        tmp_path,
+        {
+            "c.yaml": """\
+            team: c
+            routes:
+              - id: c.get
+                path: /v1/c/{id}
+                methods: [GET]
+                public: true
+                cache: {ttl_s: 60, shared: true, vary: [accept-language, Authorization, x-forwarded-host]}
+                compose: group
+                backends:
+                  - name: a
+                    service: users
+                    path: /a/{id}
+                    cache: {ttl_s: 60, vary: [cookie, x-api-key]}
+            """
+        },
+    )
+    assert problems(infra) == [
+        "infra/routes/c.yaml:7: route c.get: cache.vary: Authorization never reaches a backend, "
+        "so no answer can vary on it",
+        "infra/routes/c.yaml:7: route c.get: cache.vary: x-forwarded-host never reaches a backend, "
+        "so no answer can vary on it",
+        "infra/routes/c.yaml:13: route c.get: backends[0].cache.vary: x-api-key never reaches a backend, "
+        "so no answer can vary on it",
+    ]

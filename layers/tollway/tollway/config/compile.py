@@ -270,6 +270,14 @@ def cost_spec(metering: Metering) -> CostSpec:
     )
 
 
+def _check_vary(cache: Cache | None, where: str, problem, at: tuple) -> None:
+    from tollway.http.headers import to_backend
+
+    for name in cache.vary if cache is not None else ():
+        if not to_backend(name.lower()):
+            problem(f"{where}.vary: {name} never reaches a backend, so no answer can vary on it", *at, "vary")
+
+
 def _compile_backends(lr, services, known_services, defaults, problem) -> tuple[CompiledBackend, ...] | None:
     from tollway.config.templates import Template, json_template_refs, parse_json_template
 
@@ -283,6 +291,7 @@ def _compile_backends(lr, services, known_services, defaults, problem) -> tuple[
     unsafe = sorted(set(route.methods) - {"GET", "HEAD"})
     if route.cache is not None and unsafe:
         problem(f"cache: only GET routes can be cached, this one also allows {', '.join(unsafe)}", "cache")
+    _check_vary(route.cache, "cache", problem, ("cache",))
     deps: dict[str, set[str]] = {}
     out: dict[str, CompiledBackend] = {}
     for i, b in enumerate(route.backends):
@@ -302,6 +311,7 @@ def _compile_backends(lr, services, known_services, defaults, problem) -> tuple[
             problem(f"backends[{i}]: pick and rename need compose: merge or group", *at)
         if b.cache is not None and unsafe:
             problem(f"backends[{i}].cache: only GET routes can cache, this one also allows {unsafe[0]}", *at)
+        _check_vary(b.cache, f"backends[{i}].cache", problem, (*at, "cache"))
         if b.body is not None and ({b.method} if b.method else set(route.methods)) & {"GET", "HEAD"}:
             problem(f"backends[{i}].body: a body needs method POST, PUT, PATCH or DELETE", *at, "body")
         path = Template.parse(b.path)

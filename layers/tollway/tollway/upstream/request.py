@@ -20,6 +20,7 @@ from tollway.config.templates import ParamValueError, TemplateValueError, render
 from tollway.errors import BadRequest
 from tollway.http.headers import connection_tokens, field_value_ok, to_backend
 from tollway.pipeline import Exchange
+from tollway.upstream.cache import Fill, fill_for
 
 # Headers of the caller's request that describe its body or its wishes for the answer's
 # encoding: wrong for a backend whose body the gateway writes or whose JSON it must read.
@@ -92,14 +93,16 @@ def backend_method(backend: CompiledBackend, ex: Exchange, composed: bool) -> st
 def build_request(
     backend: CompiledBackend, ex: Exchange, results: dict[str, Any], *, composed: bool
 ) -> BackendRequest:
+    # A request whose answer a cache may store carries only what that entry's key covers.
+    fill = fill_for(ex.request.method, ex.route.cache, backend.cache if composed else None)
     try:
         path = backend_path(backend, ex, results, forward_query=not composed)
-        headers = backend_headers(backend, ex, results)
+        headers = backend_headers(backend, ex, results, fill)
         body: bytes | None
         if backend.body is not None:
             body = orjson.dumps(render_json_template(backend.body, ex.params, results))
         else:
-            body = ex.request.body or None
+            body = None if fill is not None else ex.request.body or None
     except ParamValueError as exc:
         raise BadRequest(str(exc)) from exc
     if (
@@ -154,17 +157,26 @@ def _name(piece: str) -> str:
     return unquote_plus(piece.partition("=")[0]).casefold()
 
 
-def backend_headers(backend: CompiledBackend, ex: Exchange, results: dict[str, Any]) -> list[tuple[str, str]]:
+def backend_headers(
+    backend: CompiledBackend, ex: Exchange, results: dict[str, Any], fill: Fill | None = None
+) -> list[tuple[str, str]]:
+    """`fill`: the request may fill a cache entry, so it carries only the caller fields the
+    key covers, not the caller's address, and who is asking only to a per-consumer cache."""
     request = ex.request
     named = connection_tokens(request.headers.get("connection"))
-    headers = [(k, v) for k, v in request.headers.items() if to_backend(k) and k not in named]
+    headers = [
+        (k, v)
+        for k, v in request.headers.items()
+        if to_backend(k) and k not in named and (fill is None or k in fill.keyed)
+    ]
     headers.append(("x-request-id", request.request_id))
-    headers.append(("x-forwarded-for", request.client_ip))
+    if fill is None:
+        headers.append(("x-forwarded-for", request.client_ip))
     headers.append(("x-forwarded-proto", request.scheme))
     if request.host:
         headers.append(("x-forwarded-host", request.host))
     principal = ex.principal
-    if principal.credential != "anonymous":
+    if principal.credential != "anonymous" and (fill is None or not fill.shared):
         # Header text stands for latin-1 bytes: a (JWT) consumer id goes as its UTF-8 bytes.
         headers.append(("x-tollway-consumer", principal.consumer_id.encode().decode("latin-1")))
         if ex.route.forward_scopes:
