@@ -139,6 +139,12 @@ ROUTES = """\
   forward_scopes: true
   cache: {ttl_s: 60}
   backends: [{name: b, service: svc, path: "/reflect/{k}"}]
+- id: quick
+  path: /v1/quick
+  methods: [POST]
+  public: true
+  timeout_ms: 500
+  backends: [{name: b, service: svc, path: /echo/quick}]
 - id: who
   path: /v1/who
   methods: [GET]

@@ -6,6 +6,7 @@ GatewayError
  ├── Forbidden             403
  ├── NotFound              404
  ├── MethodNotAllowed      405  (with Allow)
+ ├── RequestTimeout        408  (the caller's body did not arrive in time)
  ├── PayloadTooLarge       413
  ├── TooManyRequests       429  (with Retry-After)
  ├── BadGateway            502
@@ -63,6 +64,10 @@ class MethodNotAllowed(GatewayError):
 
     def __init__(self, allowed: list[str]) -> None:
         super().__init__(f"allowed methods: {', '.join(allowed)}", headers={"allow": ", ".join(allowed)})
+
+
+class RequestTimeout(GatewayError):
+    status, slug, title = 408, "request-timeout", "Request Timeout"
 
 
 class PayloadTooLarge(GatewayError):

@@ -6,7 +6,9 @@ framework underneath, so a request costs only what the pipeline does.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
@@ -70,6 +72,7 @@ class GatewayApp:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        arrived = time.monotonic()
         # One reading on both hosts: a repeated field joined with "," (as API Gateway joins
         # it), and cookies as one list of pairs (API Gateway splits them into `cookies`).
         headers: dict[str, str] = {}
@@ -103,14 +106,26 @@ class GatewayApp:
             request_id=rid,
         )
         try:
-            request.body = await _read_body(receive, headers.get("content-length"), self.max_body)
+            if "content-length" in headers or "transfer-encoding" in headers:
+                # A body's arrival is part of its route's deadline: a caller that stops
+                # sending holds its request (and its connection) no longer than that.
+                limit = self.gateway.time_limit(request.method, path)
+                async with asyncio.timeout(arrived + limit - time.monotonic()):
+                    request.body = await _read_body(receive, headers.get("content-length"), self.max_body)
+            else:
+                request.body = await _read_body(receive, None, self.max_body)
         except PayloadTooLarge:
             # The route's own step answers 413, so the request is still matched and metered.
             request.oversize = True
         except _Truncated:
             # Likewise a 400 from the route's first step: a part of a body is never forwarded.
             request.truncated = True
-        response = await self.gateway.handle(request, path)
+        except TimeoutError:
+            # Likewise a 408; the rest of the body is never read, so the connection closes.
+            request.late = True
+        response = await self.gateway.handle(request, path, arrived)
+        if request.late:
+            response.headers.append(("connection", "close"))
         await _send(send, response, head=request.method == "HEAD")
 
 

@@ -18,6 +18,7 @@ class Request:
     request_id: str
     oversize: bool = False  # the body was over the gateway's limit and was not read
     truncated: bool = False  # the caller went away before the body's end: never forwarded
+    late: bool = False  # the body had not arrived by the route's deadline: never forwarded
 
     @property
     def host(self) -> str:
