@@ -204,22 +204,28 @@ def _gateway(options: DevOptions, stack: DevStack) -> uvicorn.Server:
 
     # The router accepts the demo key only where this is set: `tollway dev`, never a stack.
     os.environ["TOLLWAY_DEMO_KEY"] = options.demo_key
+    from tollway.dev.serve import server_config
+
     app = build_app(Settings.from_environ(os.environ, options.infra))
-    # loop and http "auto": uvloop and httptools, as the bare worker of `make bench`.
-    return uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=options.host,
-            port=options.port,
-            log_level="warning",
-            lifespan="on",
-            server_header=False,
-            proxy_headers=False,
-        )
-    )
+    # uvloop and httptools, as the bare worker of `make bench`, with an edge's limits on what
+    # a caller may send and hold (tollway/dev/serve.py; README, "Serving the gateway").
+    return uvicorn.Server(server_config(app, options.host, options.port, lifespan="on"))
+
+
+def _descriptors_for_connections() -> None:
+    """Room for the connection cap and the backend pool (512 each) and the emulators: a
+    soft descriptor limit of 1,024, common by default, is raised as far as 4,096."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 4096 if hard == resource.RLIM_INFINITY else min(4096, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def run(options: DevOptions) -> int:
+    _descriptors_for_connections()
     stack, server = start(options)
     ready = threading.Event()
 

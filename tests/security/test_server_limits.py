@@ -1,0 +1,273 @@
+"""The server cannot be starved (issue 18, item 5).
+
+The gateway runs in a process of its own, served as `tollway dev` serves it
+(`tests/security/served.py`: `tollway.dev.serve.server_config`), with a 1,024-descriptor
+limit; raw-socket clients push at each limit while the test reads the server process's
+memory and descriptors from /proc. The assertions are on bounds with room for a loaded
+machine (an answer before several seconds, a few MB of growth), never on timings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from tollway.dev.serve import DEFAULT_LIMITS, free_port, serve_in_thread
+
+from tests.backends import loopback_backend
+from tests.fuzz.invariant import Recording
+from tests.infra_files import write_infra
+
+ROOT = Path(__file__).resolve().parents[2]
+ROUTES = """\
+- id: echo
+  path: /v1/echo
+  methods: [GET, POST]
+  public: true
+  backends: [{name: b, service: svc, path: /echo/x}]
+- id: quick
+  path: /v1/quick
+  methods: [POST]
+  public: true
+  timeout_ms: 500
+  backends: [{name: b, service: svc, path: /echo/quick}]
+"""
+# Short timers, so the tests can watch them fire; the sizes and the cap are the defaults.
+LIMITS = {"head_timeout_s": 1.0, "keep_alive_s": 1}
+NOFILE = 1024
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen
+    port: int
+    backend: Recording
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError("no VmRSS")
+
+    def descriptors(self) -> int:
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def connect(self) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.port), timeout=15)
+
+    def settle(self, descriptors: int, what: str, timeout_s: float = 15.0) -> None:
+        """Wait until the server holds at most `descriptors` (it closes what it refused)."""
+        deadline = time.monotonic() + timeout_s
+        while self.descriptors() > descriptors:
+            assert time.monotonic() < deadline, f"{what}: still {self.descriptors()} descriptors"
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    backend = Recording(loopback_backend)
+    served = serve_in_thread(backend)
+    folder = tmp_path_factory.mktemp("limits")
+    infra = write_infra(folder, {"svc": served.url}, ROUTES)
+    port = free_port()
+    spec = folder / "spec.json"
+    spec.write_text(json.dumps({"infra": str(infra), "port": port, "limits": LIMITS, "nofile": NOFILE}))
+    log = folder / "server.log"  # its access lines: a pipe nobody reads would stall it
+    with log.open("w") as out:
+        argv = [sys.executable, "-m", "tests.security.served", str(spec)]
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=out)
+    try:
+        deadline = time.monotonic() + 30
+        while "ready" not in log.read_text().splitlines():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.05)
+        yield Server(proc, port, backend)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        served.stop()
+
+
+@pytest.fixture
+def fresh(server: Server) -> Server:
+    server.settle(baseline(server), "connections of an earlier test")
+    server.backend.seen.clear()
+    return server
+
+
+def baseline(server: Server) -> int:
+    """The server's descriptors at rest: a few for itself, its pool's connections to the backend."""
+    return getattr(server, "_baseline", None) or _measure_baseline(server)
+
+
+def _measure_baseline(server: Server) -> int:
+    assert answer_to(server, b"GET /v1/echo HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n").startswith(
+        b"HTTP/1.1 200 "
+    )
+    time.sleep(0.2)
+    server._baseline = server.descriptors() + 2  # type: ignore[attr-defined]
+    return server._baseline  # type: ignore[attr-defined]
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return data
+
+
+def answer_to(server: Server, raw: bytes) -> bytes:
+    with server.connect() as sock:
+        sock.sendall(raw)
+        return read_until_closed(sock)
+
+
+def send_head(sock: socket.socket, head: bytes) -> None:
+    """Send a (huge) head in pieces until the server stops reading it."""
+    try:
+        for i in range(0, len(head), 65536):
+            sock.sendall(head[i : i + 65536])
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
+GET = b"GET /v1/echo HTTP/1.1\r\nHost: gw\r\n"
+HUGE_FIELD = GET + b"X-Big: " + b"a" * (20 * 1024 * 1024) + b"\r\n\r\n"
+MANY_FIELDS = GET + b"".join(b"X-F%d: 1\r\n" % i for i in range(101)) + b"\r\n"
+LONG_TARGET = b"GET /v1/echo?" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: gw\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    "head, status",
+    [(HUGE_FIELD, b"431"), (MANY_FIELDS, b"431"), (LONG_TARGET, b"414")],
+    ids=["a 20 MiB field", "101 fields", "a 20 kB target"],
+)
+def test_a_head_over_its_limits_is_refused_and_never_forwarded(
+    fresh: Server, head: bytes, status: bytes
+) -> None:
+    before = fresh.rss_mb()
+    with fresh.connect() as sock:
+        send_head(sock, head)
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 " + status + b" "), answer[:200]
+    assert fresh.backend.seen == []
+    assert fresh.rss_mb() - before < 16, (before, fresh.rss_mb())
+
+
+def test_a_hundred_large_heads_leave_the_servers_memory_where_it_was(fresh: Server) -> None:
+    """Issue 18: 100 MiB of headers grew the process from 103 to 507 MB."""
+    before = fresh.rss_mb()
+    head = GET + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 8000) for i in range(128))
+    for _ in range(100):  # 1 MiB each
+        with fresh.connect() as sock:
+            send_head(sock, head + b"\r\n")
+            assert read_until_closed(sock).startswith(b"HTTP/1.1 431 ")
+    assert fresh.rss_mb() - before < 24, (before, fresh.rss_mb())
+    assert fresh.backend.seen == []
+
+
+@pytest.mark.parametrize(
+    "sent, answer",
+    [
+        (b"", b""),  # an idle connection: closed without a word
+        (b"GET /v1/echo HTTP/1.1\r\nHost: gw\r\n", b"HTTP/1.1 408 "),  # half a head
+    ],
+    ids=["idle", "half a head"],
+)
+def test_idle_connections_and_half_sent_heads_are_closed(fresh: Server, sent: bytes, answer: bytes) -> None:
+    started = time.monotonic()
+    with fresh.connect() as sock:
+        sock.sendall(sent)
+        got = read_until_closed(sock)
+    assert time.monotonic() - started < 8, "the head timeout is 1 s here"  # the socket's own is 15 s
+    assert got.startswith(answer) if answer else got == b""
+    assert fresh.backend.seen == []
+
+
+def test_a_head_sent_a_byte_at_a_time_is_closed_at_the_head_timeout(fresh: Server) -> None:
+    """Each byte used to reset uvicorn's only timer (keep-alive): a slow head held its
+    connection for as long as it kept dribbling."""
+    head = b"GET /v1/echo HTTP/1.1\r\nHost: gw\r\nX-Slow: " + b"x" * 200
+    started = time.monotonic()
+    with fresh.connect() as sock:
+        try:
+            for byte in head:
+                sock.sendall(bytes([byte]))
+                time.sleep(0.1)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        got = read_until_closed(sock)
+    assert got.startswith(b"HTTP/1.1 408 "), got[:100]
+    assert time.monotonic() - started < 8  # the head (20 s of dribble) was cut at its 1 s limit
+
+
+def test_a_kept_alive_connection_is_closed_once_idle(fresh: Server) -> None:
+    with fresh.connect() as sock:
+        sock.sendall(b"GET /v1/echo HTTP/1.1\r\nHost: gw\r\n\r\n")
+        started = time.monotonic()
+        got = read_until_closed(sock)
+    assert got.startswith(b"HTTP/1.1 200 ")
+    assert time.monotonic() - started < 8  # keep-alive 1 s here
+
+
+def test_a_flood_of_pipelined_requests_is_cut_short(fresh: Server) -> None:
+    before = fresh.rss_mb()
+    with fresh.connect() as sock:
+        send_head(sock, b"GET /v1/echo HTTP/1.1\r\nHost: gw\r\n\r\n" * 20_000)
+        read_until_closed(sock)
+    assert len(fresh.backend.seen) <= DEFAULT_LIMITS.max_pipelined + 2
+    assert fresh.rss_mb() - before < 16, (before, fresh.rss_mb())
+
+
+def test_stalled_bodies_never_exhaust_the_servers_descriptors(fresh: Server) -> None:
+    """Issue 18: 1,100 bodies that stop after 10 of 1,000 bytes exhausted a 1,024-descriptor
+    process. Each is answered (408 at its route's 500 ms deadline, or 503 past the
+    connection cap) and closed; the server never holds more than the cap."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2400:
+        pytest.skip(f"this process may open {hard} descriptors: the test needs 1,100 sockets and room")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2400), hard))
+    head = b"POST /v1/quick HTTP/1.1\r\nHost: gw\r\nContent-Length: 1000\r\n\r\n0123456789"
+    rest = baseline(fresh)
+    socks: list[socket.socket] = []
+    most = 0
+    try:
+        for i in range(1100):
+            sock = fresh.connect()
+            socks.append(sock)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(head)  # (refused past the cap, maybe before it was written)
+            if i % 100 == 0:
+                most = max(most, fresh.descriptors())
+        answers: dict[bytes, int] = {}
+        for sock in socks:
+            status = read_until_closed(sock)[:12]
+            answers[status] = answers.get(status, 0) + 1
+            most = max(most, fresh.descriptors()) if len(answers) < 3 else most
+    finally:
+        for sock in socks:
+            sock.close()
+    assert set(answers) <= {b"HTTP/1.1 408", b"HTTP/1.1 503", b""}, answers
+    assert answers.get(b"HTTP/1.1 408", 0) >= 1, answers
+    assert most <= rest + DEFAULT_LIMITS.max_connections + 16, (most, rest)
+    fresh.settle(rest, "the flood's connections")
+    assert answer_to(fresh, b"GET /v1/echo HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n").startswith(
+        b"HTTP/1.1 200 "
+    )
+    assert fresh.backend.seen and all(seen[0] == "/echo/x" for seen in fresh.backend.seen)
