@@ -10,25 +10,20 @@ machine (an answer before several seconds, a few MB of growth), never on timings
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import resource
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from tollway.dev.serve import DEFAULT_LIMITS, free_port, serve_in_thread
+from tollway.dev.serve import DEFAULT_LIMITS, serve_in_thread
 
 from tests.backends import loopback_backend
 from tests.fuzz.invariant import Recording
 from tests.infra_files import write_infra
+from tests.security.served import Served, read_until_closed, served
 
-ROOT = Path(__file__).resolve().parents[2]
 ROUTES = """\
 - id: echo
   path: /v1/echo
@@ -48,94 +43,32 @@ NOFILE = 1024
 
 
 @dataclass
-class Server:
-    proc: subprocess.Popen
-    port: int
-    backend: Recording
-
-    def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise AssertionError("no VmRSS")
-
-    def descriptors(self) -> int:
-        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
-
-    def connect(self) -> socket.socket:
-        return socket.create_connection(("127.0.0.1", self.port), timeout=15)
-
-    def settle(self, descriptors: int, what: str, timeout_s: float = 15.0) -> None:
-        """Wait until the server holds at most `descriptors` (it closes what it refused)."""
-        deadline = time.monotonic() + timeout_s
-        while self.descriptors() > descriptors:
-            assert time.monotonic() < deadline, f"{what}: still {self.descriptors()} descriptors"
-            time.sleep(0.05)
+class Server(Served):
+    backend: Recording | None = None
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     backend = Recording(loopback_backend)
-    served = serve_in_thread(backend)
+    backend_server = serve_in_thread(backend)
     folder = tmp_path_factory.mktemp("limits")
-    infra = write_infra(folder, {"svc": served.url}, ROUTES)
-    port = free_port()
-    spec = folder / "spec.json"
-    spec.write_text(json.dumps({"infra": str(infra), "port": port, "limits": LIMITS, "nofile": NOFILE}))
-    log = folder / "server.log"  # its access lines: a pipe nobody reads would stall it
-    with log.open("w") as out:
-        argv = [sys.executable, "-m", "tests.security.served", str(spec)]
-        proc = subprocess.Popen(argv, cwd=ROOT, stdout=out)
+    infra = write_infra(folder, {"svc": backend_server.url}, ROUTES)
     try:
-        deadline = time.monotonic() + 30
-        while "ready" not in log.read_text().splitlines():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
-            time.sleep(0.05)
-        yield Server(proc, port, backend)
+        with served(folder, infra, LIMITS, NOFILE) as running:
+            yield Server(running.proc, running.port, backend=backend)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        served.stop()
+        backend_server.stop()
 
 
 @pytest.fixture
 def fresh(server: Server) -> Server:
-    server.settle(baseline(server), "connections of an earlier test")
+    server.settle("connections of an earlier test")
     server.backend.seen.clear()
     return server
 
 
-def baseline(server: Server) -> int:
-    """The server's descriptors at rest: a few for itself, its pool's connections to the backend."""
-    return getattr(server, "_baseline", None) or _measure_baseline(server)
-
-
-def _measure_baseline(server: Server) -> int:
-    assert answer_to(server, b"GET /v1/echo HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n").startswith(
-        b"HTTP/1.1 200 "
-    )
-    time.sleep(0.2)
-    server._baseline = server.descriptors() + 2  # type: ignore[attr-defined]
-    return server._baseline  # type: ignore[attr-defined]
-
-
-def read_until_closed(sock: socket.socket) -> bytes:
-    data = b""
-    try:
-        while chunk := sock.recv(65536):
-            data += chunk
-    except (ConnectionResetError, TimeoutError):
-        pass
-    return data
-
-
 def answer_to(server: Server, raw: bytes) -> bytes:
-    with server.connect() as sock:
-        sock.sendall(raw)
-        return read_until_closed(sock)
+    return server.answer(raw)
 
 
 def send_head(sock: socket.socket, head: bytes) -> None:
@@ -244,7 +177,7 @@ def test_stalled_bodies_never_exhaust_the_servers_descriptors(fresh: Server) -> 
         pytest.skip(f"this process may open {hard} descriptors: the test needs 1,100 sockets and room")
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2400), hard))
     head = b"POST /v1/quick HTTP/1.1\r\nHost: gw\r\nContent-Length: 1000\r\n\r\n0123456789"
-    rest = baseline(fresh)
+    rest = fresh.at_rest()
     socks: list[socket.socket] = []
     most = 0
     try:
@@ -266,7 +199,7 @@ def test_stalled_bodies_never_exhaust_the_servers_descriptors(fresh: Server) -> 
     assert set(answers) <= {b"HTTP/1.1 408", b"HTTP/1.1 503", b""}, answers
     assert answers.get(b"HTTP/1.1 408", 0) >= 1, answers
     assert most <= rest + DEFAULT_LIMITS.max_connections + 16, (most, rest)
-    fresh.settle(rest, "the flood's connections")
+    fresh.settle("the flood's connections")
     assert answer_to(fresh, b"GET /v1/echo HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n").startswith(
         b"HTTP/1.1 200 "
     )

@@ -40,7 +40,7 @@ class ServerLimits:
     max_head_bytes: int = 16_384
     max_header_fields: int = 100
     head_timeout_s: float = 10.0
-    keep_alive_s: int = 5
+    keep_alive_s: float = 5
     max_pipelined: int = 16
     max_connections: int = 512
 
