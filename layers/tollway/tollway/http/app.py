@@ -106,7 +106,7 @@ class GatewayApp:
             request_id=rid,
         )
         try:
-            if "content-length" in headers or "transfer-encoding" in headers:
+            if headers.get("content-length", "0") != "0" or "transfer-encoding" in headers:
                 # A body's arrival is part of its route's deadline: a caller that stops
                 # sending holds its request (and its connection) no longer than that.
                 limit = self.gateway.time_limit(request.method, path)
