@@ -145,6 +145,14 @@ ROUTES = """\
   public: true
   timeout_ms: 500
   backends: [{name: b, service: svc, path: /echo/quick}]
+- id: relay
+  path: /v1/relay/{mode}
+  methods: [GET]
+  public: true
+  compose: group
+  backends:
+    - {name: user, service: svc, path: "/json/{mode}"}
+    - {name: sent, service: svc, path: /echo/relay, method: POST, body: {n: "{user.n}", s: "n={user.n}"}}
 - id: who
   path: /v1/who
   methods: [GET]

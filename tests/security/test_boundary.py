@@ -417,3 +417,10 @@ def test_integers_beyond_64_bits_are_composed_exactly(gw: Gateway) -> None:
     assert b'"max":18446744073709551615' in user
     assert b'"deep":[{"n":100000000000000000000000000001}]' in user
     assert b'"f":1.5' in user
+
+
+def test_integers_beyond_64_bits_reach_the_next_backend_exactly(gw: Gateway) -> None:
+    answer = gw.send("GET", "/v1/relay/big")
+    assert answer.status == 200, answer.body
+    sent = [s for s in gw.backend.seen if s.raw_path == "/echo/relay"]
+    assert [s.body for s in sent] == [b'{"n":18446744073709551616,"s":"n=18446744073709551616"}']

@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, unquote_plus
 
-import orjson
-
 from tollway.config.compile import CompiledBackend
 from tollway.config.templates import ParamValueError, TemplateValueError, render_json_template
 from tollway.errors import BadRequest
 from tollway.http.headers import connection_tokens, field_value_ok, to_backend
 from tollway.pipeline import Exchange
 from tollway.upstream.cache import Fill, fill_for
+from tollway.upstream.compose import write_json
 
 # Headers of the caller's request that describe its body or its wishes for the answer's
 # encoding: wrong for a backend whose body the gateway writes or whose JSON it must read.
@@ -100,7 +99,7 @@ def build_request(
         headers = backend_headers(backend, ex, results, fill)
         body: bytes | None
         if backend.body is not None:
-            body = orjson.dumps(render_json_template(backend.body, ex.params, results))
+            body = write_json(render_json_template(backend.body, ex.params, results))
         else:
             body = None if fill is not None else ex.request.body or None
     except ParamValueError as exc:
