@@ -84,12 +84,18 @@ GET = b"GET /v1/echo HTTP/1.1\r\nHost: gw\r\n"
 HUGE_FIELD = GET + b"X-Big: " + b"a" * (20 * 1024 * 1024) + b"\r\n\r\n"
 MANY_FIELDS = GET + b"".join(b"X-F%d: 1\r\n" % i for i in range(101)) + b"\r\n"
 LONG_TARGET = b"GET /v1/echo?" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: gw\r\n\r\n"
+# 17 kB of names with short values, sent at once with a body: the head is whole in one read.
+LONG_NAMES = (
+    b"POST /v1/echo HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n"
+    + b"".join(b"X-%s: 1\r\n" % (b"n" * 200 + b"%d" % i) for i in range(85))
+    + b"\r\n{}"
+)
 
 
 @pytest.mark.parametrize(
     "head, status",
-    [(HUGE_FIELD, b"431"), (MANY_FIELDS, b"431"), (LONG_TARGET, b"414")],
-    ids=["a 20 MiB field", "101 fields", "a 20 kB target"],
+    [(HUGE_FIELD, b"431"), (MANY_FIELDS, b"431"), (LONG_TARGET, b"414"), (LONG_NAMES, b"431")],
+    ids=["a 20 MiB field", "101 fields", "a 20 kB target", "17 kB of names in one read"],
 )
 def test_a_head_over_its_limits_is_refused_and_never_forwarded(
     fresh: Server, head: bytes, status: bytes

@@ -77,6 +77,7 @@ class LimitedHttpTools(HttpToolsProtocol):
         self._head_bytes = 0
         self._begun = False  # a head has begun and is not complete
         self._line_and_values = 0  # of that head, as API Gateway counts them
+        self._parsed = 0  # of that head in all: its target and fields, as parsed
         self._fields = 0
         self._head_timer: Any = None
         if len(self.connections) > self.limits.max_connections:
@@ -119,13 +120,14 @@ class LimitedHttpTools(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._begun = True
-        self._line_and_values = self._fields = 0
+        self._line_and_values = self._parsed = self._fields = 0
         if self._head_timer is None:
             self._arm_head_timer()
 
     def on_url(self, url: bytes) -> None:
         super().on_url(url)
         self._line_and_values += len(url)
+        self._parsed += len(url)
         if len(self.url) > self.limits.max_request_line_and_values:
             raise HeadRefused(414, "the request target is too long")
 
@@ -133,9 +135,13 @@ class LimitedHttpTools(HttpToolsProtocol):
         super().on_header(name, value)
         self._fields += 1
         self._line_and_values += len(value)
+        self._parsed += len(name) + len(value) + 4  # ": " and CRLF
         if self._fields > self.limits.max_header_fields:
             raise HeadRefused(431, f"a request head may have at most {self.limits.max_header_fields} fields")
-        if self._line_and_values > self.limits.max_request_line_and_values:
+        if (
+            self._line_and_values > self.limits.max_request_line_and_values
+            or self._parsed > self.limits.max_head_bytes
+        ):
             raise HeadRefused(431, "the request head is too large")
 
     def on_headers_complete(self) -> None:
