@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import resource
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -109,15 +110,29 @@ def test_a_head_over_its_limits_is_refused_and_never_forwarded(
     assert fresh.rss_mb() - before < 16, (before, fresh.rss_mb())
 
 
-def test_a_hundred_large_heads_leave_the_servers_memory_where_it_was(fresh: Server) -> None:
-    """Issue 18: 100 MiB of headers grew the process from 103 to 507 MB."""
+def test_a_100_mib_head_leaves_the_servers_memory_where_it_was(fresh: Server) -> None:
+    """Issue 18: 100 MiB of headers on one connection grew the process from 103 to 507 MB
+    (measured here on the code before: 64 MB, then 413 MB while it was read and forwarded)."""
+    head = GET + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 100_000) for i in range(1000)) + b"\r\n"
     before = fresh.rss_mb()
-    head = GET + b"".join(b"X-%d: %s\r\n" % (i, b"v" * 8000) for i in range(128))
-    for _ in range(100):  # 1 MiB each
+    peak = [before]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], fresh.rss_mb())
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
         with fresh.connect() as sock:
-            send_head(sock, head + b"\r\n")
+            send_head(sock, head)
             assert read_until_closed(sock).startswith(b"HTTP/1.1 431 ")
-    assert fresh.rss_mb() - before < 24, (before, fresh.rss_mb())
+    finally:
+        done.set()
+        sampler.join()
+    assert peak[0] - before < 24, (before, peak[0])
     assert fresh.backend.seen == []
 
 
