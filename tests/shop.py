@@ -263,8 +263,9 @@ def sent(method: str, path: str, headers: Callable[[Shop], dict[str, str]], **mo
 
 PREFLIGHT = {"origin": "https://app.example", "access-control-request-method": "GET"}
 
-# (kind of refusal, how it is sent, the status, whether it reaches a route (an event))
-REFUSALS: list[tuple[str, Send, int | None, bool]] = [
+# (kind of refusal, how it is sent, the status (or the statuses it may be; None: no answer
+# read), whether it reaches a route (an event))
+REFUSALS: list[tuple[str, Send, int | tuple[int, ...] | None, bool]] = [
     ("path-value", keyed("GET", "/v1/items/a%2Fb"), 400, True),
     ("header-value", keyed("GET", "/v1/tenants/a%0Db"), 400, True),
     ("composed-path-value", keyed("GET", "/v1/combo/a%2Fb"), 400, True),
@@ -282,9 +283,11 @@ REFUSALS: list[tuple[str, Send, int | None, bool]] = [
     ("no-route", keyed("GET", "/v1/nothing"), 404, False),
     ("cors-preflight", sent("OPTIONS", "/v1/items/1", lambda s: PREFLIGHT), 204, False),
     (
+        # 1 ms: the deadline passes while the body arrives (408) or while it is validated (504);
+        # either way before any backend is called.
         "deadline-passed",
         sent("POST", "/v1/rushed", lambda s: {"authorization": f"Bearer {s.token()}"}, json=RUSHED),
-        504,
+        (408, 504),
         True,
     ),
     ("no-instance", keyed("GET", "/v1/ghost"), 502, True),

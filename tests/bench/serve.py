@@ -50,17 +50,23 @@ def main() -> None:
     parser.add_argument("--http", default="auto")
     args = parser.parse_args()
     app = make_app(args.kind)
-    # The same settings as `tollway dev` (tollway/dev/server.py): uvicorn's defaults otherwise.
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=args.port,
-        log_level="warning",
-        lifespan="auto",
-        server_header=False,
-        loop=args.loop,
-        http=args.http,
-    )
+    # The same settings as `tollway dev` (tollway/dev/server.py) for Tollway, its server
+    # limits included; uvicorn's defaults otherwise.
+    if args.kind == "tollway" and args.http == "auto":
+        from tollway.dev.serve import server_config
+
+        config = server_config(app, "127.0.0.1", args.port, loop=args.loop)
+    else:
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=args.port,
+            log_level="warning",
+            lifespan="auto",
+            server_header=False,
+            loop=args.loop,
+            http=args.http,
+        )
     server = uvicorn.Server(config)
     original = server.startup
 

@@ -420,7 +420,7 @@ def _step_rows(r: dict[str, Any]) -> list[Row]:
     server = r.get("server")
     if t and server:
         chosen = f"{server['loop']} + {server['http']}"
-        fast = "uvloop" in server["loop"] and server["http"] == "HttpToolsProtocol"
+        fast = "uvloop" in server["loop"] and server["http"] in ("HttpToolsProtocol", "LimitedHttpTools")
         ratio = t["tollway"]["rps"] / t["tollway_asyncio_h11"]["rps"]
         out.append(
             Row(

@@ -80,6 +80,79 @@ ROUTES = """\
   methods: [GET]
   public: true
   backends: [{name: b, service: svc, path: "/slow/{ms}"}]
+- id: items.admin
+  path: /v1/items/admin
+  methods: [GET]
+  auth: [api_key, jwt]
+  backends: [{name: b, service: svc, path: /echo/items/admin}]
+- id: items.get
+  path: /v1/items/{id}
+  methods: [GET]
+  public: true
+  backends: [{name: b, service: svc, path: "/echo/items/{id}"}]
+- id: ratio
+  path: /v1/ratio
+  methods: [GET]
+  public: true
+  validate:
+    query:
+      type: object
+      properties: {ratio: {type: number, minimum: 0, maximum: 1}, limit: {type: integer, maximum: 10}}
+  backends: [{name: b, service: svc, path: /echo/ratio}]
+- id: orders
+  path: /v1/orders
+  methods: [POST]
+  public: true
+  validate: {body: {type: object, properties: {amount: {type: integer, maximum: 1000}, lines: {type: array}}}}
+  backends: [{name: b, service: svc, path: /echo/orders}]
+- id: chain
+  path: /v1/chain/{mode}
+  methods: [GET]
+  public: true
+  compose: group
+  backends:
+    - {name: user, service: svc, path: "/json/{mode}"}
+    - {name: items, service: svc, path: "/echo/items/{user.id}"}
+    - {name: owned, service: svc, path: /echo/owned, query: {owner: "{user.id}"}, required: false}
+- id: shared
+  path: /v1/shared/{k}
+  methods: [GET, HEAD]
+  public: true
+  cache: {ttl_s: 60, shared: true}
+  backends: [{name: b, service: svc, path: "/reflect/{k}"}]
+- id: shared.composed
+  path: /v1/composed/{k}
+  methods: [GET]
+  public: true
+  compose: group
+  backends: [{name: r, service: svc, path: "/reflect/{k}", cache: {ttl_s: 60, shared: true}}]
+- id: shared.varies
+  path: /v1/varies/{k}
+  methods: [GET]
+  public: true
+  cache: {ttl_s: 60, shared: true, vary: [accept-language]}
+  backends: [{name: b, service: svc, path: "/reflect/{k}"}]
+- id: mine
+  path: /v1/mine/{k}
+  methods: [GET]
+  auth: [api_key, jwt]
+  forward_scopes: true
+  cache: {ttl_s: 60}
+  backends: [{name: b, service: svc, path: "/reflect/{k}"}]
+- id: quick
+  path: /v1/quick
+  methods: [POST]
+  public: true
+  timeout_ms: 500
+  backends: [{name: b, service: svc, path: /echo/quick}]
+- id: relay
+  path: /v1/relay/{mode}
+  methods: [GET]
+  public: true
+  compose: group
+  backends:
+    - {name: user, service: svc, path: "/json/{mode}"}
+    - {name: sent, service: svc, path: /echo/relay, method: POST, body: {n: "{user.n}", s: "n={user.n}"}}
 - id: who
   path: /v1/who
   methods: [GET]
@@ -97,6 +170,15 @@ auth:
     - {{issuer: "{ISSUER}", audience: tollway, hs256_secret_env: JWT_SECRET, default_plan: metered}}
     - {{issuer: "{OTHER_ISSUER}", audience: tollway, hs256_secret_env: JWT_SECRET, default_plan: metered}}
 """
+
+
+# Canned JSON answers of the recording backend, by name (`/json/<name>`).
+JSON_ANSWERS = {
+    "user": b'{"id": "u1"}',
+    "empty": b'{"id": ""}',
+    "big": b'{"id": "u1", "n": 18446744073709551616, "neg": -9223372036854775809,'
+    b' "max": 18446744073709551615, "deep": [{"n": 100000000000000000000000000001}], "f": 1.5}',
+}
 
 
 @dataclass
@@ -134,12 +216,14 @@ class Backend:
                 body,
             )
         )
-        status, out, payload = await self._answer(scope["path"], dict(headers))
+        status, out, payload = await self._answer(scope["path"], dict(headers), body)
         await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": payload})
 
     @staticmethod
-    async def _answer(path: str, headers: dict[str, str]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    async def _answer(
+        path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         json_type = (b"content-type", b"application/json")
         if path.startswith("/neg/"):
             # Gzip for whoever accepts it; `/neg/vary` says so in Vary, `/neg/silent` does not.
@@ -162,6 +246,12 @@ class Backend:
                 ],
                 b'{"error":"session expired"}',
             )
+        if path.startswith("/reflect/"):
+            # Everything it received but the fill's own request id: the poisoning backend.
+            reflected = {k: v for k, v in headers.items() if k != "x-request-id"}
+            return 200, [json_type], orjson.dumps({"headers": reflected, "body": body.decode("latin-1")})
+        if path.startswith("/json/"):
+            return 200, [json_type], JSON_ANSWERS[path.removeprefix("/json/")]
         if path.startswith("/slow/"):
             await asyncio.sleep(int(path.rsplit("/", 1)[1]) / 1000)
         return 200, [json_type], b'{"ok":true}'

@@ -40,6 +40,20 @@ GATEWAY_FIELDS = [
     ("X_Forwarded_For", "10.0.0.1"),
     ("x_api_key", "smuggled"),
 ]
+# Fields a backend, a framework or a proxy behind the gateway reads as the request's method,
+# its URL or the caller's address: only the gateway speaks to those (issue 18).
+OVERRIDES = [
+    ("X-HTTP-Method-Override", "DELETE"),
+    ("X-HTTP-Method", "DELETE"),
+    ("X-Method-Override", "DELETE"),
+    ("X-Real-IP", "10.0.0.1"),
+    ("True-Client-IP", "10.0.0.1"),
+    ("X-Client-IP", "10.0.0.1"),
+    ("X-Cluster-Client-IP", "10.0.0.1"),
+    ("X-Original-URL", "/admin"),
+    ("X-Rewrite-URL", "/admin"),
+    ("X-Original-URI", "/admin"),
+]
 
 
 def test_a_caller_never_sets_a_field_in_the_gateways_namespaces(gw: Gateway) -> None:
@@ -56,6 +70,15 @@ def test_a_caller_never_sets_a_field_in_the_gateways_namespaces(gw: Gateway) -> 
     assert forwarded == ["x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"]
     assert "10.0.0.1" not in seen.header("x-forwarded-for")[0]
     assert seen.header("x-forwarded-host") != ["internal.example"]
+
+
+def test_a_caller_cannot_override_the_method_url_or_address_a_backend_reads(gw: Gateway) -> None:
+    answer = gw.send("GET", "/v1/echo/x", [*OVERRIDES, ("X-Custom", "kept")])
+    assert answer.status == 200, answer.body
+    (seen,) = gw.backend.seen
+    assert not {n.lower() for n, _ in OVERRIDES} & set(seen.names())
+    assert seen.header("x-custom") == ["kept"]
+    assert seen.method == "GET"
 
 
 def test_an_authenticated_caller_cannot_add_to_its_own_identity(gw: Gateway, capsys) -> None:
@@ -109,6 +132,21 @@ def test_a_greedy_value_spans_segments_but_never_climbs(gw: Gateway, value: str)
     assert gw.files.paths == []
 
 
+@pytest.mark.parametrize("spelling", ["admin", "%61dmin", "adm%69n", "%61%64%6d%69%6e", "%61%64%6D%69%6E"])
+def test_a_protected_literal_is_not_reached_through_a_public_parameter(gw: Gateway, spelling: str) -> None:
+    """`/v1/items/admin` needs a credential, `/v1/items/{id}` does not, and both reach the
+    backend's `/items/admin`: every spelling of `admin` is the literal route's (issue 18)."""
+    answer = gw.send("GET", f"/v1/items/{spelling}")
+    assert_problem(answer, 401)
+    assert gw.backend.seen == []
+
+
+def test_a_parameter_that_is_not_the_literal_still_reaches_its_route(gw: Gateway) -> None:
+    assert gw.send("GET", "/v1/items/%41dmin").status == 200  # `Admin`: another value
+    assert gw.send("GET", "/v1/items/a%2Fb").status == 400  # one segment holding `/`
+    assert [s.raw_path for s in gw.backend.seen] == ["/echo/items/Admin"]
+
+
 # ---- 3. validated means forwarded ------------------------------------------------------
 
 
@@ -146,6 +184,67 @@ def test_a_pinned_query_value_cannot_be_overridden(gw: Gateway, spelling: str) -
     assert seen.query == "fixed=1&other=1"
 
 
+def test_a_pinned_query_value_cannot_be_overridden_after_a_semicolon(gw: Gateway) -> None:
+    """Some backends split a query on `;` too: the caller's `;` reaches them as data."""
+    answer = gw.send("GET", "/v1/echo/x?a=1;fixed=evil&b=2;FIXED=evil")
+    assert answer.status == 200, answer.body
+    (seen,) = gw.backend.seen
+    assert seen.query == "fixed=1&a=1%3Bfixed=evil&b=2%3BFIXED=evil"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "ratio=nan",
+        "ratio=NaN",
+        "ratio=inf",
+        "ratio=-inf",
+        "ratio=Infinity",
+        "ratio=1e999",
+        "ratio=%20.5",
+        "ratio=0.5%0A",
+        "ratio=0_5",
+        "limit=1_0",
+        "limit=%2B5",
+        "limit=05",
+        "limit=%D9%A5",  # ARABIC-INDIC DIGIT FIVE, which Python's int() reads as 5
+    ],
+)
+def test_a_number_is_read_as_json_reads_it(gw: Gateway, query: str) -> None:
+    answer = gw.send("GET", f"/v1/ratio?{query}")
+    assert_problem(answer, 400)
+    assert gw.backend.seen == []
+
+
+def test_a_valid_number_reaches_the_backend(gw: Gateway) -> None:
+    assert gw.send("GET", "/v1/ratio?ratio=0.25&limit=-3").status == 200
+    assert gw.send("GET", "/v1/ratio?ratio=1E-1&limit=0").status == 200
+    assert [s.query for s in gw.backend.seen] == ["ratio=0.25&limit=-3", "ratio=1E-1&limit=0"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"amount": 5000, "amount": 5}',
+        b'{"amount": 5, "amount": 5}',
+        b'{"lines": [{"sku": "a", "sku": "b"}], "amount": 1}',
+        b'{"amount": 5, "\\u0061mount": 5000}',
+    ],
+)
+def test_a_validated_body_with_a_repeated_member_is_refused(gw: Gateway, body: bytes) -> None:
+    """Backends disagree on which of two members they read (first, last, an error)."""
+    answer = gw.send("POST", "/v1/orders", [("content-type", "application/json")], body)
+    assert_problem(answer, 400)
+    assert gw.backend.seen == []
+
+
+def test_a_validated_body_without_repeats_is_forwarded_as_sent(gw: Gateway) -> None:
+    body = b'{"amount": 5, "lines": [{"sku": "a"}, {"sku": "a"}]}'
+    assert gw.send("POST", "/v1/orders", [("content-type", "application/json")], body).status == 200
+    (seen,) = gw.backend.seen
+    assert seen.body == body
+
+
 # ---- 4. identities are namespaced ------------------------------------------------------
 
 
@@ -179,6 +278,8 @@ def test_a_token_whose_subject_is_an_api_key_consumer_spends_its_own_quota(gw: G
         {"sub": "acme\r\nx-injected: 1"},
         {"sub": "acme\x00"},
         {"sub": "acme\x7f"},
+        {"sub": "acme\u2028x-injected: 1"},
+        {"sub": "acme\u2029"},
     ],
 )
 def test_a_malformed_claim_is_401_before_any_quota_is_spent(gw: Gateway, claims) -> None:
@@ -228,6 +329,56 @@ def test_a_cached_gzip_answer_never_reaches_a_caller_who_did_not_accept_gzip(gw:
     assert again.header("tollway-cache") == "hit"
 
 
+# What one caller sends that is not in a cache key: it must never reach another caller.
+PRIVATE = [
+    ("Cookie", "session=SECRET"),
+    ("X-Poison", "evil"),
+    ("Accept-Language", "fr"),
+    ("X-Forwarded-For", "10.9.9.9"),
+]
+
+
+@pytest.mark.parametrize("route", ["shared", "composed"])
+def test_a_shared_cache_never_serves_what_one_caller_sent_to_another(gw: Gateway, route: str) -> None:
+    """A cached route forwards only what its key covers (issue 18): no cookie, no other
+    caller field, no body on a GET, not the caller's address."""
+    first = gw.send("GET", f"/v1/{route}/k1", PRIVATE, b"secret-body")
+    assert first.status == 200, first.body
+    second = gw.send("GET", f"/v1/{route}/k1")
+    assert second.status == 200
+    for answer in (first, second):
+        for secret in (b"SECRET", b"evil", b"fr", b"secret-body", b"10.9.9.9"):
+            assert secret not in answer.body
+    assert second.body == first.body  # a hit: the one answer its key stands for
+    (seen,) = gw.backend.seen
+    names = seen.names()
+    assert "cookie" not in names and "x-poison" not in names and "accept-language" not in names
+    assert "x-forwarded-for" not in names  # a shared answer does not depend on who asked
+    assert seen.body == b""
+
+
+def test_a_field_the_route_names_in_vary_is_forwarded_and_keyed(gw: Gateway) -> None:
+    fr = gw.send("GET", "/v1/varies/k", [("Accept-Language", "fr"), ("X-Poison", "evil")])
+    de = gw.send("GET", "/v1/varies/k", [("Accept-Language", "de")])
+    again = gw.send("GET", "/v1/varies/k", [("Accept-Language", "fr")])
+    assert fr.json()["headers"]["accept-language"] == "fr"
+    assert de.json()["headers"]["accept-language"] == "de"
+    assert again.header("tollway-cache") == "hit" and again.body == fr.body
+    assert b"evil" not in fr.body
+    assert len(gw.backend.seen) == 2
+
+
+def test_a_per_consumer_cache_tells_the_backend_only_who_is_asking(gw: Gateway, capsys) -> None:
+    key = gw.key(capsys, "acme")
+    first = gw.send("GET", "/v1/mine/k", [("x-api-key", key), *PRIVATE])
+    assert first.status == 200, first.body
+    reflected = first.json()["headers"]
+    assert reflected["x-tollway-consumer"] == "acme" and "x-tollway-scopes" in reflected
+    assert not {"cookie", "x-poison", "x-forwarded-for"} & set(reflected)
+    other = gw.send("GET", "/v1/mine/k", [("authorization", f"Bearer {token('other')}")])
+    assert other.json()["headers"]["x-tollway-consumer"] == "https://login.boundary.test/|other"
+
+
 def test_a_proxied_4xx_passes_as_documented(gw: Gateway) -> None:
     answer = gw.send("GET", "/v1/deny")
     assert answer.status == 401
@@ -241,3 +392,35 @@ def test_a_proxied_4xx_passes_as_documented(gw: Gateway) -> None:
     assert answer.header("x-powered-by") is None and answer.header("via") is None
     assert "ip-10-0-3-7" not in (answer.header("server") or "")
     assert answer.header("tollway-partial") is None
+
+
+# ---- 8. values taken from a backend's answer -------------------------------------------
+
+
+def test_an_empty_value_from_a_backend_fails_like_a_missing_one(gw: Gateway) -> None:
+    """`{"id": ""}` must not turn `/items/{user.id}` into `/items/`, the whole collection."""
+    answer = gw.send("GET", "/v1/chain/empty")
+    assert_problem(answer, 502)
+    assert [s.raw_path for s in gw.backend.seen] == ["/json/empty"]
+    good = gw.send("GET", "/v1/chain/user")
+    assert good.status == 200, good.body
+    assert sorted(s.raw_path for s in gw.backend.seen[1:]) == ["/echo/items/u1", "/echo/owned", "/json/user"]
+    assert [s.query for s in gw.backend.seen if s.raw_path == "/echo/owned"] == ["owner=u1"]
+
+
+def test_integers_beyond_64_bits_are_composed_exactly(gw: Gateway) -> None:
+    answer = gw.send("GET", "/v1/chain/big")
+    assert answer.status == 200, answer.body
+    user = answer.body.split(b'"user":', 1)[1]
+    assert b'"n":18446744073709551616' in user
+    assert b'"neg":-9223372036854775809' in user
+    assert b'"max":18446744073709551615' in user
+    assert b'"deep":[{"n":100000000000000000000000000001}]' in user
+    assert b'"f":1.5' in user
+
+
+def test_integers_beyond_64_bits_reach_the_next_backend_exactly(gw: Gateway) -> None:
+    answer = gw.send("GET", "/v1/relay/big")
+    assert answer.status == 200, answer.body
+    sent = [s for s in gw.backend.seen if s.raw_path == "/echo/relay"]
+    assert [s.body for s in sent] == [b'{"n":18446744073709551616,"s":"n=18446744073709551616"}']

@@ -100,6 +100,36 @@ def test_a_whole_chunked_body_is_forwarded_whole(gw: Gateway) -> None:
     assert seen.body == b"hello world"
 
 
+@pytest.mark.parametrize(
+    "framing, sent",
+    [
+        ("Content-Length: 1000", b"0123456789"),
+        ("Transfer-Encoding: chunked", b"3e8\r\n0123456789"),
+        ("Content-Length: 1000", b""),
+    ],
+)
+def test_a_body_that_stops_gets_its_answer_at_the_routes_deadline(
+    gw: Gateway, log_lines, framing: str, sent: bytes
+) -> None:
+    """Issue 18: 10 of 1,000 bytes held a 500 ms route for as long as the caller liked."""
+    head = f"POST /v1/quick HTTP/1.1\r\nHost: gw\r\nX-Request-Id: stalled-1\r\n{framing}\r\n\r\n"
+    parts = urlsplit(served_url(gw))
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        started = time.monotonic()
+        sock.sendall(head.encode() + sent)  # ...and then nothing more, the connection left open
+        data = b""
+        while chunk := sock.recv(65536):  # the server closes it after its answer
+            data += chunk
+        elapsed = time.monotonic() - started
+    assert data.startswith(b"HTTP/1.1 408 "), data[:200]
+    assert b"application/problem+json" in data
+    assert elapsed < 3.0, elapsed  # a bound with room for a loaded machine: the route has 500 ms
+    assert gw.backend.seen == []
+    wait_for(lambda: any(a["request_id"] == "stalled-1" for a in access_lines(log_lines)), "the access line")
+    (line,) = [a for a in access_lines(log_lines) if a["request_id"] == "stalled-1"]
+    assert line["status"] == 408 and line["route"] == "quick"
+
+
 # ---- 9. the log carries the right request id -------------------------------------------
 
 

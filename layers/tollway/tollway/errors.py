@@ -6,10 +6,12 @@ GatewayError
  ├── Forbidden             403
  ├── NotFound              404
  ├── MethodNotAllowed      405  (with Allow)
+ ├── RequestTimeout        408  (the caller's body did not arrive in time)
  ├── PayloadTooLarge       413
  ├── TooManyRequests       429  (with Retry-After)
  ├── BadGateway            502
  ├── ServiceUnavailable    503
+ │    └── IssuerUnavailable     503  (a JWT issuer's keys cannot be had in time)
  └── GatewayTimeout        504
 
 Steps raise these; `tollway.http.problems.problem_response` is the one place that turns
@@ -64,6 +66,10 @@ class MethodNotAllowed(GatewayError):
         super().__init__(f"allowed methods: {', '.join(allowed)}", headers={"allow": ", ".join(allowed)})
 
 
+class RequestTimeout(GatewayError):
+    status, slug, title = 408, "request-timeout", "Request Timeout"
+
+
 class PayloadTooLarge(GatewayError):
     status, slug, title = 413, "payload-too-large", "Payload Too Large"
 
@@ -85,6 +91,13 @@ class BadGateway(GatewayError):
 
 class ServiceUnavailable(GatewayError):
     status, slug, title = 503, "service-unavailable", "Service Unavailable"
+
+
+class IssuerUnavailable(ServiceUnavailable):
+    slug, title = "issuer-unavailable", "Token Issuer Unavailable"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"retry-after": "1"})
 
 
 class GatewayTimeout(GatewayError):

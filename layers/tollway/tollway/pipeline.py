@@ -31,6 +31,7 @@ from tollway.errors import (
     GatewayError,
     MethodNotAllowed,
     PayloadTooLarge,
+    RequestTimeout,
     Unauthorized,
 )
 from tollway.http.messages import Request, Response, StreamCut
@@ -138,6 +139,8 @@ def limit_body(next_: Handler) -> Handler:
             raise PayloadTooLarge(f"request body exceeds {ex.route.max_body_bytes} bytes")
         if ex.request.truncated:
             raise BadRequest("the request body ended before its declared end")
+        if ex.request.late:
+            raise RequestTimeout("the request body did not arrive within the route's deadline")
         return await next_(ex)
 
     return step
@@ -303,9 +306,18 @@ class Gateway:
             self.admission.settle(ex)
         ex.admitted = False
 
-    async def handle(self, request: Request, path: str) -> Response:
-        """Answer one request. `path` is percent-encoded, as the caller sent it."""
-        started = time.monotonic()
+    def time_limit(self, method: str, path: str) -> float:
+        """Seconds the request's route has from its arrival, its body's included (the
+        gateway's default for a path no route serves)."""
+        try:
+            return self.router.match(method, path).target[0].timeout_s
+        except GatewayError:
+            return self.config.defaults.timeout_ms / 1000
+
+    async def handle(self, request: Request, path: str, started: float | None = None) -> Response:
+        """Answer one request. `path`: the caller's, as `http.routing.canonical_path` spells it;
+        `started`: time.monotonic() when it arrived (its route's deadline runs from then)."""
+        started = time.monotonic() if started is None else started
         ex: Exchange | None = None
         origin = request.headers.get("origin")
         try:

@@ -216,3 +216,50 @@ async def test_a_grpc_reply_of_a_thing_bigger_than_json_allows_nested(tmp_path: 
     finally:
         things.stop()
     assert response.status_code == 200
+
+
+async def test_a_cacheable_call_carries_only_what_the_cache_key_covers(
+    tmp_path: Path, things: ThingsServer
+) -> None:
+    """Issue 18 item 2 for gRPC: what a service may read from a call whose answer a shared
+    cache stores is what the entry's key covers, as for an HTTP backend (upstream/cache.py
+    Fill): no cookie, no other caller field, no caller address; and a backend cache keys
+    what the call sends."""
+    routes = [
+        {
+            "id": "cached",
+            "path": "/v1/cached/{id}",
+            "cache": {"ttl_s": 60, "shared": True},
+            "backends": [{"name": "t", "service": "t", "grpc": GET, "body": {"id": "{id}"}}],
+        },
+        {
+            "id": "group",
+            "path": "/v1/group/{id}",
+            "compose": "group",
+            "backends": [
+                {"name": "t", "service": "t", "grpc": GET, "body": {"id": "{id}"},
+                 "cache": {"ttl_s": 60, "shared": True, "vary": ["accept-language"]}},
+            ],
+        },
+        {
+            "id": "uncached",
+            "path": "/v1/uncached/{id}",
+            "backends": [{"name": "t", "service": "t", "grpc": GET, "body": {"id": "{id}"}}],
+        },
+    ]  # fmt: skip
+    secret = {"cookie": "session=SECRET", "x-poison": "1", "accept-language": "fr"}
+    async with gateway(grpc_infra(tmp_path, {"t": things.url}, routes)) as (gw, _):
+        for path in ("/v1/cached/a", "/v1/group/a", "/v1/uncached/a"):
+            assert (await gw.get(path, headers=secret)).status_code == 200
+        # The backend cache keys its variant: another language is another call.
+        assert (await gw.get("/v1/group/a", headers={"accept-language": "de"})).status_code == 200
+        assert (await gw.get("/v1/group/a", headers={"accept-language": "fr"})).status_code == 200
+    cached, grouped, uncached, german = (dict(call.metadata) for call in things.calls)
+    assert len(things.calls) == 4
+    for seen in (cached, grouped):
+        assert "cookie" not in seen and "x-poison" not in seen and "x-forwarded-for" not in seen
+        assert "x-request-id" in seen and "traceparent" in seen  # per call: never in a key
+    assert grouped["accept-language"] == "fr" and "accept-language" not in cached
+    assert german["accept-language"] == "de"
+    # Not cached: the call carries what an HTTP backend would (SPEC §5, §7).
+    assert uncached["x-poison"] == "1" and "x-forwarded-for" in uncached

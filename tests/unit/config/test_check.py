@@ -279,3 +279,34 @@ def test_stripe_meter_problems_name_their_line(tmp_path: Path) -> None:
         "infra/plans.yaml:7: plans: missing key 'plans.tokens.stripe.meter'",
         "infra/plans.yaml:7: plans: unknown key 'plans.tokens.stripe.metre'",
     ]
+
+
+def test_a_cache_can_only_vary_on_a_field_that_reaches_a_backend(tmp_path: Path) -> None:
+    infra = write_infra(
+        tmp_path,
+        {
+            "c.yaml": """\
+            team: c
+            routes:
+              - id: c.get
+                path: /v1/c/{id}
+                methods: [GET]
+                public: true
+                cache: {ttl_s: 60, shared: true, vary: [accept-language, Authorization, x-forwarded-host]}
+                compose: group
+                backends:
+                  - name: a
+                    service: users
+                    path: /a/{id}
+                    cache: {ttl_s: 60, vary: [cookie, x-api-key]}
+            """
+        },
+    )
+    assert problems(infra) == [
+        "infra/routes/c.yaml:7: route c.get: cache.vary: Authorization never reaches a backend, "
+        "so no answer can vary on it",
+        "infra/routes/c.yaml:7: route c.get: cache.vary: x-forwarded-host never reaches a backend, "
+        "so no answer can vary on it",
+        "infra/routes/c.yaml:13: route c.get: backends[0].cache.vary: x-api-key never reaches a backend, "
+        "so no answer can vary on it",
+    ]

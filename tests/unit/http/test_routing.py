@@ -58,3 +58,42 @@ def test_a_greedy_parameter_takes_the_rest_of_the_path_after_literals_and_parame
     assert (match.target, match.params) == ("files", {"rest": "docs/a b/c.txt"})
     with pytest.raises(NotFound):
         r.match("GET", "/files/")
+
+
+@pytest.mark.parametrize(
+    "raw, canonical",
+    [
+        (b"/v1/items/admin", "/v1/items/admin"),
+        (b"/v1/items/%61dmin", "/v1/items/admin"),
+        (b"/v1/items/%7e%2D%5F%2e", "/v1/items/~-_."),
+        (b"/v1/a%2fb", "/v1/a%2Fb"),  # a reserved escape stays one, upper-cased
+        (b"/v1/a%25b", "/v1/a%25b"),
+        (b"/v1/100%", "/v1/100%25"),  # a lone `%`
+        (b"/v1/%zz", "/v1/%25zz"),
+        (b"/v1/caf\xc3\xa9", "/v1/caf%C3%A9"),  # what an event's text path is, as UTF-8
+        (b"/v1/a b?c#d", "/v1/a%20b%3Fc%23d"),
+        (b"/v1/a;b=c:d@e!$&'()*+,", "/v1/a;b=c:d@e!$&'()*+,"),
+    ],
+)
+def test_the_canonical_path_decodes_unreserved_escapes_once(raw: bytes, canonical: str) -> None:
+    from tollway.http.routing import canonical_path
+
+    assert canonical_path(raw) == canonical
+    assert canonical_path(canonical.encode()) == canonical  # canonical is a fixed point
+
+
+def test_a_literal_segment_matches_its_every_spelling_and_a_parameter_only_other_values() -> None:
+    from tollway.http.routing import canonical_path
+
+    router: Router[str] = Router()
+    router.add("/items/admin", frozenset({"GET"}), "admin")
+    router.add("/items/a:b", frozenset({"GET"}), "colon")
+    router.add("/items/{id}", frozenset({"GET"}), "item")
+    for raw in (b"/items/admin", b"/items/%61dmin", b"/items/%61%64%6D%69%6E"):
+        assert router.match("GET", canonical_path(raw)).target == "admin"
+    # A reserved character's escape decodes to the literal too: a backend would read it so.
+    assert router.match("GET", canonical_path(b"/items/a%3Ab")).target == "colon"
+    other = router.match("GET", canonical_path(b"/items/%41dmin"))
+    assert (other.target, other.params) == ("item", {"id": "Admin"})
+    split = router.match("GET", canonical_path(b"/items/a%2Fb"))
+    assert (split.target, split.params) == ("item", {"id": "a/b"})

@@ -5,11 +5,17 @@ that issuer only: the algorithm against its allow-list (so `none` and HS/RS conf
 never verify), the signature with PyJWT, then `iss`, `aud`, `exp` and `nbf` with the
 issuer's leeway. JWKS are fetched with the shared HTTP client and kept for
 `jwks_max_age_s`; an unknown `kid` refetches them at most once per `jwks_refresh_s`.
+
+A fetch is one task per issuer, bounded as a whole (`JWKS_TIMEOUT_S`, `JWKS_MAX_BYTES`,
+so a dribbling endpoint cannot stretch it), and shared: each request that needs it
+waits only until its own deadline, then answers 503 `issuer-unavailable` if it still
+cannot check its token, while the fetch goes on for the requests that follow.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 import unicodedata
@@ -32,7 +38,7 @@ from jwt.exceptions import (
 )
 
 from tollway.auth.challenge import invalid_token
-from tollway.errors import ServiceUnavailable
+from tollway.errors import IssuerUnavailable
 from tollway.observability import logger
 
 if TYPE_CHECKING:
@@ -77,17 +83,17 @@ class Jwks:
         self._prepared: dict[tuple[str, str], jwt.PyJWK] = {}
         self._fetched_at: float | None = None
         self._attempted_at: float | None = None
-        self._lock = asyncio.Lock()
+        self._fetching: asyncio.Future[None] | None = None
 
-    async def key(self, kid: str, alg: str) -> jwt.PyJWK | None:
+    async def key(self, kid: str, alg: str, deadline: float | None = None) -> jwt.PyJWK | None:
+        """`deadline` (time.monotonic() seconds): how long this request may wait for a fetch."""
         now = self.clock()
         stale = self._fetched_at is None or now - self._fetched_at >= self.max_age_s
-        if (stale or kid not in self._keys) and self._may_fetch(now):
-            async with self._lock:
-                if self._may_fetch(self.clock()):
-                    await self._fetch()
+        wanted = (stale or kid not in self._keys) and (self._fetching is not None or self._may_fetch(now))
+        if wanted and not await self._refreshed(deadline) and kid not in self._keys:
+            raise IssuerUnavailable("the token issuer's keys could not be fetched in time; try again")
         if self._fetched_at is None:
-            raise ServiceUnavailable("the token issuer's keys are unavailable; try again shortly")
+            raise IssuerUnavailable("the token issuer's keys are unavailable; try again shortly")
         return self._prepare(kid, alg)
 
     def forget(self) -> None:
@@ -98,16 +104,32 @@ class Jwks:
     def _may_fetch(self, now: float) -> bool:
         return self._attempted_at is None or now - self._attempted_at >= self.refresh_s
 
-    async def _fetch(self) -> None:
-        self._attempted_at = self.clock()
+    async def _refreshed(self, deadline: float | None) -> bool:
+        """Start a fetch unless one is running, and wait for it until `deadline`: False if it
+        had not ended by then (it goes on, for the requests that follow)."""
+        if self._fetching is None:
+            self._attempted_at = self.clock()
+            self._fetching = fetching = asyncio.ensure_future(self._fetch())
+            fetching.add_done_callback(self._fetched)
+        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            response = await self.client.get(self.url, timeout=JWKS_TIMEOUT_S)
-            if response.status_code != 200 or len(response.content) > JWKS_MAX_BYTES:
-                raise ValueError(f"status {response.status_code}, {len(response.content)} bytes")
-            keys = response.json()["keys"]
+            await asyncio.wait_for(asyncio.shield(self._fetching), wait)
+        except TimeoutError:
+            return False
+        return True
+
+    def _fetched(self, fetching: asyncio.Future[None]) -> None:
+        if self._fetching is fetching:
+            self._fetching = None
+
+    async def _fetch(self) -> None:
+        try:
+            async with asyncio.timeout(JWKS_TIMEOUT_S):
+                document = await self._download()
+            keys = json.loads(document)["keys"]
             if not isinstance(keys, list):
                 raise ValueError("'keys' is not a list")
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        except (TimeoutError, httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             # Keep serving the keys we have: an issuer's hiccup must not log everyone out.
             logger.warning("JWKS fetch failed", extra={"jwks_url": self.url, "error": str(exc)})
             return
@@ -122,6 +144,17 @@ class Jwks:
         }
         self._prepared = {}
         self._fetched_at = self._attempted_at
+
+    async def _download(self) -> bytes:
+        async with self.client.stream("GET", self.url, timeout=JWKS_TIMEOUT_S) as response:
+            if response.status_code != 200:
+                raise ValueError(f"status {response.status_code}")
+            document = b""
+            async for chunk in response.aiter_bytes():
+                document += chunk
+                if len(document) > JWKS_MAX_BYTES:
+                    raise ValueError(f"more than {JWKS_MAX_BYTES} bytes")
+        return document
 
     def _prepare(self, kid: str, alg: str) -> jwt.PyJWK | None:
         prepared = self._prepared.get((kid, alg))
@@ -149,7 +182,9 @@ class IssuerVerifier:
         self.algorithms = frozenset(issuer.algorithms or default)
         self.audience = issuer.audience
 
-    async def verify(self, token: str, header: Mapping[str, Any]) -> dict[str, Any]:
+    async def verify(
+        self, token: str, header: Mapping[str, Any], deadline: float | None = None
+    ) -> dict[str, Any]:
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self.algorithms:
             raise invalid_token("token algorithm is not allowed for this issuer")
@@ -158,7 +193,7 @@ class IssuerVerifier:
             kid = header.get("kid")
             if not isinstance(kid, str) or not kid:
                 raise invalid_token("token has no key id (kid)")
-            key = await self.jwks.key(kid, alg)
+            key = await self.jwks.key(kid, alg, deadline)
             if key is None:
                 raise invalid_token("token is signed with an unknown key")
         elif self.secret is not None and alg == "HS256":
@@ -223,8 +258,11 @@ class IssuerVerifier:
 
 
 def _printable(value: str) -> bool:
-    """Non-empty, bounded, and without a control, format or unassigned character."""
-    return 0 < len(value) <= MAX_CLAIM_CHARS and not any(unicodedata.category(c)[0] == "C" for c in value)
+    """Non-empty, bounded, and without a control, format or unassigned character, nor a
+    line or paragraph separator (U+2028, U+2029: line ends to JavaScript and to logs)."""
+    return 0 < len(value) <= MAX_CLAIM_CHARS and not any(
+        unicodedata.category(c)[0] == "C" or c in "\u2028\u2029" for c in value
+    )
 
 
 class JwtVerifier:
@@ -233,7 +271,7 @@ class JwtVerifier:
     def __init__(self, issuers: Mapping[str, IssuerVerifier]) -> None:
         self.issuers = dict(issuers)
 
-    async def verify(self, token: str) -> Identity:
+    async def verify(self, token: str, deadline: float | None = None) -> Identity:
         try:
             unverified = jwt.decode_complete(token, options={"verify_signature": False})
         except PyJWTError as exc:
@@ -242,7 +280,7 @@ class JwtVerifier:
         verifier = self.issuers.get(iss) if isinstance(iss, str) else None
         if verifier is None:
             raise invalid_token("token issuer is not trusted")
-        claims = await verifier.verify(token, unverified["header"])
+        claims = await verifier.verify(token, unverified["header"], deadline)
         return verifier.identity(claims)
 
 

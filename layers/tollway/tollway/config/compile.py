@@ -281,6 +281,14 @@ def cost_spec(metering: Metering) -> CostSpec:
     )
 
 
+def _check_vary(cache: Cache | None, where: str, problem, at: tuple) -> None:
+    from tollway.http.headers import to_backend
+
+    for name in cache.vary if cache is not None else ():
+        if not to_backend(name.lower()):
+            problem(f"{where}.vary: {name} never reaches a backend, so no answer can vary on it", *at, "vary")
+
+
 def _compile_backends(
     lr, services, known_services, defaults, problem, protos=None
 ) -> tuple[CompiledBackend, ...] | None:
@@ -296,6 +304,7 @@ def _compile_backends(
     unsafe = sorted(set(route.methods) - {"GET", "HEAD"})
     if route.cache is not None and unsafe:
         problem(f"cache: only GET routes can be cached, this one also allows {', '.join(unsafe)}", "cache")
+    _check_vary(route.cache, "cache", problem, ("cache",))
     deps: dict[str, set[str]] = {}
     out: dict[str, CompiledBackend] = {}
     for i, b in enumerate(route.backends):
@@ -315,6 +324,7 @@ def _compile_backends(
             problem(f"backends[{i}]: pick and rename need compose: merge or group", *at)
         if b.cache is not None and unsafe:
             problem(f"backends[{i}].cache: only GET routes can cache, this one also allows {unsafe[0]}", *at)
+        _check_vary(b.cache, f"backends[{i}].cache", problem, (*at, "cache"))
         method = None
         if b.grpc is not None:
             method = _grpc_backend(b, i, services.get(b.service), protos, problem)

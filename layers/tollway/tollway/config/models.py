@@ -258,6 +258,9 @@ class Cache(Model):
     ttl_s: Annotated[int, Field(gt=0, le=86_400)]
     shared: bool = False
     max_entries: Annotated[int, Field(gt=0)] = 1000
+    # Caller fields the backend answers differently on: forwarded, and part of the key
+    # (Accept-Encoding always is). No other caller field reaches a cached route's backend.
+    vary: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9-]+$")]] = []
 
 
 class Backend(Model):

@@ -30,7 +30,7 @@ from tollway.config.compile import compile_infra
 from tollway.dev.backends import DEMO_SERVICES
 from tollway.dev.grpc_demo import demo_grpc_spec
 from tollway.dev.preflight import check_infra, check_ports, check_template, find_template
-from tollway.dev.serve import free_port
+from tollway.dev.serve import free_port, server_config
 from tollway.dev.sidecar import launch
 from tollway.dev.template import provision
 from tollway.discovery.target import parse_target
@@ -261,22 +261,26 @@ def _gateway(options: DevOptions, stack: DevStack) -> uvicorn.Server:
         dict(os.environ),
         say=say,
     )
-    # loop and http "auto": uvloop and httptools, as the bare worker of `make bench`.
-    return uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=options.host,
-            port=options.port,
-            log_level="warning",
-            lifespan="on",
-            server_header=False,
-            proxy_headers=False,
-        )
-    )
+    # uvloop and httptools, as the bare worker of `make bench`, with an edge's limits on what
+    # a caller may send and hold (tollway/dev/serve.py; README, "Serving the gateway").
+    return uvicorn.Server(server_config(app, options.host, options.port, lifespan="on"))
+
+
+def _descriptors_for_connections() -> None:
+    """Room for the connection cap and the backend pool (512 each) and the emulators: a
+    soft descriptor limit of 1,024, common by default, is raised as far as 4,096."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 4096 if hard == resource.RLIM_INFINITY else min(4096, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def run(options: DevOptions) -> int:
     """Serve until Ctrl-C (KeyboardInterrupt, after the ordered stop) or SIGTERM (0)."""
+    _descriptors_for_connections()
     previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         stack, server = start(options)  # stops what it started if a signal comes meanwhile

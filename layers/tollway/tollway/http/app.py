@@ -6,7 +6,9 @@ framework underneath, so a request costs only what the pipeline does.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
@@ -14,6 +16,7 @@ from urllib.parse import quote
 from tollway.errors import PayloadTooLarge
 from tollway.http.headers import request_id, well_formed
 from tollway.http.messages import Request, Response
+from tollway.http.routing import canonical_path
 from tollway.http.trace import trace_context
 from tollway.observability import bind_request_id
 from tollway.pipeline import Gateway
@@ -74,22 +77,30 @@ class GatewayApp:
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        arrived = time.monotonic()
+        # One reading on both hosts: a repeated field joined with "," (as API Gateway joins
+        # it), and cookies as one list of pairs (API Gateway splits them into `cookies`).
         headers: dict[str, str] = {}
+        cookies: list[str] = []
         for raw_name, raw_value in scope["headers"]:
             name = raw_name.decode("latin-1").lower()
             value = raw_value.decode("latin-1")
             if not well_formed(name, value):
                 continue  # dropped, like a field nginx ignores: it could only split a backend's head
-            if name in headers:
-                headers[name] += ("; " if name == "cookie" else ", ") + value
+            if name == "cookie":
+                cookies += [pair for pair in (p.strip() for p in value.split(";")) if pair]
+            elif name in headers:
+                headers[name] += "," + value
             else:
                 headers[name] = value
+        if cookies:
+            headers["cookie"] = "; ".join(cookies)
         rid = request_id(headers.get("x-request-id"))
         trace = trace_context(headers, self.runtime_trace() if self.runtime_trace is not None else None)
         bind_request_id(rid, trace.trace_id)
         client = scope.get("client")
         raw_path = scope.get("raw_path")
-        path = raw_path.decode("latin-1") if raw_path else quote(scope["path"], safe=_PATH_SAFE)
+        path = canonical_path(raw_path or quote(scope["path"], safe=_PATH_SAFE).encode())
         request = Request(
             method=scope["method"],
             path=scope["path"],
@@ -102,14 +113,26 @@ class GatewayApp:
             trace=trace,
         )
         try:
-            request.body = await _read_body(receive, headers.get("content-length"), self.max_body)
+            if headers.get("content-length", "0") != "0" or "transfer-encoding" in headers:
+                # A body's arrival is part of its route's deadline: a caller that stops
+                # sending holds its request (and its connection) no longer than that.
+                limit = self.gateway.time_limit(request.method, path)
+                async with asyncio.timeout(arrived + limit - time.monotonic()):
+                    request.body = await _read_body(receive, headers.get("content-length"), self.max_body)
+            else:
+                request.body = await _read_body(receive, None, self.max_body)
         except PayloadTooLarge:
             # The route's own step answers 413, so the request is still matched and metered.
             request.oversize = True
         except _Truncated:
             # Likewise a 400 from the route's first step: a part of a body is never forwarded.
             request.truncated = True
-        response = await self.gateway.handle(request, path)
+        except TimeoutError:
+            # Likewise a 408; the rest of the body is never read, so the connection closes.
+            request.late = True
+        response = await self.gateway.handle(request, path, arrived)
+        if request.late:
+            response.headers.append(("connection", "close"))
         await _send(send, response, head=request.method == "HEAD")
 
 

@@ -30,6 +30,23 @@ NOT_TO_BACKEND = HOP_BY_HOP | {
     "forwarded",
     "expect",
 }
+# Fields that frameworks and proxies behind a gateway read as the request's method, its
+# URL or the caller's address (Rails, Laravel, ASP.NET, IIS, nginx `real_ip`, CDNs): only
+# the gateway may say those, so a caller's never crosses, like the namespaces below.
+NOT_TO_BACKEND |= {
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-real-ip",
+    "true-client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+}
 # The gateway's namespaces: a backend trusts what it reads here as the gateway's word
 # (who the consumer is, where the request came from), so no caller's field of these
 # names ever crosses, whatever follows the prefix.

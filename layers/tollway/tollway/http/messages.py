@@ -15,7 +15,7 @@ class Request:
     method: str
     path: str
     query_string: bytes
-    headers: dict[str, str]  # lower-case names; repeated fields joined with ", "
+    headers: dict[str, str]  # lower-case names; repeated fields joined with ","
     body: bytes
     client_ip: str
     scheme: str
@@ -23,6 +23,7 @@ class Request:
     oversize: bool = False  # the body was over the gateway's limit and was not read
     truncated: bool = False  # the caller went away before the body's end: never forwarded
     trace: TraceContext | None = None  # the trace backends join (tollway.http.trace)
+    late: bool = False  # the body had not arrived by the route's deadline: never forwarded
 
     @property
     def host(self) -> str:

@@ -7,11 +7,17 @@ Validated means forwarded: a validated query is parsed once (UTF-8, `+` as space
 validated name given twice (in any spelling or case: `limit=5&LIMIT=9`, `li%6Dit=9`) is
 refused, and the backend receives the canonical query rebuilt from exactly the values
 checked, so no backend can read another value (first, last, joined, `;`-split) than the
-one the schema saw.
+one the schema saw. A query number is read with JSON's grammar: `nan`, `inf`, `1e999`,
+`05`, `+5`, `1_0` or `٥` are not numbers (each reads as another number, or none, to
+some backend), so they fail the schema's type. A validated body whose object gives one
+member twice is refused: backends read the first, the last, or fail.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,18 +53,44 @@ def _query_types(schema: dict[str, Any]) -> dict[str, str]:
     }
 
 
+_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+
+
 def _coerce(value: str, kind: str | None) -> Any:
-    # Query values arrive as text: read them as the type the schema asks for, when they can be.
+    # Query values arrive as text: read them as the type the schema asks for, when they are
+    # spelled as JSON spells it (else they stay text, and fail the type).
     try:
-        if kind == "integer":
+        if kind == "integer" and _INTEGER.fullmatch(value):
             return int(value)
-        if kind == "number":
-            return float(value)
+        if kind == "number" and (m := _NUMBER.fullmatch(value)):
+            number = float(value) if m.group(1) or m.group(2) else int(value)
+            return number if math.isfinite(number) else value
         if kind == "boolean" and value in ("true", "false"):
             return value == "true"
-    except ValueError:
+    except ValueError:  # an integer of more digits than Python converts
         pass
     return value
+
+
+class _Repeated(ValueError):
+    pass
+
+
+def _members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        raise _Repeated
+    return members
+
+
+def _repeats_a_member(body: bytes) -> bool:
+    """Whether an object of this (valid) JSON gives one member twice."""
+    try:
+        json.loads(body, object_pairs_hook=_members)
+    except _Repeated:
+        return True
+    return False
 
 
 def _decode(raw: bytes) -> str:
@@ -133,6 +165,10 @@ class RequestValidator:
                 data = orjson.loads(body) if body else None
             except orjson.JSONDecodeError:
                 raise BadRequest("the request body is not valid JSON") from None
+            if isinstance(data, dict | list) and _repeats_a_member(body):
+                error = BadRequest("body: an object gives the same member twice")
+                error.extensions["pointer"] = "/body"
+                raise error
             self._run(self.body, data, "body")
         return query_string
 

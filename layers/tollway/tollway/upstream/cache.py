@@ -7,12 +7,20 @@ can only shorten or forbid storing: `no-store` and `no-cache` forbid it, `privat
 forbids it in a shared cache, `max-age` caps the configured `ttl_s`. A route's stored
 answer keeps the request fields its `Vary` names (one variant per key: another value
 is a miss that replaces it).
+
+A stored answer is served to every request with its key, so a request that may fill an
+entry carries to its backend only what the key covers (`Fill`): the route's parameters
+and query, the caller fields the cache names in `vary` (and Accept-Encoding), the Host,
+and who is asking unless the cache is shared; never a cookie or another caller field, a
+body on a GET, nor the caller's address. The backend request is then a function of the
+key, and so is the answer (tests/fuzz/test_cache_key.py holds it to that).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tollway.lru import ExpiringLru
@@ -21,6 +29,32 @@ if TYPE_CHECKING:
     from tollway.config.models import Cache
 
 Clock = Callable[[], float]
+
+CACHEABLE = frozenset({"GET", "HEAD"})
+# The ids of the one request that fills an entry: sent, but never part of what it stands for.
+PER_FILL = frozenset({"x-request-id", "traceparent", "tracestate"})
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """What a request that may fill a cache entry may tell its backend."""
+
+    keyed: frozenset[str]  # caller fields forwarded (and keyed by)
+    shared: bool  # the entry serves every consumer: who is asking is not told
+
+
+def fill_for(method: str, *caches: Cache | None) -> Fill | None:
+    """The rules a request follows when one of `caches` may store its answer, else None;
+    with two caches (a route's and a backend's), what both allow."""
+    found = [c for c in caches if c is not None]
+    if method not in CACHEABLE or not found:
+        return None
+    keyed = frozenset.intersection(*(frozenset(("accept-encoding", *map(str.lower, c.vary))) for c in found))
+    return Fill(keyed, any(c.shared for c in found))
+
+
+def keyed_values(fill: Fill, request_headers: Mapping[str, str]) -> tuple[str, ...]:
+    return tuple(_normal(request_headers.get(name)) for name in sorted(fill.keyed))
 
 
 def storable_ttl(config: Cache, cache_controls: Iterable[str | None]) -> float:

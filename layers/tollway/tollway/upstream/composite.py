@@ -20,9 +20,9 @@ from tollway.config.templates import TemplateValueError
 from tollway.errors import BadGateway, GatewayTimeout
 from tollway.http.messages import Response
 from tollway.pipeline import BackendOutcome, Exchange
-from tollway.upstream.cache import Caches, storable_ttl
+from tollway.upstream.cache import CACHEABLE, PER_FILL, Caches, storable_ttl
 from tollway.upstream.call import BackendCaller, BackendFailure
-from tollway.upstream.compose import NotAnObject, merge, shape
+from tollway.upstream.compose import NotAnObject, merge, read_json, shape, write_json
 from tollway.upstream.fanout import DeadlinePassed, RequiredBackendFailed, fan_out
 from tollway.upstream.request import build_request
 
@@ -30,20 +30,19 @@ if TYPE_CHECKING:
     from tollway.upstream.grpc import GrpcUpstream
 
 JSON = "application/json"
-CACHEABLE = frozenset({"GET", "HEAD"})
 # orjson writes at most 254 levels of nesting (reads 1024): a backend's JSON can be deeper.
 TOO_DEEP = (TypeError, RecursionError)
 
 
 def _compose(kind: str, backends: tuple[CompiledBackend, ...], shaped: dict[str, Any]) -> bytes:
     if kind == "merge":
-        return orjson.dumps(merge(shaped.get(b.name) for b in backends))
-    return orjson.dumps({b.name: shaped.get(b.name) for b in backends})
+        return write_json(merge(shaped.get(b.name) for b in backends))
+    return write_json({b.name: shaped.get(b.name) for b in backends})
 
 
 def _serializable(value: Any) -> bool:
     try:
-        orjson.dumps([value])  # one level more, as under its name in a group
+        write_json([value])  # one level more, as under its name in a group
     except TOO_DEEP:
         return False
     return True
@@ -141,8 +140,10 @@ class Composite:
         cache = key = None
         if backend.cache is not None and ex.request.method in CACHEABLE:
             cache = self.caches.for_((ex.route.id, backend.name), backend.cache)
-            consumer = None if backend.cache.shared else ex.principal.consumer_id
-            key = (request.method, request.path, request.body, consumer)
+            # The request carries only what the entry may depend on (upstream/request.py):
+            # it is the key, but for the ids of the one request that fills it.
+            fields = tuple((k, v) for k, v in request.headers if k not in PER_FILL)
+            key = (request.method, request.path, fields, request.body)
             hit = cache.get(key)
             if hit is not None:
                 return hit[0], hit[1], None
@@ -155,7 +156,7 @@ class Composite:
             value = None
         else:
             try:
-                value = orjson.loads(answer.body)
+                value = read_json(answer.body)
             except orjson.JSONDecodeError as exc:
                 raise BackendFailure("its answer is not JSON", status=answer.status) from exc
         cache_control = answer.headers.get("cache-control")

@@ -19,9 +19,9 @@ import httpx
 from tollway.http.messages import Response
 from tollway.pipeline import Exchange
 from tollway.upstream.breaker import Breakers
-from tollway.upstream.cache import Caches, matches, storable_ttl, variant
+from tollway.upstream.cache import CACHEABLE, Caches, fill_for, keyed_values, matches, storable_ttl, variant
 from tollway.upstream.call import BackendCaller, Directory
-from tollway.upstream.composite import CACHEABLE, Composite
+from tollway.upstream.composite import Composite
 from tollway.upstream.prepare import prepare
 from tollway.upstream.proxy import proxy
 
@@ -78,9 +78,22 @@ class HttpUpstream:
         if route.cache is None or exchange.request.method not in CACHEABLE:
             return (await self._respond(exchange))[0]
         cache = self.caches.for_(route.id, route.cache)
-        consumer = None if route.cache.shared else exchange.principal.consumer_id
         request = exchange.request
-        key = (request.method, tuple(sorted(exchange.params.items())), request.query_string, consumer)
+        fill = fill_for(request.method, route.cache)
+        assert fill is not None
+        # Everything the backend requests may carry (upstream/request.py): nothing else.
+        principal = exchange.principal
+        who = None
+        if not fill.shared:
+            who = (principal.consumer_id, tuple(sorted(principal.scopes)) if route.forward_scopes else ())
+        key = (
+            request.method,
+            tuple(sorted(exchange.params.items())),
+            request.query_string,
+            request.host,
+            who,
+            keyed_values(fill, request.headers),
+        )
         hit = cache.get(key)
         if hit is not None and matches(hit[3], request.headers):
             status, headers, body, _ = hit

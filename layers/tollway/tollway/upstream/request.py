@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, unquote_plus
 
-import orjson
-
 from tollway.config.compile import CompiledBackend
 from tollway.config.templates import ParamValueError, TemplateValueError, render_json_template
 from tollway.errors import BadRequest
 from tollway.http.headers import connection_tokens, field_value_ok, to_backend
 from tollway.http.trace import W3C_FIELDS
 from tollway.pipeline import Exchange
+from tollway.upstream.cache import Fill, fill_for
+from tollway.upstream.compose import write_json
 
 # Headers of the caller's request that describe its body or its wishes for the answer's
 # encoding: wrong for a backend whose body the gateway writes or whose JSON it must read.
@@ -55,7 +55,10 @@ def _confined(segment: str) -> bool:
 
 
 def encode_segment(value: str) -> str:
-    """A value substituted into a path can never add a segment or climb out of one."""
+    """A value substituted into a path can never add a segment or climb out of one, nor
+    vanish: `/items/{user.id}` with an empty id would be `/items/`, the whole collection."""
+    if not value:
+        raise TemplateValueError("a path value must not be empty")
     if not _confined(value):
         raise TemplateValueError("a path value must not hold '/', '\\' or a dot segment")
     return quote(value, safe="")
@@ -67,6 +70,14 @@ def encode_greedy(value: str) -> str:
 
 
 def encode_query(value: str) -> str:
+    return quote(value, safe="")
+
+
+def encode_query_value(value: str) -> str:
+    """A templated query value: an empty one fails like a missing one (`?owner=` reads
+    as "no owner" to many backends)."""
+    if not value:
+        raise TemplateValueError("a query value must not be empty")
     return quote(value, safe="")
 
 
@@ -82,14 +93,16 @@ def backend_method(backend: CompiledBackend, ex: Exchange, composed: bool) -> st
 def build_request(
     backend: CompiledBackend, ex: Exchange, results: dict[str, Any], *, composed: bool
 ) -> BackendRequest:
+    # A request whose answer a cache may store carries only what that entry's key covers.
+    fill = fill_for(ex.request.method, ex.route.cache, backend.cache if composed else None)
     try:
         path = backend_path(backend, ex, results, forward_query=not composed)
-        headers = backend_headers(backend, ex, results)
+        headers = backend_headers(backend, ex, results, fill)
         body: bytes | None
         if backend.body is not None:
-            body = orjson.dumps(render_json_template(backend.body, ex.params, results))
+            body = write_json(render_json_template(backend.body, ex.params, results))
         else:
-            body = ex.request.body or None
+            body = None if fill is not None else ex.request.body or None
     except ParamValueError as exc:
         raise BadRequest(str(exc)) from exc
     if (
@@ -123,11 +136,17 @@ def backend_path(backend: CompiledBackend, ex: Exchange, results: dict[str, Any]
     path = backend.path.render(
         ex.params, results, encode_segment, {greedy: encode_greedy} if greedy else None
     )
-    pairs = [f"{encode_query(k)}={t.render(ex.params, results, encode_query)}" for k, t in backend.query]
+    pairs = [
+        f"{encode_query(k)}={t.render(ex.params, results, encode_query_value)}" for k, t in backend.query
+    ]
     if forward_query and ex.request.query_string:
         caller = ex.request.query_string.decode("latin-1")
         if backend.query:
-            caller = "&".join(p for p in caller.split("&") if p and _name(p) not in backend.pinned)
+            # Split as the gateway reads it, and sent so that a backend that also splits on
+            # `;` reads the same pairs: `a=1;fixed=evil` is a's value, never a pinned name's.
+            caller = "&".join(
+                p.replace(";", "%3B") for p in caller.split("&") if p and _name(p) not in backend.pinned
+            )
         if caller:
             pairs.append(caller)
     return f"{path}?{'&'.join(pairs)}" if pairs else path
@@ -138,21 +157,30 @@ def _name(piece: str) -> str:
     return unquote_plus(piece.partition("=")[0]).casefold()
 
 
-def backend_headers(backend: CompiledBackend, ex: Exchange, results: dict[str, Any]) -> list[tuple[str, str]]:
+def backend_headers(
+    backend: CompiledBackend, ex: Exchange, results: dict[str, Any], fill: Fill | None = None
+) -> list[tuple[str, str]]:
+    """`fill`: the request may fill a cache entry, so it carries only the caller fields the
+    key covers, not the caller's address, and who is asking only to a per-consumer cache."""
     request = ex.request
     named = connection_tokens(request.headers.get("connection"))
     # The trace the backend joins replaces the caller's fields of it (tollway.http.trace).
     trace = request.trace.headers() if request.trace is not None else []
     named |= W3C_FIELDS | {name for name, _ in trace}
-    headers = [(k, v) for k, v in request.headers.items() if to_backend(k) and k not in named]
+    headers = [
+        (k, v)
+        for k, v in request.headers.items()
+        if to_backend(k) and k not in named and (fill is None or k in fill.keyed)
+    ]
     headers.append(("x-request-id", request.request_id))
-    headers += trace
-    headers.append(("x-forwarded-for", request.client_ip))
+    headers += trace  # on a cache fill too: per fill, never in a key (upstream/cache.py PER_FILL)
+    if fill is None:
+        headers.append(("x-forwarded-for", request.client_ip))
     headers.append(("x-forwarded-proto", request.scheme))
     if request.host:
         headers.append(("x-forwarded-host", request.host))
     principal = ex.principal
-    if principal.credential != "anonymous":
+    if principal.credential != "anonymous" and (fill is None or not fill.shared):
         # Header text stands for latin-1 bytes: a (JWT) consumer id goes as its UTF-8 bytes.
         headers.append(("x-tollway-consumer", principal.consumer_id.encode().decode("latin-1")))
         if ex.route.forward_scopes:

@@ -32,7 +32,7 @@ from tollway.errors import BadGateway, BadRequest, GatewayError, GatewayTimeout
 from tollway.http.messages import Response
 from tollway.http.problems import problem_response
 from tollway.pipeline import BackendOutcome, Exchange
-from tollway.upstream.cache import Caches
+from tollway.upstream.cache import CACHEABLE, PER_FILL, Caches, fill_for
 from tollway.upstream.call import BackendCaller, BackendFailure
 from tollway.upstream.grpc.caller import GrpcCaller, StatusFailure, Stream
 from tollway.upstream.grpc.channels import Channels
@@ -44,7 +44,6 @@ from tollway.upstream.request import backend_headers
 JSON = "application/json"
 EVENT_STREAM = "text/event-stream"
 NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
-CACHEABLE = frozenset({"GET", "HEAD"})
 
 
 def wants_events(accept: str | None) -> bool:
@@ -116,8 +115,12 @@ class GrpcUpstream:
                 self.message(backend, ex, {})
 
     def _metadata(self, backend: CompiledBackend, ex: Exchange, results: dict[str, Any]) -> Metadata:
+        # A call whose answer a cache may store carries only what the entry's key covers
+        # (upstream/cache.py Fill), exactly as an HTTP backend's request does.
+        composed = ex.route.compose != "proxy"
+        fill = fill_for(ex.request.method, ex.route.cache, backend.cache if composed else None)
         try:
-            return grpc_metadata(backend_headers(backend, ex, results))
+            return grpc_metadata(backend_headers(backend, ex, results, fill))
         except ParamValueError as exc:
             raise BadRequest(str(exc)) from None
         except TemplateValueError as exc:
@@ -213,8 +216,10 @@ class GrpcUpstream:
         cache = key = None
         if backend.cache is not None and ex.request.method in CACHEABLE:
             cache = self.caches.for_((ex.route.id, backend.name), backend.cache)
-            consumer = None if backend.cache.shared else ex.principal.consumer_id
-            key = ("grpc", message, consumer)
+            # Keyed by what the call sends (who is asking is in the metadata of a per-consumer
+            # cache), less the ids of the one call that fills it.
+            sent = tuple((name, value) for name, value in metadata if name not in PER_FILL)
+            key = ("grpc", message, sent)
             hit = cache.get(key)
             if hit is not None:
                 return hit, 200, None
