@@ -182,6 +182,7 @@ class Spend:
             [("ratelimit-policy", self.policy), ("ratelimit", self._limit_field(budget, counters))],
         )
         self.ex.spent_on = budget
+        self.ex.counted_at = self.now  # the event's period is the counter's (usage/events.py)
         self.ex.spend = (self, counters)  # `settle` restates RateLimit with the actual cost
 
     def _deadline(self) -> float:
