@@ -22,8 +22,8 @@ from tollway.usage.consumer import build_handler
 from tollway.usage.report import UsageReader
 from tollway.usage.trueup import build_true_up
 
-from tests.meter import settled, wait_for
-from tests.shop import SECRET, Shop, open_shop
+from tests.meter import Tee, settled, wait_for
+from tests.shop import PLANS, SECRET, Shop, open_shop
 
 from .conftest import queue_depth
 
@@ -73,3 +73,61 @@ def test_a_request_admitted_after_the_month_turned_is_billed_once(shop: Shop) ->
     assert shop.used() == 2
     assert sum(billed.values()) == 2, billed  # counted once, billed once
     assert billed[months[1]] == 2, billed  # in the period its counter counted it
+
+
+PRICED = PLANS + """\
+  gold: {quota: {limit: 1000, per: month}, price: {per_1000_units: 0.5}}
+  silver: {quota: {limit: 1000, per: month}, price: {per_1000_units: 0.2}}
+"""
+
+
+@pytest.fixture
+def priced(aws, serve, tmp_path, monkeypatch) -> Shop:
+    return open_shop(aws, serve, tmp_path, monkeypatch, plans=PRICED)
+
+
+def lose_events(shop: Shop) -> None:
+    """From now on the router's events die with it (SIGKILL before the flush): none is sent."""
+    shop.app.gateway.usage = shop.tee = Tee(None)
+
+
+def get(shop: Shop, key: str, times: int) -> None:
+    with httpx.Client(base_url=shop.url, timeout=10) as http:
+        for i in range(times):
+            assert http.get(f"/v1/items/{i}", headers={"x-api-key": key}).status_code == 200
+
+
+def test_units_of_a_consumer_whose_every_event_was_lost_are_billed_at_its_plan(priced: Shop) -> None:
+    """A consumer's only requests of the month die with their router: the true-up bills the
+    counter's 6 units, at the price of the plan that admitted them (0.5 per 1,000), not at 0
+    under no plan because no event ever named one."""
+    key = priced.key("gold")
+    lose_events(priced)
+    get(priced, key, 3)
+    record_and_true_up(priced)
+    report = UsageReader(boto3.client("dynamodb"), priced.aws["TOLLWAY_USAGE_TABLE"]).report(
+        datetime.now(UTC).strftime("%Y-%m"), priced.consumer
+    )
+    assert (report["units"], report["unattributed_units"], report["amount_due"]) == (6, 6, "0.003"), report
+    assert report["plan"] == "gold" and set(report["plans"]) == {"gold"}, report
+
+
+def test_lost_units_after_a_plan_change_are_billed_at_the_new_plan(priced: Shop) -> None:
+    """gold for two requests (recorded), then silver (a new key, the same consumer) for three
+    whose events are lost: the unattributed 6 units are silver's (the plan the counter last
+    admitted, docs/usage.md: "the latest plan is used"), not gold's, the first plan the
+    month's totals named."""
+    get(priced, priced.key("gold"), 2)
+    record_and_true_up(priced)
+    silver = priced.key("silver")
+    lose_events(priced)
+    get(priced, silver, 3)
+    record_and_true_up(priced)
+    report = UsageReader(boto3.client("dynamodb"), priced.aws["TOLLWAY_USAGE_TABLE"]).report(
+        datetime.now(UTC).strftime("%Y-%m"), priced.consumer
+    )
+    assert report["plans"] == {
+        "gold": {"requests": 2, "units": 4, "amount_due": "0.002"},
+        "silver": {"requests": 0, "units": 6, "amount_due": "0.0012"},
+    }, report
+    assert (report["units"], report["amount_due"]) == (10, "0.0032"), report

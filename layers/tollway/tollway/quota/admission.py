@@ -203,6 +203,7 @@ class Spend:
             quota=limits.share(plan.quota.limit, shards, shard) if plan.quota is not None else None,
             rate=limits.share(limits.burst(plan.rate), shards, shard) if plan.rate is not None else None,
             window=self.window.attribute if self.window is not None else None,
+            plan=self.ex.principal.plan,
         )
 
     def _remembered(self, budget: Budget) -> str | None:
