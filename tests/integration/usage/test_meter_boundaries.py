@@ -131,3 +131,21 @@ def test_lost_units_after_a_plan_change_are_billed_at_the_new_plan(priced: Shop)
         "silver": {"requests": 0, "units": 6, "amount_due": "0.0012"},
     }, report
     assert (report["units"], report["amount_due"]) == (10, "0.0032"), report
+
+
+@pytest.mark.parametrize("framing", ["lf", "crlf", "cr", "bom", "lines"])
+def test_a_stream_is_charged_what_it_says_however_it_spells_its_events(shop: Shop, framing: str) -> None:
+    """Every spelling of the usage event that Server-Sent Events allows (line ends, a byte order
+    mark, the data of one event over several `data:` lines, as a backend that pretty-prints its
+    JSON sends it) is read as the caller's EventSource reads it: 50 tokens are charged 50, not
+    the route's `missing` (5)."""
+    reply = {"stream": True, "usage": 50, "framing": framing}
+    if framing == "bom":
+        reply["usage_at"] = "start"  # the mark comes before the stream's first event: the usage
+    with httpx.Client(base_url=shop.url, timeout=10) as http:
+        answer = http.post("/v1/chat", json={"reply": reply}, headers={"x-api-key": shop.key()})
+    assert answer.status_code == 200 and b"total_tokens" in answer.content
+    settled(shop.app)
+    (event,) = shop.tee.of(shop.consumer)
+    assert (event["cost_units"], event["usage_status"]) == (50, "read"), event
+    assert shop.used() == 50
