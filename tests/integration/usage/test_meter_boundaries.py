@@ -9,21 +9,30 @@ period, or a request near the end of a period is billed in both.
 
 from __future__ import annotations
 
+import json
+import os
+import threading
 import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import boto3
 import httpx
 import pytest
+from tollway.dev.serve import free_port
 from tollway.dev.sqs_poller import start_poller
 from tollway.settings import Settings
 from tollway.usage.consumer import build_handler
 from tollway.usage.report import UsageReader
 from tollway.usage.trueup import build_true_up
 
-from tests.meter import Tee, settled, wait_for
-from tests.shop import PLANS, SECRET, Shop, open_shop
+from tests.integration.quota.test_failures import Faulty
+from tests.meter import Scripted, Tee, settled, wait_for
+from tests.shop import PLANS, SECRET, Shop, open_shop, write_shop
 
 from .conftest import queue_depth
 
@@ -149,3 +158,95 @@ def test_a_stream_is_charged_what_it_says_however_it_spells_its_events(shop: Sho
     (event,) = shop.tee.of(shop.consumer)
     assert (event["cost_units"], event["usage_status"]) == (50, "read"), event
     assert shop.used() == 50
+
+
+class SlowWrites(Faulty):
+    """DynamoDB (moto) behind a front that holds each UpdateItem `delay_s` before passing it on,
+    whether or not the caller still waits: a write that lands after the caller gave up."""
+
+    failures = 0
+    delay_s = 0.6
+
+    def do_POST(self) -> None:
+        operation = self.headers["x-amz-target"].rpartition(".")[2]
+        self.delay_s = type(self).delay_s if operation == "UpdateItem" else 0.0
+        super().do_POST()
+
+
+@contextmanager
+def slow_writes(moto_url: str) -> Iterator[str]:
+    handler = type("Handler", (SlowWrites,), {"upstream": moto_url, "seen": []})
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def on_lambda(
+    aws, serve, tmp_path: Path, monkeypatch, environ: dict[str, str]
+) -> tuple[Shop, Callable[[str, dict, str], int]]:
+    """The shop's app as functions/router/app.py runs it: Mangum (lifespan off), and after each
+    invocation the extension's flush (settles, then usage events)."""
+    from tollway.assemble import after_response, build_app
+    from tollway.http.lambda_adapter import lambda_handler
+
+    from tests.lambda_router import Context
+
+    for name, value in aws.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    backend = Scripted()
+    infra = write_shop(tmp_path, serve(backend), f"http://127.0.0.1:{free_port()}")
+    env = {**os.environ, **aws, "REFUSALS_JWT_SECRET": SECRET, **environ}
+    app = build_app(Settings.from_environ(env, infra))
+    handler, flusher = lambda_handler(app), after_response(app)  # the real emitter's flush
+    tee = app.gateway.usage = Tee(app.gateway.usage)
+    shop = Shop("", app, tee, backend, aws, f"c-{uuid.uuid4().hex[:10]}")
+    event = json.loads((Path(__file__).parents[2] / "events" / "http_api_v2_chat_post.json").read_text())
+
+    def invoke(path: str, body: dict, key: str) -> int:
+        context = event["requestContext"]
+        sent = {**event, "rawPath": path, "body": json.dumps(body)}
+        sent["requestContext"] = {**context, "http": {**context["http"], "path": path}}
+        headers = {k: v for k, v in event["headers"].items() if k != "content-length"}
+        sent["headers"] = headers | {"x-api-key": key}
+        status = handler(sent, Context())["statusCode"]
+        assert flusher is not None
+        flusher.flush()  # the extension's window after the return
+        return status
+
+    return shop, invoke
+
+
+@pytest.mark.parametrize("host", ["uvicorn", "lambda"])
+def test_a_503_for_a_slow_quota_store_is_not_billed_when_its_write_lands_late(
+    host, aws, serve, tmp_path, monkeypatch, moto_url
+) -> None:
+    """The quota's write reaches DynamoDB, but its answer comes after the route's deadline
+    (400 ms): the caller gets 503 (the route fails closed) and its event says not admitted.
+    The write landed all the same; unless it is taken back, the true-up bills the 15 units
+    it counted for a request the gateway refused."""
+    body = {"max_tokens": 5, "reply": {"usage": 3}}
+    with slow_writes(moto_url) as slow:
+        environ = {"AWS_ENDPOINT_URL_DYNAMODB": slow}
+        if host == "uvicorn":
+            shop = open_shop(aws, serve, tmp_path, monkeypatch, environ)
+            with httpx.Client(base_url=shop.url, timeout=10) as http:
+                answer = http.post("/v1/chat/estimated", json=body, headers={"x-api-key": shop.key()})
+                status = answer.status_code
+        else:
+            shop, invoke = on_lambda(aws, serve, tmp_path, monkeypatch, environ)
+            status = invoke("/v1/chat/estimated", body, shop.key())
+        assert status == 503
+        (event,) = shop.tee.of(shop.consumer)
+        assert (event["admitted"], event["cost_units"]) == (False, 0)
+        assert shop.backend.bodies == []
+        settled(shop.app)
+        record_and_true_up(shop)
+        usage = UsageReader(boto3.client("dynamodb"), aws["TOLLWAY_USAGE_TABLE"]).consumer(
+            shop.consumer, datetime.now(UTC).strftime("%Y-%m")
+        )
+        assert (shop.used(), usage.units) == (0, 0), usage

@@ -30,6 +30,7 @@ remembered full quota is trusted for `recheck_s` only when the config has metere
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -50,6 +51,9 @@ if TYPE_CHECKING:
 
 # How long a remembered full quota is believed when settles can return units.
 RECHECK_S = 1.0
+# How long past its request's deadline a counter write is left to finish, so that one that was
+# counted after the caller got its 503 is known, and taken back.
+LATE_ANSWER_S = 2.0
 
 
 def reservation(ex: Exchange) -> int:
@@ -162,9 +166,7 @@ class Spend:
         budget = open_[self.admission.choose(len(open_))] if len(open_) > 1 else open_[0]
         seen = memory.get(budget.pk)
         try:
-            counters = await self.admission.store.spend(
-                budget, self.cost, self._stale(seen), deadline=self._deadline()
-            )
+            counters = await self._spend(budget, seen)
         except Exhausted as exhausted:
             counters = exhausted.counters or await self._read(budget)
             if counters is not None:
@@ -184,6 +186,35 @@ class Spend:
         self.ex.spent_on = budget
         self.ex.counted_at = self.now  # the event's period is the counter's (usage/events.py)
         self.ex.spend = (self, counters)  # `settle` restates RateLimit with the actual cost
+
+    async def _spend(self, budget: Budget, seen: Counters | None) -> Counters:
+        """The conditional write, waited for until the deadline. On a route that fails closed
+        (503), a write whose answer comes after the deadline may have been counted all the same,
+        and the counter is also the bill (the usage true-up): it is left to finish, for
+        `LATE_ANSWER_S` more, and taken back if it was counted. (On a route that fails open the
+        request is admitted: a late write counts it, as it should.)"""
+        store, stale, deadline = self.admission.store, self._stale(seen), self._deadline()
+        if self.ex.route.quota_failure == "open":
+            return await store.spend(budget, self.cost, stale, deadline=deadline)
+        if deadline <= time.monotonic():
+            raise StoreUnavailable("Timeout")  # not sent: nothing to take back
+        late = deadline + LATE_ANSWER_S
+        write = asyncio.ensure_future(store.spend(budget, self.cost, stale, deadline=late))
+        try:
+            async with asyncio.timeout(deadline - time.monotonic()):
+                return await asyncio.shield(write)
+        except TimeoutError:
+            refund = Settlement(
+                pk=budget.pk,
+                delta=-self.cost,
+                expires_at=budget.expires_at,
+                window=budget.window,
+                route_id=self.ex.route.id,
+                consumer_id=self.ex.principal.consumer_id,
+                request_id=self.ex.request.request_id,
+            )
+            self.admission.settlements.add_if_counted(write, refund)
+            raise StoreUnavailable("Timeout") from None
 
     def _deadline(self) -> float:
         """How long the quota call may wait: what is left of the route's deadline, or, on a

@@ -60,6 +60,7 @@ class Settlements:
         self.failed = 0
         self._pending: deque[Settlement] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._waiting: set[asyncio.Task[None]] = set()  # on Lambda: writes awaited by `drain`
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def add(self, settlement: Settlement) -> None:
@@ -80,11 +81,42 @@ class Settlements:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def add_if_counted(self, write: asyncio.Future[object], settlement: Settlement) -> None:
+        """A counter write whose answer its request could not wait for: `settlement` (taking it
+        back) is made once the write turns out to have been counted."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        task = loop.create_task(self._once_counted(write, settlement), name="quota-late-write")
+        waiting = self._tasks if self.eager else self._waiting
+        waiting.add(task)
+        task.add_done_callback(waiting.discard)
+
+    async def _once_counted(self, write: asyncio.Future[object], settlement: Settlement) -> None:
+        try:
+            await write
+        except StoreUnavailable as failure:
+            if failure.reason in ("Timeout", "ConnectionError"):
+                # No answer at all: the counter may hold the request, and the bill with it.
+                logger.warning(
+                    "quota write outcome unknown",
+                    extra={
+                        "pk": settlement.pk,
+                        "units": -settlement.delta,
+                        "request_id": settlement.request_id,
+                    },
+                )
+            return
+        except Exception:
+            return  # a failed condition: nothing was counted
+        self.add(settlement)
+
     def pending(self) -> int:
-        return len(self._pending) + len(self._tasks)
+        return len(self._pending) + len(self._tasks) + len(self._waiting)
 
     async def drain(self) -> None:
         """Send every buffered settlement once; failed ones stay for the next drain."""
+        if self._waiting:
+            await asyncio.gather(*self._waiting, return_exceptions=True)
         for _ in range(len(self._pending)):
             settlement = self._pending.popleft()
             if not await self._send(settlement):
@@ -93,7 +125,7 @@ class Settlements:
     def flush(self) -> object:
         """The Lambda extension's call after the handler returned: drain on the idle loop."""
         loop = self._loop
-        if not self._pending or loop is None or loop.is_closed() or loop.is_running():
+        if not (self._pending or self._waiting) or loop is None or loop.is_closed() or loop.is_running():
             return None  # nothing to do, or the handler still runs (it will be flushed next time)
         loop.run_until_complete(self.drain())
         return None
