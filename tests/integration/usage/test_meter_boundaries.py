@@ -27,6 +27,7 @@ from tollway.dev.serve import free_port
 from tollway.dev.sqs_poller import start_poller
 from tollway.settings import Settings
 from tollway.usage.consumer import build_handler
+from tollway.usage.export import UNATTRIBUTED, rows
 from tollway.usage.report import UsageReader
 from tollway.usage.trueup import build_true_up
 
@@ -140,6 +141,12 @@ def test_lost_units_after_a_plan_change_are_billed_at_the_new_plan(priced: Shop)
         "silver": {"requests": 0, "units": 6, "amount_due": "0.0012"},
     }, report
     assert (report["units"], report["amount_due"]) == (10, "0.0032"), report
+    # The export's rows (one per route and plan, and the unattributed units) add up to the bill.
+    reader = UsageReader(boto3.client("dynamodb"), priced.aws["TOLLWAY_USAGE_TABLE"])
+    found = list(rows(reader, datetime.now(UTC).strftime("%Y-%m")))
+    expected = [("gold", "items.get", 4), ("silver", UNATTRIBUTED, 6)]
+    assert [(r.plan, r.route, r.units) for r in found] == expected
+    assert sum(r.amount_nanos for r in found) == 3_200_000
 
 
 @pytest.mark.parametrize("framing", ["lf", "crlf", "cr", "bom", "lines"])
