@@ -181,8 +181,8 @@ class SlowWrites(Faulty):
 
 
 @contextmanager
-def slow_writes(moto_url: str) -> Iterator[str]:
-    handler = type("Handler", (SlowWrites,), {"upstream": moto_url, "seen": []})
+def slow_writes(moto_url: str, delay_s: float = SlowWrites.delay_s) -> Iterator[str]:
+    handler = type("Handler", (SlowWrites,), {"upstream": moto_url, "seen": [], "delay_s": delay_s})
     server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
@@ -257,3 +257,24 @@ def test_a_503_for_a_slow_quota_store_is_not_billed_when_its_write_lands_late(
             shop.consumer, datetime.now(UTC).strftime("%Y-%m")
         )
         assert (shop.used(), usage.units) == (0, 0), usage
+
+
+def test_a_settle_answered_late_is_applied_once(aws, serve, tmp_path, monkeypatch, moto_url) -> None:
+    """DynamoDB answers every write after 1.5 s: the admission waits for it (the route has 3 s),
+    the settle after the answer does not (1 s, off the caller's path) though it lands. A settle
+    sent again after such a timeout adds its +60 units again, and the counter is the bill: the
+    100-token answer was billed 220."""
+    with slow_writes(moto_url, delay_s=1.5) as slow:
+        shop = open_shop(aws, serve, tmp_path, monkeypatch, {"AWS_ENDPOINT_URL_DYNAMODB": slow})
+        with httpx.Client(base_url=shop.url, timeout=10) as http:
+            answer = http.post("/v1/chat", json={"reply": {"usage": 100}}, headers={"x-api-key": shop.key()})
+        assert answer.status_code == 200
+        (event,) = shop.tee.of(shop.consumer)
+        assert (event["reserved_units"], event["cost_units"]) == (40, 100)
+        settled(shop.app)
+        time.sleep(2.0)  # every write sent has landed
+        record_and_true_up(shop)
+        usage = UsageReader(boto3.client("dynamodb"), aws["TOLLWAY_USAGE_TABLE"]).consumer(
+            shop.consumer, datetime.now(UTC).strftime("%Y-%m")
+        )
+        assert (shop.used(), usage.units) == (100, 100), usage

@@ -17,7 +17,10 @@ A settle that fails (DynamoDB unavailable) is kept and tried again (the next flu
 Lambda, after a short pause under uvicorn), `MAX_ATTEMPTS` times in all; then it is given
 up with an error log line `quota settle failed` that carries the delta, and the metric
 `QuotaSettleFailures`. `tollway usage reconcile` shows such a counter as differing from
-the bill by exactly that delta.
+the bill by exactly that delta. A settle that was sent and got no whole answer (a timeout,
+a broken connection, a damaged answer) may have been applied: sending the same ADD again
+could apply it twice, and the counter is also the bill (tollway.usage.trueup), so it is
+given up at once, its line saying `"outcome": "unknown"`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ from tollway.quota.store import QuotaStore, StoreUnavailable
 
 MAX_ATTEMPTS = 3
 RETRY_PAUSE_S = 0.1
+# Failures after which the settle may have been applied all the same (it was sent, and no answer
+# came back whole): an ADD sent again would then count twice, and the counter is the bill (the
+# usage true-up). Such a settle is not sent again: it is given up, logged with its delta.
+UNKNOWN_OUTCOME = frozenset({"Timeout", "ConnectionError", "CRC32Mismatch"})
 
 
 @dataclass(slots=True)
@@ -46,6 +53,7 @@ class Settlement:
     consumer_id: str
     request_id: str
     attempts: int = 0
+    unknown: bool = False  # the last attempt may have been applied: never sent again
 
 
 class Settlements:
@@ -144,7 +152,7 @@ class Settlements:
 
     async def _eager(self, settlement: Settlement) -> None:
         while not await self._send(settlement):
-            if settlement.attempts >= MAX_ATTEMPTS:
+            if settlement.attempts >= MAX_ATTEMPTS or settlement.unknown:
                 self._give_up(settlement)
                 return
             await asyncio.sleep(RETRY_PAUSE_S * settlement.attempts)
@@ -156,9 +164,12 @@ class Settlements:
                 settlement.pk, settlement.delta, settlement.expires_at, settlement.window
             )
         except StoreUnavailable as failure:
-            logger.warning(
-                "quota settle retrying", extra={"reason": failure.reason, "request_id": settlement.request_id}
-            )
+            settlement.unknown = failure.reason in UNKNOWN_OUTCOME
+            if not settlement.unknown:
+                logger.warning(
+                    "quota settle retrying",
+                    extra={"reason": failure.reason, "request_id": settlement.request_id},
+                )
             return False
         self.sent += 1
         # What this container knows of the item is now this answer (a refund lowers `used`).
@@ -166,7 +177,7 @@ class Settlements:
         return True
 
     def _keep(self, settlement: Settlement) -> None:
-        if settlement.attempts >= MAX_ATTEMPTS:
+        if settlement.attempts >= MAX_ATTEMPTS or settlement.unknown:
             self._give_up(settlement)
         else:
             self._pending.append(settlement)
@@ -177,6 +188,8 @@ class Settlements:
         logger.error(
             "quota settle failed",
             extra={
+                # unknown: it may have been applied (no whole answer came back); else it was not.
+                "outcome": "unknown" if settlement.unknown else "not applied",
                 "pk": settlement.pk,
                 "delta": settlement.delta,
                 "route_id": settlement.route_id,
