@@ -154,6 +154,13 @@ routes:
     timeout_ms: 400
     metering: {units: "1.5 * usage.total_tokens", estimate: {field: max_tokens, weight: 2, plus: 5}}
     backends: [{name: chat, service: shop, path: /chat}]
+  - id: items.open
+    path: /v1/open/{id}
+    methods: [GET]
+    auth: [api_key]
+    cost: 2
+    quota_failure: open
+    backends: [{name: item, service: shop, path: "/items/{id}"}]
   - id: free.get
     path: /v1/free/{id}
     methods: [GET]

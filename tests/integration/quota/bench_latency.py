@@ -10,9 +10,6 @@ one container per path, all on the same moto:
     boto3        the store on `BotoCaller`: botocore, blocking (the path before tollway.aws.dynamodb)
     lean         the store on `DynamoCaller` on the container's client: aiohttp directly
     lean-httpx   the same through the client's httpx transport (`HttpxExchanger`), as tests run it
-    lean-open    `lean` on a route that fails open: the write is awaited directly, where a route
-                 that fails closed (every other path) leaves it a task of its own that can outlive
-                 the deadline (a late write is taken back: docs/quota.md)
 
 N admissions per path (default 2,000) in interleaved rounds; CPU is `time.process_time`
 per admission (median of the rounds), latency the median admission's wall time.
@@ -122,8 +119,7 @@ async def main(n: int) -> None:
             "lean-httpx": dynamo_caller(make_client(counted), boto),
         }
         admissions = {name: QuotaAdmission(QuotaStore(c, "QuotaTable"), PLANS) for name, c in callers.items()}
-        admissions["lean-open"] = admissions["lean"]
-        routes = {name: route for name in admissions} | {"lean-open": replace(route, quota_failure="open")}
+        routes = dict.fromkeys(admissions, route)
         consumers = {name: uuid.uuid4().hex for name in admissions}
         for name, admission in admissions.items():  # warm-up: connections, caches
             await run(admission, routes[name], "big", consumers[name], 100)

@@ -259,6 +259,78 @@ def test_a_503_for_a_slow_quota_store_is_not_billed_when_its_write_lands_late(
         assert (shop.used(), usage.units) == (0, 0), usage
 
 
+class FailingWrites(Faulty):
+    """moto behind a front that answers the next `failing[0]` UpdateItems with a 500."""
+
+    failures = 0
+    failing = [0]
+
+    def do_POST(self) -> None:
+        operation = self.headers["x-amz-target"].rpartition(".")[2]
+        if operation == "UpdateItem" and self.failing[0] > 0:
+            self.failing[0] -= 1
+            self.failures = None  # this one: the injected error
+        else:
+            self.failures = 0  # forwarded
+        super().do_POST()
+
+
+def test_units_admitted_uncounted_and_units_lost_are_both_billed(
+    aws, serve, tmp_path, monkeypatch, moto_url
+) -> None:
+    """DynamoDB fails one request of a route that fails open: it is admitted without a counter
+    (2 units, billed from its event). Later two requests are counted (4 units) and their events
+    are lost with their router. The bill is 6: the counter's 4 and the event's 2. Billing
+    `max(attributed, counted)` = max(2, 4) billed 4: each record hid the other's units."""
+    failing = [0]
+    handler = type("Handler", (FailingWrites,), {"upstream": moto_url, "seen": [], "failing": failing})
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        shop = open_shop(aws, serve, tmp_path, monkeypatch, {"AWS_ENDPOINT_URL_DYNAMODB": url}, plans=PRICED)
+        key = shop.key("gold")
+        with httpx.Client(base_url=shop.url, timeout=10) as http:
+            failing[0] = 2  # the admission and its one retry
+            assert http.get("/v1/open/1", headers={"x-api-key": key}).status_code == 200
+            assert failing[0] == 0
+        assert shop.used() == 0  # admitted uncounted
+        record_and_true_up(shop)
+        lose_events(shop)
+        get(shop, key, 2)
+        settled(shop.app)
+        record_and_true_up(shop)
+        report = UsageReader(boto3.client("dynamodb"), aws["TOLLWAY_USAGE_TABLE"]).report(
+            datetime.now(UTC).strftime("%Y-%m"), shop.consumer
+        )
+        assert (report["units"], report["amount_due"]) == (6, "0.003"), report
+        assert report["unattributed_units"] == 4
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_request_admitted_uncounted_is_billed_once_when_its_write_lands_late(
+    aws, serve, tmp_path, monkeypatch, moto_url
+) -> None:
+    """On a route that fails open the quota call waits half the deadline (1.5 s); the write lands
+    at 2 s. The request was admitted uncounted, and its event says so: the bill takes its 2 units
+    from the event. The late write is taken back, or the counter would bill them a second time."""
+    with slow_writes(moto_url, delay_s=2.0) as slow:
+        shop = open_shop(aws, serve, tmp_path, monkeypatch, {"AWS_ENDPOINT_URL_DYNAMODB": slow}, plans=PRICED)
+        key = shop.key("gold")
+        with httpx.Client(base_url=shop.url, timeout=10) as http:
+            assert http.get("/v1/open/1", headers={"x-api-key": key}).status_code == 200
+        (event,) = shop.tee.of(shop.consumer)
+        assert (event["admitted"], event["cost_units"], event["counted"]) == (True, 2, False)
+        settled(shop.app)
+        record_and_true_up(shop)
+        report = UsageReader(boto3.client("dynamodb"), aws["TOLLWAY_USAGE_TABLE"]).report(
+            datetime.now(UTC).strftime("%Y-%m"), shop.consumer
+        )
+        assert (shop.used(), report["units"], report["amount_due"]) == (0, 2, "0.001"), report
+
+
 def test_a_settle_answered_late_is_applied_once(aws, serve, tmp_path, monkeypatch, moto_url) -> None:
     """DynamoDB answers every write after 1.5 s: the admission waits for it (the route has 3 s),
     the settle after the answer does not (1 s, off the caller's path) though it lands. A settle

@@ -208,14 +208,12 @@ class Spend:
         self.ex.spend = (self, counters)  # `settle` restates RateLimit with the actual cost
 
     async def _spend(self, budget: Budget, seen: Counters | None) -> Counters:
-        """The conditional write, waited for until the deadline. On a route that fails closed
-        (503), a write whose answer comes after the deadline may have been counted all the same,
-        and the counter is also the bill (the usage true-up): it is left to finish, for
-        `LATE_ANSWER_S` more, and taken back if it was counted. (On a route that fails open the
-        request is admitted: a late write counts it, as it should.)"""
+        """The conditional write, waited for until the deadline. A write whose answer comes
+        after it may have been counted all the same, and the counter is also the bill (the usage
+        true-up): it is left to finish, for `LATE_ANSWER_S` more, and taken back if it was
+        counted. The request was refused (503) or admitted uncounted (a route that fails open:
+        billed from its event, which says so), so the counter must not hold it either way."""
         store, stale, deadline = self.admission.store, self._stale(seen), self._deadline()
-        if self.ex.route.quota_failure == "open":
-            return await store.spend(budget, self.cost, stale, deadline=deadline)
         if deadline <= time.monotonic():
             raise StoreUnavailable("Timeout")  # not sent: nothing to take back
         loop = asyncio.get_running_loop()

@@ -106,6 +106,13 @@ class UsageEvent(BaseModel):
     usage_status: Literal["read", "missing", "malformed"] | None = Field(
         None, description="Whether the answer carried usage: read, missing (charged the default) or malformed"
     )
+    # Admitted requests no quota counter counted: billed from their event alone, never from a
+    # counter (tollway.usage.report). Absent: counted, or not admitted.
+    counted: Literal[False] | None = Field(
+        None,
+        description="false: admitted without a quota counter counting it (the quota store failed "
+        "open, or the plan keeps no counter); absent otherwise",
+    )
 
     @property
     def day(self) -> str:
@@ -152,6 +159,8 @@ def from_exchange(ex: Exchange, response: Response, latency_ms: float) -> dict[s
         "admitted": ex.admitted,
         "backends": [_backend(b) for b in ex.backends],
     }
+    if ex.admitted and ex.spent_on is None:
+        event["counted"] = False
     if ex.usage_status is not None:
         event["reserved_units"] = ex.reserved_units
         event["usage"] = ex.usage
