@@ -64,6 +64,9 @@ class Exchange:
     reserved_units: int = 0  # what admission spent on the counter
     spent_on: Any = None  # the quota.store.Budget admission counted on; None: not counted
     spend: Any = None  # a metered request's admission and the counters it saw (RateLimit restated)
+    # The wall-clock instant a quota counter counted the request (its period is the counter's):
+    # the usage event's timestamp, so that the event is billed in the counter's period.
+    counted_at: float | None = None
     usage: dict[str, int | float] | None = None  # a metered answer's raw usage fields
     usage_status: str | None = None  # a metered answer: "read", "missing" or "malformed"
     # Added to the final response whether it succeeds or fails (RateLimit fields).
