@@ -357,6 +357,25 @@ def test_a_shared_cache_never_serves_what_one_caller_sent_to_another(gw: Gateway
     assert seen.body == b""
 
 
+@pytest.mark.parametrize("route", ["shared", "composed"])
+def test_a_shared_cache_never_serves_a_callers_trace_state(gw: Gateway, route: str) -> None:
+    """`tracestate` is free text a caller chooses (any printable ASCII, 512 bytes): a fill
+    joins the caller's trace by its ids alone, so a backend that reflects what it receives
+    cannot store one caller's text for the next (found attacking issue 18's fixes)."""
+    sent = [
+        ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        ("tracestate", "evil=<script>alert(1)</script>"),
+    ]
+    first = gw.send("GET", f"/v1/{route}/k1", sent)
+    second = gw.send("GET", f"/v1/{route}/k1")
+    assert first.status == second.status == 200, first.body
+    assert b"<script>" not in first.body and b"<script>" not in second.body
+    (seen,) = gw.backend.seen
+    assert seen.header("tracestate") == []
+    # Still one trace: the fill carries the caller's trace id, with the gateway's span.
+    assert seen.header("traceparent")[0].startswith("00-0af7651916cd43dd8448eb211c80319c-")
+
+
 def test_a_field_the_route_names_in_vary_is_forwarded_and_keyed(gw: Gateway) -> None:
     fr = gw.send("GET", "/v1/varies/k", [("Accept-Language", "fr"), ("X-Poison", "evil")])
     de = gw.send("GET", "/v1/varies/k", [("Accept-Language", "de")])
