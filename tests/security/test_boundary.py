@@ -141,6 +141,24 @@ def test_a_protected_literal_is_not_reached_through_a_public_parameter(gw: Gatew
     assert gw.backend.seen == []
 
 
+@pytest.mark.parametrize("spelling", ["admin;x", "admin%3Bx", "admin%3bx", "admin;", "admin;jsessionid=1"])
+def test_a_path_value_reaches_the_backend_as_data_never_as_path_parameters(
+    gw: Gateway, spelling: str
+) -> None:
+    """Tomcat, Jetty and Spring strip `;params` from a segment before routing, so a backend
+    that read `/echo/items/admin;x` would serve the protected `/echo/items/admin` to the
+    public `{id}` route. The gateway encodes a value's `;` as `%3B`, and its HTTP client must
+    send that as built: aiohttp's URL type turned `%3B` back into `;` (found attacking
+    issue 18's fixes)."""
+    answer = gw.send("GET", f"/v1/items/{spelling}")
+    assert answer.status == 200, answer.body
+    (seen,) = gw.backend.seen
+    value = spelling.replace("%3b", ";").replace("%3B", ";")
+    assert seen.raw_path == "/echo/items/" + value.replace(";", "%3B").replace("=", "%3D")
+    # What a servlet container routes on: the raw path, each segment cut at its first `;`.
+    assert [s.split(";")[0] for s in seen.raw_path.split("/")] != ["", "echo", "items", "admin"]
+
+
 def test_a_parameter_that_is_not_the_literal_still_reaches_its_route(gw: Gateway) -> None:
     assert gw.send("GET", "/v1/items/%41dmin").status == 200  # `Admin`: another value
     assert gw.send("GET", "/v1/items/a%2Fb").status == 400  # one segment holding `/`
@@ -174,6 +192,15 @@ def test_the_backend_reads_the_query_as_validated(gw: Gateway) -> None:
     (seen,) = gw.backend.seen
     # Canonical: one limit, `;` can no longer split, the pinned scope is the route's alone.
     assert seen.query == "scope=public&limit=5&q=a%20b%3Blimit%3D99"
+
+
+def test_the_backend_reads_the_callers_query_and_path_value_as_the_gateway_built_them(gw: Gateway) -> None:
+    """Escapes the gateway keeps are sent as escapes: the HTTP client re-spelled `%2F`,
+    `%40` or `%3D` as their characters and `%zz` as `%25zz`."""
+    answer = gw.send("GET", "/v1/items/a%40b%3Dc%24?a=%3B%26%3D%2F&b=%zz")
+    assert answer.status == 200, answer.body
+    (seen,) = gw.backend.seen
+    assert (seen.raw_path, seen.query) == ("/echo/items/a%40b%3Dc%24", "a=%3B%26%3D%2F&b=%zz")
 
 
 @pytest.mark.parametrize("spelling", ["fixed=2", "FIXED=2", "fi%78ed=2", "fixed"])

@@ -28,12 +28,12 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 # RFC 3986 pchar plus "/": what may stay unescaped when re-encoding a decoded path.
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 # Bytes no URL may carry. Uvicorn refuses them in a query; an API Gateway event need not.
-_NOT_IN_URL = re.compile(rb"[\x00-\x20\x7f]")
+_NOT_IN_URL = re.compile(rb"[\x00-\x20\x7f-\xff]")
 
 
 def url_safe_query(query: bytes) -> bytes:
-    """The query as sent, with control bytes and spaces percent-encoded, so that forwarding
-    it can only ever produce a valid backend URL."""
+    """The query as sent, with control bytes, spaces and non-ASCII bytes percent-encoded,
+    so that forwarding it can only ever produce a valid backend URL with the caller's bytes."""
     if _NOT_IN_URL.search(query) is None:
         return query
     return _NOT_IN_URL.sub(lambda m: b"%%%02X" % m.group()[0], query)
