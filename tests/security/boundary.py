@@ -349,10 +349,11 @@ def over_socket(
     target: str,
     headers: list[tuple[str, str]] = (),
     body: bytes = b"",
+    host: str | None = None,
 ) -> Answer:
     """One HTTP/1.1 request, byte for byte as given (no client normalises the target)."""
     parts = urlsplit(url)
-    lines = [f"{method} {target} HTTP/1.1", f"Host: {parts.netloc}", "Connection: close"]
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host or parts.netloc}", "Connection: close"]
     lines += [f"{k}: {v}" for k, v in headers]
     if body:
         lines.append(f"Content-Length: {len(body)}")
@@ -377,6 +378,7 @@ def as_event(
     target: str,
     headers: list[tuple[str, str]] = (),
     body: bytes = b"",
+    host: str | None = None,
 ) -> Answer:
     """The API Gateway v2 event for the same request (repeated fields joined, as it does)."""
     event = copy.deepcopy(GET_EVENT)
@@ -385,7 +387,7 @@ def as_event(
     event["rawQueryString"] = query
     event.pop("queryStringParameters", None)
     event.pop("cookies", None)
-    joined: dict[str, str] = {"host": "abc123xyz.execute-api.us-east-1.amazonaws.com"}
+    joined: dict[str, str] = {"host": host or "abc123xyz.execute-api.us-east-1.amazonaws.com"}
     for name, value in headers:
         name = name.lower()
         joined[name] = f"{joined[name]},{value}" if name in joined else value

@@ -81,6 +81,29 @@ def test_a_caller_cannot_override_the_method_url_or_address_a_backend_reads(gw: 
     assert seen.method == "GET"
 
 
+@pytest.mark.parametrize(
+    "host", ["evil.example", "user@evil.example", "evil.example, good.example", "evil example", "a:b:c"]
+)
+def test_a_request_names_one_host_or_is_refused(gw: Gateway, host: str) -> None:
+    """A second Host field (or, on Lambda, the list API Gateway joins them into) or one
+    that is not host[:port] is a 400 before anything else: the gateway's cache key and the
+    backend reading X-Forwarded-Host would each pick their own host out of it (RFC 9112
+    §3.2; found attacking issue 18's fixes: `a.example,evil.example` was forwarded)."""
+    answer = gw.send("GET", "/v1/echo/x", [("Host", host)])
+    assert_problem(answer, 400)
+    assert answer.header("x-request-id")
+    assert gw.backend.seen == []
+
+
+def test_a_host_with_a_port_or_an_ip_literal_is_forwarded(gw: Gateway) -> None:
+    for host in ("gw.example:8443", "[2001:db8::1]:443", "10.0.0.1"):
+        gw.backend.seen.clear()
+        answer = gw.send("GET", "/v1/echo/x", [], host=host)
+        assert answer.status == 200, answer.body
+        (seen,) = gw.backend.seen
+        assert seen.header("x-forwarded-host") == [host]
+
+
 def test_an_authenticated_caller_cannot_add_to_its_own_identity(gw: Gateway, capsys) -> None:
     key = gw.key(capsys, "acme")
     forged = [("X-Tollway-Consumer", "admin"), ("X_Tollway_Consumer", "admin"), ("x-tollway-scopes", "a")]
