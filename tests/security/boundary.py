@@ -153,6 +153,12 @@ ROUTES = """\
   backends:
     - {name: user, service: svc, path: "/json/{mode}"}
     - {name: sent, service: svc, path: /echo/relay, method: POST, body: {n: "{user.n}", s: "n={user.n}"}}
+- id: cors
+  path: /v1/cors
+  methods: [GET]
+  public: true
+  cors: {origins: ["https://app.example"], credentials: true}
+  backends: [{name: b, service: svc, path: /cors}]
 - id: who
   path: /v1/who
   methods: [GET]
@@ -246,6 +252,11 @@ class Backend:
                 ],
                 b'{"error":"session expired"}',
             )
+        if path == "/cors":
+            # A backend that does CORS its own way: any origin, with credentials.
+            origin = headers.get("origin", "*").encode()
+            allow = [(b"access-control-allow-origin", origin), (b"access-control-allow-credentials", b"true")]
+            return 200, [json_type, *allow], b'{"secret":"for app.example only"}'
         if path.startswith("/reflect/"):
             # Everything it received but the fill's own request id: the poisoning backend.
             reflected = {k: v for k, v in headers.items() if k != "x-request-id"}

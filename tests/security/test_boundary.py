@@ -466,6 +466,20 @@ def test_a_proxied_4xx_passes_as_documented(gw: Gateway) -> None:
 # ---- 8. values taken from a backend's answer -------------------------------------------
 
 
+@pytest.mark.parametrize("origin", ["https://evil.example", "null", "https://app.example"])
+def test_a_routes_cors_policy_is_the_only_word_on_cors(gw: Gateway, origin: str) -> None:
+    """On a route with a `cors:` policy the gateway decides who may read an answer: a
+    backend's own `Access-Control-*` fields (one that reflects any origin, with credentials)
+    never reach the caller beside or instead of the gateway's (found attacking issue 18's
+    fixes: `Origin: https://evil.example` was granted, with credentials)."""
+    answer = gw.send("GET", "/v1/cors", [("Origin", origin)])
+    assert answer.status == 200, answer.body
+    granted = [v for k, v in answer.headers if k == "access-control-allow-origin"]
+    assert granted == (["https://app.example"] if origin == "https://app.example" else [])
+    credentials = [v for k, v in answer.headers if k == "access-control-allow-credentials"]
+    assert credentials == (["true"] if granted else [])
+
+
 def test_an_empty_value_from_a_backend_fails_like_a_missing_one(gw: Gateway) -> None:
     """`{"id": ""}` must not turn `/items/{user.id}` into `/items/`, the whole collection."""
     answer = gw.send("GET", "/v1/chain/empty")
