@@ -50,6 +50,9 @@ class CorsPolicy:
         return Response(204, fields)
 
     def decorate(self, origin: str, response: Response) -> None:
+        # The route's policy is the only word: a proxied backend's own grant (one that
+        # reflects any origin, with credentials, say) would stand beside or for the gateway's.
+        response.headers = [(k, v) for k, v in response.headers if not k.startswith("access-control-")]
         if self.allows(origin):
             response.headers.extend(self._origin_fields(origin))
             response.headers.append(("access-control-expose-headers", ", ".join(self.expose)))
