@@ -289,10 +289,9 @@ class Spend:
         """Window attributes older than the previous window: the one before it, and any seen."""
         if self.window is None:
             return []
-        current = self.window.index
-        stale = [f"r{current - 2}"]
-        if seen is not None:
-            stale += [name for name in seen.windows if int(name[1:]) < current - 1]
+        stale = [limits.window_attribute(self.window.length_ms, self.window.index - 2)]
+        if seen is not None:  # of this plan's window length or another's (limits.Window)
+            stale += [name for name in seen.windows if limits.window_over(name, self.now)]
         return stale
 
     async def _read(self, budget: Budget) -> Counters | None:
