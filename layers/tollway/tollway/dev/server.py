@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
@@ -308,18 +309,33 @@ def run(options: DevOptions) -> int:
 
     server.startup = startup  # type: ignore[method-assign]
     # uvicorn handles SIGINT and SIGTERM while it serves (a graceful stop, with the gateway's
-    # last usage flush), then raises the signal again: SIGTERM lands here as Terminated.
+    # last usage flush), then raises the signal again: SIGTERM lands here as Terminated, and
+    # SIGINT as KeyboardInterrupt, or not at all when the event loop's own SIGINT handler runs
+    # it after the loop has finished (seen once in a few hundred stops). What uvicorn received
+    # is recorded here, so a Ctrl-C is a Ctrl-C whichever way its re-raise goes.
+    received: list[int] = []
+    handle_exit = server.handle_exit
+
+    def record_exit(sig: int, frame: Any) -> None:
+        received.append(sig)
+        handle_exit(sig, frame)
+
+    server.handle_exit = record_exit  # type: ignore[method-assign]
     why = "Ctrl-C"
     try:
         server.run()
-        why = "stopped"
+        why = "Ctrl-C" if signal.SIGINT in received else "stopped"
     except Terminated:
         why = "SIGTERM"
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the ordered stop must finish
+        # The ordered stop must finish: neither a late re-raise nor a second signal cuts it.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         say(f"stopping ({why}): the usage function, the demo backends, the emulators")
         stack.stop()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, previous)
         say("stopped")
+    if why == "Ctrl-C":
+        raise KeyboardInterrupt
     return 0 if ready.is_set() or why == "SIGTERM" else 1
