@@ -480,6 +480,17 @@ def test_a_routes_cors_policy_is_the_only_word_on_cors(gw: Gateway, origin: str)
     assert credentials == (["true"] if granted else [])
 
 
+def test_a_routes_cors_policy_is_the_only_word_without_an_origin_too(gw: Gateway) -> None:
+    """A request that names no Origin (a top-level navigation, a fetch a cache then
+    answers for a script) gets no backend grant either: a browser's or a CDN's cache would
+    hand `Access-Control-Allow-Origin: *` and credentials, stored from it, to any origin's
+    script (found attacking the fix above: only requests with an Origin were cleaned)."""
+    answer = gw.send("GET", "/v1/cors")
+    assert answer.status == 200, answer.body
+    assert [k for k, _ in answer.headers if k.startswith("access-control-")] == []
+    assert "origin" in (answer.header("vary") or "").lower()
+
+
 def test_an_empty_value_from_a_backend_fails_like_a_missing_one(gw: Gateway) -> None:
     """`{"id": ""}` must not turn `/items/{user.id}` into `/items/`, the whole collection."""
     answer = gw.send("GET", "/v1/chain/empty")
