@@ -426,6 +426,22 @@ def test_a_shared_cache_never_serves_a_callers_trace_state(gw: Gateway, route: s
     assert seen.header("traceparent")[0].startswith("00-0af7651916cd43dd8448eb211c80319c-")
 
 
+@pytest.mark.parametrize("route", ["shared", "composed"])
+def test_a_shared_cache_fill_never_carries_a_callers_request_id(gw: Gateway, route: str) -> None:
+    """A caller's `X-Request-Id` is text it chose (128 characters of a URL's alphabet), not in
+    the entry's key: a fill carries an id of the gateway's own, or a backend that writes its
+    request id into its answer would store one caller's text (a link, say) for every caller
+    of the entry (found attacking the `tracestate` fix: the same class). The caller's answer
+    keeps the id it sent; the fill joins its trace by `traceparent`."""
+    chosen = "https://evil.example/login"
+    first = gw.send("GET", f"/v1/{route}/k1", [("X-Request-Id", chosen)])
+    assert first.status == 200, first.body
+    assert first.header("x-request-id") == chosen
+    (seen,) = gw.backend.seen
+    (sent,) = seen.header("x-request-id")
+    assert sent != chosen and "evil" not in sent
+
+
 def test_a_field_the_route_names_in_vary_is_forwarded_and_keyed(gw: Gateway) -> None:
     fr = gw.send("GET", "/v1/varies/k", [("Accept-Language", "fr"), ("X-Poison", "evil")])
     de = gw.send("GET", "/v1/varies/k", [("Accept-Language", "de")])
