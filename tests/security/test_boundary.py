@@ -453,6 +453,20 @@ def test_a_field_the_route_names_in_vary_is_forwarded_and_keyed(gw: Gateway) -> 
     assert len(gw.backend.seen) == 2
 
 
+def test_a_field_the_connection_header_names_is_neither_forwarded_nor_keyed(gw: Gateway) -> None:
+    """`Connection: accept-language` makes the caller's Accept-Language hop-by-hop: the fill
+    went without it, and its answer was stored under the caller's `fr` for every French
+    caller (found attacking the caches' fixes: the key read the field the fill left out).
+    Such a field is absent for the key too."""
+    poisoned = gw.send("GET", "/v1/varies/k", [("Accept-Language", "fr"), ("Connection", "accept-language")])
+    french = gw.send("GET", "/v1/varies/k", [("Accept-Language", "fr")])
+    assert poisoned.status == french.status == 200, poisoned.body
+    assert "accept-language" not in poisoned.json()["headers"]
+    assert french.json()["headers"]["accept-language"] == "fr"
+    assert french.header("tollway-cache") == "miss"
+    assert [s.header("accept-language") for s in gw.backend.seen] == [[], ["fr"]]
+
+
 def test_a_per_consumer_cache_tells_the_backend_only_who_is_asking(gw: Gateway, capsys) -> None:
     key = gw.key(capsys, "acme")
     first = gw.send("GET", "/v1/mine/k", [("x-api-key", key), *PRIVATE])
