@@ -426,6 +426,22 @@ def test_a_shared_cache_never_serves_a_callers_trace_state(gw: Gateway, route: s
     assert seen.header("traceparent")[0].startswith("00-0af7651916cd43dd8448eb211c80319c-")
 
 
+@pytest.mark.parametrize("route", ["shared", "composed"])
+def test_a_shared_cache_fill_never_carries_a_callers_request_id(gw: Gateway, route: str) -> None:
+    """A caller's `X-Request-Id` is text it chose (128 characters of a URL's alphabet), not in
+    the entry's key: a fill carries an id of the gateway's own, or a backend that writes its
+    request id into its answer would store one caller's text (a link, say) for every caller
+    of the entry (found attacking the `tracestate` fix: the same class). The caller's answer
+    keeps the id it sent; the fill joins its trace by `traceparent`."""
+    chosen = "https://evil.example/login"
+    first = gw.send("GET", f"/v1/{route}/k1", [("X-Request-Id", chosen)])
+    assert first.status == 200, first.body
+    assert first.header("x-request-id") == chosen
+    (seen,) = gw.backend.seen
+    (sent,) = seen.header("x-request-id")
+    assert sent != chosen and "evil" not in sent
+
+
 def test_a_field_the_route_names_in_vary_is_forwarded_and_keyed(gw: Gateway) -> None:
     fr = gw.send("GET", "/v1/varies/k", [("Accept-Language", "fr"), ("X-Poison", "evil")])
     de = gw.send("GET", "/v1/varies/k", [("Accept-Language", "de")])
@@ -435,6 +451,20 @@ def test_a_field_the_route_names_in_vary_is_forwarded_and_keyed(gw: Gateway) -> 
     assert again.header("tollway-cache") == "hit" and again.body == fr.body
     assert b"evil" not in fr.body
     assert len(gw.backend.seen) == 2
+
+
+def test_a_field_the_connection_header_names_is_neither_forwarded_nor_keyed(gw: Gateway) -> None:
+    """`Connection: accept-language` makes the caller's Accept-Language hop-by-hop: the fill
+    went without it, and its answer was stored under the caller's `fr` for every French
+    caller (found attacking the caches' fixes: the key read the field the fill left out).
+    Such a field is absent for the key too."""
+    poisoned = gw.send("GET", "/v1/varies/k", [("Accept-Language", "fr"), ("Connection", "accept-language")])
+    french = gw.send("GET", "/v1/varies/k", [("Accept-Language", "fr")])
+    assert poisoned.status == french.status == 200, poisoned.body
+    assert "accept-language" not in poisoned.json()["headers"]
+    assert french.json()["headers"]["accept-language"] == "fr"
+    assert french.header("tollway-cache") == "miss"
+    assert [s.header("accept-language") for s in gw.backend.seen] == [[], ["fr"]]
 
 
 def test_a_per_consumer_cache_tells_the_backend_only_who_is_asking(gw: Gateway, capsys) -> None:
@@ -478,6 +508,17 @@ def test_a_routes_cors_policy_is_the_only_word_on_cors(gw: Gateway, origin: str)
     assert granted == (["https://app.example"] if origin == "https://app.example" else [])
     credentials = [v for k, v in answer.headers if k == "access-control-allow-credentials"]
     assert credentials == (["true"] if granted else [])
+
+
+def test_a_routes_cors_policy_is_the_only_word_without_an_origin_too(gw: Gateway) -> None:
+    """A request that names no Origin (a top-level navigation, a fetch a cache then
+    answers for a script) gets no backend grant either: a browser's or a CDN's cache would
+    hand `Access-Control-Allow-Origin: *` and credentials, stored from it, to any origin's
+    script (found attacking the fix above: only requests with an Origin were cleaned)."""
+    answer = gw.send("GET", "/v1/cors")
+    assert answer.status == 200, answer.body
+    assert [k for k, _ in answer.headers if k.startswith("access-control-")] == []
+    assert "origin" in (answer.header("vary") or "").lower()
 
 
 def test_an_empty_value_from_a_backend_fails_like_a_missing_one(gw: Gateway) -> None:

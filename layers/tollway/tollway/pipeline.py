@@ -348,7 +348,7 @@ class Gateway:
         if ex is not None:
             response.headers.extend(ex.extra_headers)
             self._state_plan(ex, response)
-        if ex is not None and origin is not None and ex.route.cors is not None:
+        if ex is not None and ex.route.cors is not None:
             ex.route.cors.decorate(origin, response)
         response.headers.append(("x-request-id", request.request_id))
         if response.stream is not None and ex is not None:

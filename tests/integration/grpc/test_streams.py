@@ -204,3 +204,25 @@ async def test_a_message_that_is_garbage_mid_stream(tmp_path: Path, accept: str 
         assert got[0] == (None, {"id": "m0"}) and got[-1][0] == "error"
     else:
         assert response.status_code == 502
+
+
+@pytest.mark.parametrize("first_accept", [None, "text/event-stream"])
+async def test_a_cached_stream_route_answers_each_caller_in_the_form_it_asked_for(
+    tmp_path: Path, things: ThingsServer, first_accept: str | None
+) -> None:
+    """A server stream's answer depends on the caller's Accept (a JSON array, or events),
+    so a route cache never hands one form to a caller who asked for the other: the array
+    stored for a caller without Accept reached the next caller's EventSource as one JSON
+    document (found attacking the caches' fixes). The answer says `Vary: Accept`."""
+    route = {**ROUTE, "cache": {"ttl_s": 60, "shared": True}}
+    async with gateway(grpc_infra(tmp_path, {"t": things.url}, [route])) as (gw, _):
+        first = await gw.get("/v1/things", headers={"accept": first_accept} if first_accept else {})
+        array = await gw.get("/v1/things")
+        stream = await gw.get("/v1/things", headers=SSE)
+    assert first.status_code == array.status_code == stream.status_code == 200
+    assert array.headers["content-type"] == "application/json"
+    assert array.json() == [{"id": "p0"}, {"id": "p1", "small": 1}, {"id": "p2", "small": 2}]
+    assert stream.headers["content-type"] == "text/event-stream"
+    assert stream.text.startswith('data: {"id":"p0"}\n\n')
+    assert "accept" in array.headers.get("vary", "").lower()
+    assert "accept" in stream.headers.get("vary", "").lower()

@@ -350,3 +350,63 @@ def test_a_settle_answered_late_is_applied_once(aws, serve, tmp_path, monkeypatc
             shop.consumer, datetime.now(UTC).strftime("%Y-%m")
         )
         assert (shop.used(), usage.units) == (100, 100), usage
+
+
+class DamagedSettleAnswers(Faulty):
+    """DynamoDB (moto) behind a front that passes every call on, and spoils the answer of each
+    settle (an UpdateItem without a condition) after moto applied it: `damage` "crc" answers
+    with a wrong `x-amz-crc32`, "break" closes the connection without an answer."""
+
+    damage = "crc"
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        operation = self.headers["x-amz-target"].rpartition(".")[2]
+        self.seen.append(operation)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+        answer = httpx.post(self.upstream, content=body, headers=headers, trust_env=False)
+        settle = operation == "UpdateItem" and b"ConditionExpression" not in body
+        if settle and self.damage == "break":
+            self.close_connection = True
+            return
+        self.send_response(answer.status_code)
+        for name in ("content-type", "x-amz-crc32"):
+            if name in answer.headers:
+                value = answer.headers[name]
+                if settle and name == "x-amz-crc32":
+                    value = str((int(value) + 1) % 2**32)
+                self.send_header(name, value)
+        self.send_header("content-length", str(len(answer.content)))
+        self.end_headers()
+        self.wfile.write(answer.content)
+
+
+@pytest.mark.parametrize("damage", ["crc", "break"])
+def test_a_settle_whose_answer_is_damaged_or_lost_is_applied_once(
+    aws, serve, tmp_path, monkeypatch, moto_url, damage: str
+) -> None:
+    """The settle reaches DynamoDB and is applied, and its answer is damaged (a wrong CRC32) or
+    never comes (the connection breaks): the settle may have landed, so it is not sent again.
+    The AWS caller's own retry of a broken connection or a damaged answer sent the same ADD a
+    second time under the settle's feet (found attacking 6d4e34e): a 100-token answer, +60
+    settled twice, was billed 160."""
+    handler = type("Handler", (DamagedSettleAnswers,), {"upstream": moto_url, "seen": [], "damage": damage})
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        shop = open_shop(aws, serve, tmp_path, monkeypatch, {"AWS_ENDPOINT_URL_DYNAMODB": url})
+        with httpx.Client(base_url=shop.url, timeout=10) as http:
+            answer = http.post("/v1/chat", json={"reply": {"usage": 100}}, headers={"x-api-key": shop.key()})
+        assert answer.status_code == 200
+        (event,) = shop.tee.of(shop.consumer)
+        assert (event["reserved_units"], event["cost_units"]) == (40, 100)
+        settled(shop.app)
+        record_and_true_up(shop)
+        usage = UsageReader(boto3.client("dynamodb"), aws["TOLLWAY_USAGE_TABLE"]).consumer(
+            shop.consumer, datetime.now(UTC).strftime("%Y-%m")
+        )
+        assert (shop.used(), usage.units) == (100, 100), usage
+    finally:
+        server.shutdown()
+        server.server_close()

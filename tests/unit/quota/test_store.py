@@ -31,7 +31,9 @@ class Replay:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.deadlines: list[float | None] = []
 
-    async def call(self, operation: str, body: bytes, *, deadline: float | None = None) -> dict[str, Any]:
+    async def call(
+        self, operation: str, body: bytes, *, deadline: float | None = None, resend: bool = True
+    ) -> dict[str, Any]:
         self.calls.append((operation, orjson.loads(body)))
         self.deadlines.append(deadline)
         if isinstance(self.answer, AwsError):

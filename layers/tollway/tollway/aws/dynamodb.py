@@ -46,7 +46,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from tollway.aws.clock import AwsClock
-from tollway.aws.errors import CRC32_MISMATCH, AwsError
+from tollway.aws.errors import CRC32_MISMATCH, TRANSIENT, AwsError
 from tollway.aws.protocol import Credentials, SigV4, canonical_host, parse_answer
 from tollway.transport.exchange import ExchangeError, Exchanger, ReadTimeout
 
@@ -56,7 +56,9 @@ MIN_ATTEMPT_S = 0.02
 
 
 class Caller(Protocol):
-    async def call(self, operation: str, body: bytes, *, deadline: float | None = None) -> dict[str, Any]: ...
+    async def call(
+        self, operation: str, body: bytes, *, deadline: float | None = None, resend: bool = True
+    ) -> dict[str, Any]: ...
 
 
 def _pause() -> float:
@@ -88,14 +90,18 @@ class DynamoCaller:
         self.timeout = timeout
         self.calls = 0  # requests sent, retries included: what the bench counts
 
-    async def call(self, operation: str, body: bytes, *, deadline: float | None = None) -> dict[str, Any]:
-        """One DynamoDB operation (`UpdateItem`, ...) with a serialized JSON request; its answer."""
+    async def call(
+        self, operation: str, body: bytes, *, deadline: float | None = None, resend: bool = True
+    ) -> dict[str, Any]:
+        """One DynamoDB operation (`UpdateItem`, ...) with a serialized JSON request; its answer.
+        `resend=False`: a call that may have been applied (the connection broke, the answer
+        was damaged) is not sent again: an unconditional ADD would count twice."""
         try:
             return await self._attempt(operation, body, deadline)
         except AwsError as error:
             if self.clock.corrects(error):
                 pause = 0.0
-            elif error.retryable:
+            elif error.retryable and (resend or error.code not in TRANSIENT):
                 pause = self.pause()
             else:
                 raise
@@ -155,7 +161,9 @@ class BotoCaller:
     def __init__(self, client: Any) -> None:
         self.client = client
 
-    async def call(self, operation: str, body: bytes, *, deadline: float | None = None) -> dict[str, Any]:
+    async def call(
+        self, operation: str, body: bytes, *, deadline: float | None = None, resend: bool = True
+    ) -> dict[str, Any]:
         from botocore import xform_name
         from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 

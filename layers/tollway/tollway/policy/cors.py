@@ -49,10 +49,13 @@ class CorsPolicy:
         fields.append(("access-control-max-age", str(self.max_age_s)))
         return Response(204, fields)
 
-    def decorate(self, origin: str, response: Response) -> None:
+    def decorate(self, origin: str | None, response: Response) -> None:
         # The route's policy is the only word: a proxied backend's own grant (one that
         # reflects any origin, with credentials, say) would stand beside or for the gateway's.
+        # Also on an answer to no Origin: a browser's or a CDN's cache may hand it to a script.
         response.headers = [(k, v) for k, v in response.headers if not k.startswith("access-control-")]
-        if self.allows(origin):
+        if origin is not None and self.allows(origin):
             response.headers.extend(self._origin_fields(origin))
             response.headers.append(("access-control-expose-headers", ", ".join(self.expose)))
+        elif not ("*" in self.origins and not self.credentials):
+            response.headers.append(("vary", "Origin"))  # another Origin gets another answer

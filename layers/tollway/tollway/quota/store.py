@@ -191,7 +191,9 @@ class QuotaStore:
         """Add `delta` (negative: a refund) to the item's `used`, or raise StoreUnavailable."""
         body = orjson.dumps(self.settle_request(pk, delta, expires_at))
         try:
-            answer = await self.caller.call("UpdateItem", body)
+            # An ADD that may have landed is never sent again (tollway.quota.settle): the caller
+            # would resend it after a broken connection or a damaged answer.
+            answer = await self.caller.call("UpdateItem", body, resend=False)
         except AwsError as error:
             raise StoreUnavailable(error.code) from error
         return _counters(answer.get("Attributes", {}), window)

@@ -12,8 +12,9 @@ A stored answer is served to every request with its key, so a request that may f
 entry carries to its backend only what the key covers (`Fill`): the route's parameters
 and query, the caller fields the cache names in `vary` (and Accept-Encoding), the Host,
 and who is asking unless the cache is shared; never a cookie or another caller field, a
-body on a GET, nor the caller's address. The backend request is then a function of the
-key, and so is the answer (tests/fuzz/test_cache_key.py holds it to that).
+body on a GET, nor the caller's address. A field the caller's `Connection` names is
+hop-by-hop: not forwarded, and absent for the key too (`end_to_end`). The backend
+request is then a function of the key, and so is the answer (tests/fuzz/test_cache_key.py holds it to that).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tollway.http.headers import connection_tokens
 from tollway.lru import ExpiringLru
 
 if TYPE_CHECKING:
@@ -52,6 +54,15 @@ def fill_for(method: str, *caches: Cache | None) -> Fill | None:
         return None
     keyed = frozenset.intersection(*(frozenset(("accept-encoding", *map(str.lower, c.vary))) for c in found))
     return Fill(keyed, any(c.shared for c in found))
+
+
+def end_to_end(request_headers: Mapping[str, str]) -> Mapping[str, str]:
+    """The caller's fields less those its `Connection` names: hop-by-hop, they are never
+    forwarded (upstream/request.py), so a key or a stored variant must not read them either."""
+    named = connection_tokens(request_headers.get("connection"))
+    if not named:
+        return request_headers
+    return {k: v for k, v in request_headers.items() if k not in named}
 
 
 def keyed_values(fill: Fill, request_headers: Mapping[str, str]) -> tuple[str, ...]:

@@ -19,7 +19,16 @@ import httpx
 from tollway.http.messages import Response
 from tollway.pipeline import Exchange
 from tollway.upstream.breaker import Breakers
-from tollway.upstream.cache import CACHEABLE, Caches, fill_for, keyed_values, matches, storable_ttl, variant
+from tollway.upstream.cache import (
+    CACHEABLE,
+    Caches,
+    end_to_end,
+    fill_for,
+    keyed_values,
+    matches,
+    storable_ttl,
+    variant,
+)
 from tollway.upstream.call import BackendCaller, Directory
 from tollway.upstream.composite import Composite
 from tollway.upstream.prepare import prepare
@@ -86,16 +95,17 @@ class HttpUpstream:
         who = None
         if not fill.shared:
             who = (principal.consumer_id, tuple(sorted(principal.scopes)) if route.forward_scopes else ())
+        fields = end_to_end(request.headers)  # as the backend gets them
         key = (
             request.method,
             tuple(sorted(exchange.params.items())),
             request.query_string,
             request.host,
             who,
-            keyed_values(fill, request.headers),
+            keyed_values(fill, fields),
         )
         hit = cache.get(key)
-        if hit is not None and matches(hit[3], request.headers):
+        if hit is not None and matches(hit[3], fields):
             status, headers, body, _ = hit
             return Response(status, [*headers, ("tollway-cache", "hit")], body)
         response, cache_controls = await self._respond(exchange)
@@ -107,7 +117,7 @@ class HttpUpstream:
             and response.header("set-cookie") is None
         ):
             ttl = storable_ttl(route.cache, cache_controls)
-            varies = variant(response.headers, request.headers)
+            varies = variant(response.headers, fields)
             if varies is not None:
                 cache.put(key, (response.status, tuple(response.headers), response.body, varies), ttl)
         response.headers.append(("tollway-cache", "miss"))

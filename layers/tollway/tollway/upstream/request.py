@@ -9,6 +9,7 @@ fails that backend.
 from __future__ import annotations
 
 import unicodedata
+import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, unquote_plus
@@ -172,7 +173,13 @@ def backend_headers(
         for k, v in request.headers.items()
         if to_backend(k) and k not in named and (fill is None or k in fill.keyed)
     ]
-    headers.append(("x-request-id", request.request_id))
+    rid = request.request_id
+    if fill is not None and request.headers.get("x-request-id") == rid:
+        # The caller chose this id (text, not in the entry's key): a backend that writes its
+        # request id into its answer would store it for every caller of the entry. The fill
+        # gets an id of its own and joins the caller's trace by `traceparent`.
+        rid = uuid.uuid4().hex
+    headers.append(("x-request-id", rid))
     if fill is not None:
         # A fill joins the caller's trace by its ids alone (per fill, never in a key:
         # upstream/cache.py PER_FILL); `tracestate` is free text the caller chose, which a

@@ -146,7 +146,7 @@ class GrpcUpstream:
                 stream = await self.caller.stream(backend, message, metadata, ex.deadline, limit)
                 outcome.status = 200
                 events = self._events(backend, ex, codec, stream, outcome, started)
-                head = [("content-type", EVENT_STREAM), ("cache-control", "no-cache")]
+                head = [("content-type", EVENT_STREAM), ("cache-control", "no-cache"), ("vary", "Accept")]
                 return Response(200, head, stream=events)
             else:
                 stream = await self.caller.stream(backend, message, metadata, ex.deadline, limit)
@@ -158,7 +158,11 @@ class GrpcUpstream:
             _record(outcome, None, started)
             raise BadGateway(f"backend {backend.name} failed: {exc}") from None
         _record(outcome, None, started)
-        return Response(200, [("content-type", JSON)], body)
+        head = [("content-type", JSON)]
+        if backend.grpc.server_streaming:
+            # Its form follows the caller's Accept: a cache must not give one form for the other.
+            head.append(("vary", "Accept"))
+        return Response(200, head, body)
 
     async def _collect(self, codec: Codec, stream: Stream, limit: int) -> list[Any]:
         """A server stream read out as a list of its messages' JSON."""
