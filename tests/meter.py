@@ -28,7 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from tollway.http.messages import Response
+from tollway.core.messages import Response
 from tollway.pipeline import Exchange
 from tollway.usage.events import from_exchange
 

@@ -77,7 +77,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """In a fresh worker process: CPU per call of each variant, in alternating blocks."""
     import grpc
     from google.protobuf import json_format
-    from tollway.http.messages import Request
+    from tollway.core.messages import Request
     from tollway.pipeline import Exchange
 
     from tests.bench.invoke import CONTEXT, http_event, load_router

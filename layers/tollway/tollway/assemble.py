@@ -41,7 +41,7 @@ def build_app(
     runtime_trace: Callable[[], str | None] | None = None,
 ) -> GatewayApp:
     """`config`: the route table built for this stage (config/artifact.py); else the sources, compiled.
-    `runtime_trace`: the current invocation's X-Ray trace header, on Lambda (tollway.http.trace)."""
+    `runtime_trace`: the current invocation's X-Ray trace header, on Lambda (tollway.core.trace)."""
     if config is None:
         from tollway.config.compile import compile_infra
 

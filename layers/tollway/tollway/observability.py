@@ -16,7 +16,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from tollway.http.messages import Request, Response
+from tollway.core.messages import Request, Response
 
 NAMESPACE = "Tollway"
 logger = Logger(service="tollway")

@@ -23,8 +23,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from tollway.auth.principal import ANONYMOUS, Principal
 from tollway.config.compile import CompiledConfig, CompiledRoute
+from tollway.core.messages import Request, Response, StreamCut
+from tollway.core.principal import ANONYMOUS, Principal
+from tollway.core.problems import problem_response
 from tollway.errors import (
     BadRequest,
     Forbidden,
@@ -34,8 +36,6 @@ from tollway.errors import (
     RequestTimeout,
     Unauthorized,
 )
-from tollway.http.messages import Request, Response, StreamCut
-from tollway.http.problems import problem_response
 from tollway.http.routing import Router
 from tollway.quota.metering import Reading, SseUsage
 

@@ -28,9 +28,9 @@ from tollway.auth.keys import KeyMac, KeyVerifier, key_hash
 from tollway.auth.store import KeyLookup, KeyStore, new_record
 from tollway.config.compile import compile_infra
 from tollway.config.models import ApiKeys, JwtIssuer
+from tollway.core.messages import Request
 from tollway.dev.serve import free_port
 from tollway.dev.template import provision, read_template
-from tollway.http.messages import Request
 from tollway.transport.client import make_client
 
 from tests.lean import dynamo_caller

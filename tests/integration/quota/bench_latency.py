@@ -28,12 +28,12 @@ from typing import Any
 
 import boto3
 from tollway import aws
-from tollway.auth.principal import Principal
 from tollway.aws.dynamodb import BotoCaller, Caller
 from tollway.config.compile import compile_infra
 from tollway.config.models import Plan
+from tollway.core.messages import Request
+from tollway.core.principal import Principal
 from tollway.errors import TooManyRequests
-from tollway.http.messages import Request
 from tollway.pipeline import Exchange
 from tollway.quota.admission import QuotaAdmission
 from tollway.quota.store import QuotaStore

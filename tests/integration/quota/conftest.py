@@ -26,12 +26,12 @@ import httpx
 import pytest
 from botocore.config import Config
 from httpx_aiohttp import AiohttpTransport
-from tollway.auth.principal import Principal
 from tollway.aws.dynamodb import DynamoCaller
 from tollway.config.compile import CompiledRoute, compile_infra
+from tollway.core.messages import Request
+from tollway.core.principal import Principal
 from tollway.dev.serve import free_port
 from tollway.dev.template import read_template
-from tollway.http.messages import Request
 from tollway.pipeline import Exchange
 from tollway.transport.client import LIMITS, make_client
 

@@ -23,11 +23,11 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tollway.auth.principal import Principal
 from tollway.config.compile import CompiledRoute, compile_infra
+from tollway.core.messages import Request
+from tollway.core.principal import Principal
 from tollway.errors import Unauthorized
 from tollway.http.app import GatewayApp
-from tollway.http.messages import Request
 from tollway.pipeline import Gateway
 from tollway.quota.admission import QuotaAdmission
 from tollway.quota.store import QuotaStore

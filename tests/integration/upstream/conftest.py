@@ -14,10 +14,10 @@ import httpx
 import orjson
 import pytest
 import yaml
-from tollway.auth.principal import Principal
 from tollway.config.compile import CompiledRoute, compile_infra
+from tollway.core.messages import Request, Response
+from tollway.core.principal import Principal
 from tollway.http.app import GatewayApp
-from tollway.http.messages import Request, Response
 from tollway.pipeline import Exchange, Gateway
 from tollway.transport.client import make_client
 from tollway.upstream.dispatch import HttpUpstream

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 import yaml
 from tollway import aws
-from tollway.auth.principal import Principal
 from tollway.config.compile import CompiledConfig, CompiledRoute, compile_infra
+from tollway.core.messages import Request
+from tollway.core.principal import Principal
 from tollway.errors import TooManyRequests, Unauthorized
 from tollway.http.app import GatewayApp
-from tollway.http.messages import Request
 from tollway.pipeline import Exchange, Gateway
 from tollway.settings import Settings
 from tollway.transport.client import make_client

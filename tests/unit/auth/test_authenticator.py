@@ -11,12 +11,12 @@ import pytest
 from tollway.auth.authenticator import GatewayAuthenticator, presented
 from tollway.auth.jwt import build_jwt_verifier
 from tollway.auth.keys import KeyVerifier, key_hash
-from tollway.auth.principal import Principal
 from tollway.auth.store import new_record
 from tollway.config.compile import compile_infra
 from tollway.config.models import ApiKeys, JwtIssuer
+from tollway.core.messages import Request, Response
+from tollway.core.principal import Principal
 from tollway.errors import Forbidden, Unauthorized
-from tollway.http.messages import Request, Response
 from tollway.pipeline import Exchange, authorize
 
 from ...conftest import INFRA

@@ -3,9 +3,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from tollway.auth.principal import Principal
 from tollway.config.compile import compile_infra
-from tollway.http.messages import Request, Response
+from tollway.core.messages import Request, Response
+from tollway.core.principal import Principal
 from tollway.pipeline import BackendOutcome, Exchange
 
 from tests.conftest import INFRA

@@ -15,11 +15,11 @@ import httpx
 
 from tollway.auth.challenge import invalid_token, missing
 from tollway.auth.keys import KeyMac, KeyVerifier
-from tollway.auth.principal import Principal
 from tollway.auth.store import KeyLookup
 from tollway.config.compile import CompiledConfig, CompiledRoute
+from tollway.core.messages import Request
+from tollway.core.principal import Principal
 from tollway.errors import Forbidden
-from tollway.http.messages import Request
 from tollway.observability import logger
 from tollway.settings import Settings
 

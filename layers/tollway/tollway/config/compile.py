@@ -282,7 +282,7 @@ def cost_spec(metering: Metering) -> CostSpec:
 
 
 def _check_vary(cache: Cache | None, where: str, problem, at: tuple) -> None:
-    from tollway.http.headers import to_backend
+    from tollway.core.headers import to_backend
 
     for name in cache.vary if cache is not None else ():
         if not to_backend(name.lower()):

@@ -26,9 +26,9 @@ from mangum import Mangum
 from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 from mangum.handlers import HTTPGateway
 
+from tollway.core.headers import request_id
+from tollway.core.problems import PROBLEM_TYPE, problem_response
 from tollway.errors import BadGateway, BadRequest, GatewayError
-from tollway.http.headers import request_id
-from tollway.http.problems import PROBLEM_TYPE, problem_response
 from tollway.observability import logger
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tollway.http.messages import Response
+from tollway.core.messages import Response
 
 # Fields a browser script may read on top of the CORS-safelisted ones.
 ALWAYS_EXPOSED = ("x-request-id", "ratelimit", "ratelimit-policy", "retry-after", "tollway-partial")

@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from tollway.auth.principal import Principal
+from tollway.core.principal import Principal
 from tollway.errors import Forbidden, ServiceUnavailable, TooManyRequests
 from tollway.observability import count, logger
 from tollway.pipeline import Exchange

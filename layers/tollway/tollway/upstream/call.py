@@ -28,8 +28,8 @@ from typing import Protocol
 import httpx
 
 from tollway.config.compile import CompiledBackend
+from tollway.core.messages import StreamCut
 from tollway.discovery.target import Reference
-from tollway.http.messages import StreamCut
 from tollway.transport.client import exchanger_for
 from tollway.transport.exchange import ExchangeError, RawResponse, Refused, ResponseHeaders
 from tollway.upstream.balancer import Balancers

@@ -17,8 +17,8 @@ import orjson
 
 from tollway.config.compile import CompiledBackend
 from tollway.config.templates import TemplateValueError
+from tollway.core.messages import Response
 from tollway.errors import BadGateway, GatewayTimeout
-from tollway.http.messages import Response
 from tollway.pipeline import BackendOutcome, Exchange
 from tollway.upstream.cache import CACHEABLE, PER_FILL, Caches, storable_ttl
 from tollway.upstream.call import BackendCaller, BackendFailure

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from tollway.http.messages import Response
+from tollway.core.messages import Response
 from tollway.pipeline import Exchange
 from tollway.upstream.breaker import Breakers
 from tollway.upstream.cache import CACHEABLE, Caches, fill_for, keyed_values, matches, storable_ttl, variant

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import time
 
+from tollway.core.headers import connection_tokens, to_caller
+from tollway.core.messages import Response
 from tollway.errors import BadGateway, GatewayTimeout
-from tollway.http.headers import connection_tokens, to_caller
-from tollway.http.messages import Response
 from tollway.pipeline import BackendOutcome, Exchange
 from tollway.upstream.call import Answer, BackendCaller, BackendFailure
 from tollway.upstream.request import build_request

@@ -15,9 +15,9 @@ from urllib.parse import quote, unquote, unquote_plus
 
 from tollway.config.compile import CompiledBackend
 from tollway.config.templates import ParamValueError, TemplateValueError, render_json_template
+from tollway.core.headers import connection_tokens, field_value_ok, to_backend
+from tollway.core.trace import W3C_FIELDS
 from tollway.errors import BadRequest
-from tollway.http.headers import connection_tokens, field_value_ok, to_backend
-from tollway.http.trace import W3C_FIELDS
 from tollway.pipeline import Exchange
 from tollway.upstream.cache import Fill, fill_for
 from tollway.upstream.compose import write_json
@@ -164,7 +164,7 @@ def backend_headers(
     key covers, not the caller's address, and who is asking only to a per-consumer cache."""
     request = ex.request
     named = connection_tokens(request.headers.get("connection"))
-    # The trace the backend joins replaces the caller's fields of it (tollway.http.trace).
+    # The trace the backend joins replaces the caller's fields of it (tollway.core.trace).
     trace = request.trace.headers() if request.trace is not None else []
     named |= W3C_FIELDS | {name for name, _ in trace}
     headers = [

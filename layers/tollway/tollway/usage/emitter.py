@@ -33,7 +33,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from tollway.http.messages import Response
+from tollway.core.messages import Response
 from tollway.pipeline import Exchange
 from tollway.usage.events import MAX_EVENTS, VERSION, from_exchange
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:  # the usage function validates events without importing the request path
-    from tollway.http.messages import Response
+    from tollway.core.messages import Response
     from tollway.pipeline import BackendOutcome, Exchange
 
 VERSION = 1

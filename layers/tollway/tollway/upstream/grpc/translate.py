@@ -28,9 +28,9 @@ from tollway.config.templates import (
     json_template_refs,
     render_json_template,
 )
+from tollway.core.messages import Response
+from tollway.core.problems import problem_response
 from tollway.errors import BadGateway, BadRequest, GatewayError, GatewayTimeout
-from tollway.http.messages import Response
-from tollway.http.problems import problem_response
 from tollway.pipeline import BackendOutcome, Exchange
 from tollway.upstream.cache import CACHEABLE, PER_FILL, Caches, fill_for
 from tollway.upstream.call import BackendCaller, BackendFailure

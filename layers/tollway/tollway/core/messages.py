@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tollway.http.trace import TraceContext
+    from tollway.core.trace import TraceContext
 
 
 @dataclass(slots=True)
@@ -22,7 +22,7 @@ class Request:
     request_id: str
     oversize: bool = False  # the body was over the gateway's limit and was not read
     truncated: bool = False  # the caller went away before the body's end: never forwarded
-    trace: TraceContext | None = None  # the trace backends join (tollway.http.trace)
+    trace: TraceContext | None = None  # the trace backends join (tollway.core.trace)
     late: bool = False  # the body had not arrived by the route's deadline: never forwarded
 
     @property
