@@ -28,9 +28,9 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+from tollway.core.context import Context
 from tollway.core.messages import Response
-from tollway.pipeline import Exchange
-from tollway.usage.events import from_exchange
+from tollway.usage.events import from_context
 
 from tests.backends import read_body
 
@@ -90,14 +90,14 @@ class Scripted:
 
 class Tee:
     """The gateway's usage recorder, keeping a copy of each event it records (the real event,
-    `tollway.usage.events.from_exchange`) before passing it on to the real one, if any."""
+    `tollway.usage.events.from_context`) before passing it on to the real one, if any."""
 
     def __init__(self, inner: Any = None) -> None:
         self.inner = inner
         self.events: list[dict[str, Any]] = []
 
-    def record(self, exchange: Exchange, response: Response, latency_ms: float) -> None:
-        self.events.append(from_exchange(exchange, response, latency_ms))
+    def record(self, exchange: Context, response: Response, latency_ms: float) -> None:
+        self.events.append(from_context(exchange, response, latency_ms))
         if self.inner is not None:
             self.inner.record(exchange, response, latency_ms)
 

@@ -1,7 +1,7 @@
 """The request path: match, then per-route steps assembled once, then respond and record.
 
-Each step is a middleware `(next: Handler) -> Handler` around an `Exchange`, in the
-order a request meets them:
+Each step is a middleware `(next: Handler) -> Handler` around the request's `Context`
+(tollway.core), in the order a request meets them:
 
     ip -> body limit -> authenticate -> authorize -> validate -> prepare -> admit (quota)
        -> upstream (fan out, compose)
@@ -19,14 +19,15 @@ every response gets its request id, RateLimit fields, access-log line and usage 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import AsyncIterator, Sequence
 
 from tollway.config.compile import CompiledConfig, CompiledRoute
+from tollway.core import steps as shapes
+from tollway.core.context import Context
 from tollway.core.messages import Request, Response, StreamCut
-from tollway.core.principal import ANONYMOUS, Principal
+from tollway.core.principal import ANONYMOUS
 from tollway.core.problems import problem_response
+from tollway.core.steps import AccessLog, Admission, Authenticator, Upstream, UsageRecorder
 from tollway.errors import (
     BadRequest,
     Forbidden,
@@ -39,118 +40,31 @@ from tollway.errors import (
 from tollway.http.routing import Router
 from tollway.quota.metering import Reading, SseUsage
 
-if TYPE_CHECKING:
-    from tollway.upstream.request import BackendRequest
-
-
-@dataclass(slots=True)
-class BackendOutcome:
-    name: str
-    status: int | None  # None: no HTTP answer (timeout, refused, breaker open, skipped)
-    latency_ms: float
-    # A gRPC backend's status by name ("OK", "NOT_FOUND"); `status` is the HTTP status it maps to.
-    grpc_status: str | None = None
-
-
-@dataclass(slots=True)
-class Exchange:
-    request: Request
-    route: CompiledRoute
-    params: dict[str, str]
-    started: float  # time.monotonic() when the request arrived
-    principal: Principal = ANONYMOUS
-    admitted: bool = False
-    cost_units: int = 0  # what is billed: the route's cost, or a metered answer's actual cost
-    reserved_units: int = 0  # what admission spent on the counter
-    spent_on: Any = None  # the quota.store.Budget admission counted on; None: not counted
-    spend: Any = None  # a metered request's admission and the counters it saw (RateLimit restated)
-    usage: dict[str, int | float] | None = None  # a metered answer's raw usage fields
-    usage_status: str | None = None  # a metered answer: "read", "missing" or "malformed"
-    # Added to the final response whether it succeeds or fails (RateLimit fields).
-    extra_headers: list[tuple[str, str]] = field(default_factory=list)
-    backends: list[BackendOutcome] = field(default_factory=list)
-    # Backend requests rendered before admission (`prepare`), by backend name.
-    prepared: dict[str, BackendRequest] = field(default_factory=dict)
-    called: bool = False  # a request was handed to a backend's connection (it may have it)
-
-    @property
-    def deadline(self) -> float:
-        return self.started + self.route.timeout_s
-
-    def call_started(self) -> None:
-        self.called = True
-
-
-Handler = Callable[[Exchange], Awaitable[Response]]
-Middleware = Callable[[Handler], Handler]
-
-
-class Authenticator(Protocol):
-    async def authenticate(
-        self, request: Request, route: CompiledRoute, deadline: float | None = None
-    ) -> Principal: ...
-
-
-class Admission(Protocol):
-    """Spends the principal's plan for this request or raises TooManyRequests."""
-
-    async def admit(self, exchange: Exchange) -> None: ...
-
-    def policy(self, principal: Principal) -> list[tuple[str, str]]:
-        """The plan's RateLimit policy fields, for answers that were not admitted or refused here."""
-        ...
-
-    def settle(self, exchange: Exchange) -> None:
-        """After a metered answer: correct the reservation to `cost_units` (off the caller's path)."""
-        ...
-
-
-class Upstream(Protocol):
-    def prepare(self, exchange: Exchange) -> None:
-        """Before admission: raise what `call` would raise before calling any backend."""
-        ...
-
-    async def call(self, exchange: Exchange) -> Response: ...
-
-
-class UsageRecorder(Protocol):
-    """Buffers a finished exchange's usage event; never blocks on AWS."""
-
-    def record(self, exchange: Exchange, response: Response, latency_ms: float) -> None: ...
-
-
-class AccessLog(Protocol):
-    def __call__(
-        self,
-        request: Request,
-        response: Response,
-        route_id: str | None,
-        latency_ms: float,
-        consumer: str | None,
-    ) -> None: ...
+Handler = shapes.Handler[CompiledRoute]
+Middleware = shapes.Middleware[CompiledRoute]
 
 
 # ---- steps --------------------------------------------------------------------------
 
 
 def limit_body(next_: Handler) -> Handler:
-    async def step(ex: Exchange) -> Response:
-        if ex.request.oversize or len(ex.request.body) > ex.route.max_body_bytes:
-            raise PayloadTooLarge(f"request body exceeds {ex.route.max_body_bytes} bytes")
-        if ex.request.truncated:
+    async def step(ctx: Context[CompiledRoute]) -> Response:
+        if ctx.request.oversize or len(ctx.request.body) > ctx.route.max_body_bytes:
+            raise PayloadTooLarge(f"request body exceeds {ctx.route.max_body_bytes} bytes")
+        if ctx.request.truncated:
             raise BadRequest("the request body ended before its declared end")
-        if ex.request.late:
+        if ctx.request.late:
             raise RequestTimeout("the request body did not arrive within the route's deadline")
-        return await next_(ex)
+        return await next_(ctx)
 
     return step
 
 
-def authenticate(authenticator: Authenticator) -> Middleware:
+def authenticate(authenticator: Authenticator[CompiledRoute]) -> Middleware:
     def wrap(next_: Handler) -> Handler:
-        async def step(ex: Exchange) -> Response:
-            ex.principal = await authenticator.authenticate(ex.request, ex.route, ex.deadline)
-            return await next_(ex)
+        async def step(ctx: Context[CompiledRoute]) -> Response:
+            ctx.principal = await authenticator.authenticate(ctx.request, ctx.route, ctx.deadline)
+            return await next_(ctx)
 
         return step
 
@@ -158,24 +72,24 @@ def authenticate(authenticator: Authenticator) -> Middleware:
 
 
 def authorize(next_: Handler) -> Handler:
-    async def step(ex: Exchange) -> Response:
-        if ex.principal.credential not in ex.route.auth:
+    async def step(ctx: Context[CompiledRoute]) -> Response:
+        if ctx.principal.credential not in ctx.route.auth:
             raise Unauthorized("this route does not accept that kind of credential")
-        missing = ex.route.scopes - ex.principal.scopes
+        missing = ctx.route.scopes - ctx.principal.scopes
         if missing:
             needed = " ".join(sorted(missing))
             challenge = f'Bearer realm="tollway", error="insufficient_scope", scope="{needed}"'
             raise Forbidden(f"missing scope: {needed}", headers={"www-authenticate": challenge})
-        return await next_(ex)
+        return await next_(ctx)
 
     return step
 
 
-def admit(admission: Admission) -> Middleware:
+def admit(admission: Admission[CompiledRoute]) -> Middleware:
     def wrap(next_: Handler) -> Handler:
-        async def step(ex: Exchange) -> Response:
-            await admission.admit(ex)
-            return await next_(ex)
+        async def step(ctx: Context[CompiledRoute]) -> Response:
+            await admission.admit(ctx)
+            return await next_(ctx)
 
         return step
 
@@ -183,27 +97,27 @@ def admit(admission: Admission) -> Middleware:
 
 
 def check_ip(next_: Handler) -> Handler:
-    async def step(ex: Exchange) -> Response:
-        ex.route.ip.check(ex.request.client_ip)
-        return await next_(ex)
+    async def step(ctx: Context[CompiledRoute]) -> Response:
+        ctx.route.ip.check(ctx.request.client_ip)
+        return await next_(ctx)
 
     return step
 
 
 def validate(next_: Handler) -> Handler:
-    async def step(ex: Exchange) -> Response:
+    async def step(ctx: Context[CompiledRoute]) -> Response:
         # What the backend receives is the query as validated, never the caller's spelling.
-        ex.request.query_string = ex.route.validator.check(ex.request.body, ex.request.query_string)
-        return await next_(ex)
+        ctx.request.query_string = ctx.route.validator.check(ctx.request.body, ctx.request.query_string)
+        return await next_(ctx)
 
     return step
 
 
-def prepare(upstream: Upstream) -> Middleware:
+def prepare(upstream: Upstream[CompiledRoute]) -> Middleware:
     def wrap(next_: Handler) -> Handler:
-        async def step(ex: Exchange) -> Response:
-            upstream.prepare(ex)
-            return await next_(ex)
+        async def step(ctx: Context[CompiledRoute]) -> Response:
+            upstream.prepare(ctx)
+            return await next_(ctx)
 
         return step
 
@@ -211,7 +125,10 @@ def prepare(upstream: Upstream) -> Middleware:
 
 
 def route_steps(
-    route: CompiledRoute, authenticator: Authenticator, admission: Admission | None, upstream: Upstream
+    route: CompiledRoute,
+    authenticator: Authenticator[CompiledRoute],
+    admission: Admission[CompiledRoute] | None,
+    upstream: Upstream[CompiledRoute],
 ) -> list[Middleware]:
     """The recipe for one route, in the order a request meets the steps. Admission comes last:
     nothing the gateway refuses by itself spends the consumer's plan."""
@@ -226,7 +143,9 @@ def route_steps(
     return steps
 
 
-def build_chain(route: CompiledRoute, upstream: Upstream, steps: Sequence[Middleware]) -> Handler:
+def build_chain(
+    route: CompiledRoute, upstream: Upstream[CompiledRoute], steps: Sequence[Middleware]
+) -> Handler:
     """Wrap the upstream call in `steps`, the first step outermost (Starlette's reversed loop)."""
     handler: Handler = upstream.call
     for step in reversed(steps):
@@ -242,9 +161,9 @@ class Gateway:
         self,
         config: CompiledConfig,
         *,
-        authenticator: Authenticator,
-        upstream: Upstream,
-        admission: Admission | None = None,
+        authenticator: Authenticator[CompiledRoute],
+        upstream: Upstream[CompiledRoute],
+        admission: Admission[CompiledRoute] | None = None,
         usage: UsageRecorder | None = None,
         access_log: AccessLog | None = None,
     ) -> None:
@@ -271,40 +190,40 @@ class Gateway:
             return None
         return route.cors.preflight(origin, wanted, route.methods)
 
-    def _state_plan(self, ex: Exchange, response: Response) -> None:
+    def _state_plan(self, ctx: Context[CompiledRoute], response: Response) -> None:
         """Every authenticated answer carries the plan's RateLimit policy, also one refused
         before the quota step counted anything (a missing scope, an invalid body)."""
         if (
             self.admission is not None
-            and ex.principal.credential != "anonymous"
+            and ctx.principal.credential != "anonymous"
             and response.header("ratelimit-policy") is None
         ):
-            response.headers.extend(self.admission.policy(ex.principal))
+            response.headers.extend(self.admission.policy(ctx.principal))
 
-    def _meter(self, ex: Exchange, response: Response) -> None:
+    def _meter(self, ctx: Context[CompiledRoute], response: Response) -> None:
         """A metered route's cost is what its answer says (tollway.quota.metering)."""
-        assert ex.route.metering is not None
-        reading = ex.route.metering.read(response.body, response.header("content-type"))
-        self._metered(ex, reading, failed=response.status >= 400, cut=False)
+        assert ctx.route.metering is not None
+        reading = ctx.route.metering.read(response.body, response.header("content-type"))
+        self._metered(ctx, reading, failed=response.status >= 400, cut=False)
 
-    def _metered(self, ex: Exchange, reading: Reading, *, failed: bool, cut: bool) -> None:
-        assert ex.route.metering is not None
-        ex.cost_units = ex.route.metering.charge(reading, ex.reserved_units, failed=failed, cut=cut)
-        ex.usage, ex.usage_status = reading.fields, reading.status
+    def _metered(self, ctx: Context[CompiledRoute], reading: Reading, *, failed: bool, cut: bool) -> None:
+        assert ctx.route.metering is not None
+        ctx.cost_units = ctx.route.metering.charge(reading, ctx.reserved_units, failed=failed, cut=cut)
+        ctx.usage, ctx.usage_status = reading.fields, reading.status
         if reading.status == "malformed":
             from tollway.observability import logger
 
-            logger.warning("malformed usage in answer", extra={"route_id": ex.route.id})
+            logger.warning("malformed usage in answer", extra={"route_id": ctx.route.id})
         if self.admission is not None:
-            self.admission.settle(ex)
+            self.admission.settle(ctx)
 
-    def _refund(self, ex: Exchange) -> None:
+    def _refund(self, ctx: Context[CompiledRoute]) -> None:
         """An admitted request the gateway refused before calling any backend: nothing is
         charged, and what admission spent goes back to the counter."""
-        ex.cost_units = 0
+        ctx.cost_units = 0
         if self.admission is not None:
-            self.admission.settle(ex)
-        ex.admitted = False
+            self.admission.settle(ctx)
+        ctx.admitted = False
 
     def time_limit(self, method: str, path: str) -> float:
         """Seconds the request's route has from its arrival, its body's included (the
@@ -318,7 +237,7 @@ class Gateway:
         """Answer one request. `path`: the caller's, as `http.routing.canonical_path` spells it;
         `started`: time.monotonic() when it arrived (its route's deadline runs from then)."""
         started = time.monotonic() if started is None else started
-        ex: Exchange | None = None
+        ctx: Context[CompiledRoute] | None = None
         origin = request.headers.get("origin")
         try:
             preflight = origin is not None and self._preflight(request, path, origin)
@@ -327,39 +246,39 @@ class Gateway:
             else:
                 match = self.router.match(request.method, path)
                 route, handler = match.target
-                ex = Exchange(request, route, match.params, started)
-                response = await handler(ex)
+                ctx = Context(request, route, match.params, started)
+                response = await handler(ctx)
         except GatewayError as error:
             response = problem_response(error, request.request_id)
-            if ex is not None and ex.admitted and not ex.called:
-                self._refund(ex)
+            if ctx is not None and ctx.admitted and not ctx.called:
+                self._refund(ctx)
         except Exception:
             from tollway.observability import logger
 
-            logger.exception("unhandled error", extra={"route_id": ex.route.id if ex else None})
+            logger.exception("unhandled error", extra={"route_id": ctx.route.id if ctx else None})
             response = problem_response(GatewayError(), request.request_id)
-            if ex is not None and ex.admitted and not ex.called:
-                self._refund(ex)
-        if ex is not None and ex.admitted and ex.route.metering is not None and response.stream is None:
-            self._meter(ex, response)  # before the headers: RateLimit then shows the actual cost
-        if ex is not None:
-            response.headers.extend(ex.extra_headers)
-            self._state_plan(ex, response)
-        if ex is not None and origin is not None and ex.route.cors is not None:
-            ex.route.cors.decorate(origin, response)
+            if ctx is not None and ctx.admitted and not ctx.called:
+                self._refund(ctx)
+        if ctx is not None and ctx.admitted and ctx.route.metering is not None and response.stream is None:
+            self._meter(ctx, response)  # before the headers: RateLimit then shows the actual cost
+        if ctx is not None:
+            response.headers.extend(ctx.extra_headers)
+            self._state_plan(ctx, response)
+        if ctx is not None and origin is not None and ctx.route.cors is not None:
+            ctx.route.cors.decorate(origin, response)
         response.headers.append(("x-request-id", request.request_id))
-        if response.stream is not None and ex is not None:
+        if response.stream is not None and ctx is not None:
             # Metered, logged and recorded once the stream has passed (see _relay).
-            response.stream = self._relay(ex, response, response.stream, started)
+            response.stream = self._relay(ctx, response, response.stream, started)
             return response
-        self._finish(ex, request, response, started)
+        self._finish(ctx, request, response, started)
         return response
 
     async def _relay(
-        self, ex: Exchange, response: Response, stream: AsyncIterator[bytes], started: float
+        self, ctx: Context[CompiledRoute], response: Response, stream: AsyncIterator[bytes], started: float
     ) -> AsyncIterator[bytes]:
         """The backend's event stream on its way to the caller; its usage read as it passes."""
-        metering = ex.route.metering if ex.admitted else None
+        metering = ctx.route.metering if ctx.admitted else None
         usage = SseUsage(metering) if metering is not None else None
         ended = False
         try:
@@ -374,19 +293,21 @@ class Gateway:
         finally:
             if usage is not None:
                 # Not read to its end (cut, or abandoned): its usage may not have arrived.
-                self._metered(ex, usage.reading(), failed=False, cut=not ended)
-            self._finish(ex, ex.request, response, started)
+                self._metered(ctx, usage.reading(), failed=False, cut=not ended)
+            self._finish(ctx, ctx.request, response, started)
 
-    def _finish(self, ex: Exchange | None, request: Request, response: Response, started: float) -> None:
+    def _finish(
+        self, ctx: Context[CompiledRoute] | None, request: Request, response: Response, started: float
+    ) -> None:
         """Once the whole answer has passed: the access log line and the usage event."""
         latency_ms = (time.monotonic() - started) * 1000
         if self.access_log is not None:
             self.access_log(
                 request,
                 response,
-                ex.route.id if ex else None,
+                ctx.route.id if ctx else None,
                 latency_ms,
-                ex.principal.consumer_id if ex and ex.principal is not ANONYMOUS else None,
+                ctx.principal.consumer_id if ctx and ctx.principal is not ANONYMOUS else None,
             )
-        if ex is not None and self.usage is not None:
-            self.usage.record(ex, response, latency_ms)
+        if ctx is not None and self.usage is not None:
+            self.usage.record(ctx, response, latency_ms)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import httpx
 from tollway.config.compile import compile_infra
+from tollway.core.context import Context
 from tollway.http.app import GatewayApp
-from tollway.pipeline import Exchange, Gateway
+from tollway.pipeline import Gateway
 from tollway.transport.client import make_client
 from tollway.upstream.dispatch import HttpUpstream
 
@@ -23,14 +24,14 @@ class CountingAdmission:
     def __init__(self) -> None:
         self.settled: list[int] = []
 
-    async def admit(self, exchange: Exchange) -> None:
+    async def admit(self, exchange: Context) -> None:
         exchange.admitted = True
         exchange.reserved_units = exchange.cost_units = 10
 
     def policy(self, principal) -> list[tuple[str, str]]:
         return []
 
-    def settle(self, exchange: Exchange) -> None:
+    def settle(self, exchange: Context) -> None:
         self.settled.append(exchange.cost_units)
 
 
@@ -87,7 +88,7 @@ async def test_a_message_the_callers_input_does_not_fit_is_refused_before_admiss
     admitted: list[str] = []
     admit = admission.admit
 
-    async def recording_admit(exchange: Exchange) -> None:
+    async def recording_admit(exchange: Context) -> None:
         admitted.append(exchange.route.id)
         await admit(exchange)
 

@@ -31,10 +31,10 @@ from tollway import aws
 from tollway.aws.dynamodb import BotoCaller, Caller
 from tollway.config.compile import compile_infra
 from tollway.config.models import Plan
+from tollway.core.context import Context
 from tollway.core.messages import Request
 from tollway.core.principal import Principal
 from tollway.errors import TooManyRequests
-from tollway.pipeline import Exchange
 from tollway.quota.admission import QuotaAdmission
 from tollway.quota.store import QuotaStore
 from tollway.transport.client import make_client
@@ -71,10 +71,10 @@ class CountingExchanger:
         return await self.inner.request(method, url, headers, body, **options)
 
 
-def exchange(route: Any, plan: str, consumer: str) -> Exchange:
+def exchange(route: Any, plan: str, consumer: str) -> Context:
     request = Request("GET", "/", b"", {}, b"", "127.0.0.1", "http", "bench")
     principal = Principal(consumer, plan, frozenset(), "api_key")
-    return Exchange(request, route, {}, time.monotonic(), principal=principal)
+    return Context(request, route, {}, time.monotonic(), principal=principal)
 
 
 async def run(

@@ -28,11 +28,11 @@ from botocore.config import Config
 from httpx_aiohttp import AiohttpTransport
 from tollway.aws.dynamodb import DynamoCaller
 from tollway.config.compile import CompiledRoute, compile_infra
+from tollway.core.context import Context
 from tollway.core.messages import Request
 from tollway.core.principal import Principal
 from tollway.dev.serve import free_port
 from tollway.dev.template import read_template
-from tollway.pipeline import Exchange
 from tollway.transport.client import LIMITS, make_client
 
 from tests.conftest import INFRA, ROOT, TEMPLATE
@@ -162,12 +162,12 @@ def consumer() -> str:
 
 
 @pytest.fixture
-def exchange(protected_route: CompiledRoute) -> Callable[..., Exchange]:
-    def make(consumer: str, plan: str, *, cost: int = 1, quota_failure: str = "closed") -> Exchange:
+def exchange(protected_route: CompiledRoute) -> Callable[..., Context]:
+    def make(consumer: str, plan: str, *, cost: int = 1, quota_failure: str = "closed") -> Context:
         request = Request("GET", "/v1/users/1", b"", {}, b"", "127.0.0.1", "http", uuid.uuid4().hex)
         route = replace(protected_route, cost=cost, quota_failure=quota_failure)
         principal = Principal(consumer, plan, frozenset({"users:read"}), "api_key", "k1")
-        return Exchange(request, route, {"user_id": "1"}, time.monotonic(), principal=principal)
+        return Context(request, route, {"user_id": "1"}, time.monotonic(), principal=principal)
 
     return make
 

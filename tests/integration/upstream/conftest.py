@@ -15,10 +15,11 @@ import orjson
 import pytest
 import yaml
 from tollway.config.compile import CompiledRoute, compile_infra
+from tollway.core.context import Context
 from tollway.core.messages import Request, Response
 from tollway.core.principal import Principal
 from tollway.http.app import GatewayApp
-from tollway.pipeline import Exchange, Gateway
+from tollway.pipeline import Gateway
 from tollway.transport.client import make_client
 from tollway.upstream.dispatch import HttpUpstream
 
@@ -126,9 +127,9 @@ class Recorder:
     """Keeps every finished exchange, as the usage step would see it."""
 
     def __init__(self) -> None:
-        self.exchanges: list[Exchange] = []
+        self.exchanges: list[Context] = []
 
-    def record(self, exchange: Exchange, response: Response, latency_ms: float) -> None:
+    def record(self, exchange: Context, response: Response, latency_ms: float) -> None:
         self.exchanges.append(exchange)
 
     def backends(self) -> list[tuple[str, int | None]]:

@@ -17,11 +17,12 @@ import pytest
 import yaml
 from tollway import aws
 from tollway.config.compile import CompiledConfig, CompiledRoute, compile_infra
+from tollway.core.context import Context
 from tollway.core.messages import Request
 from tollway.core.principal import Principal
 from tollway.errors import TooManyRequests, Unauthorized
 from tollway.http.app import GatewayApp
-from tollway.pipeline import Exchange, Gateway
+from tollway.pipeline import Gateway
 from tollway.settings import Settings
 from tollway.transport.client import make_client
 from tollway.upstream.dispatch import HttpUpstream
@@ -93,13 +94,13 @@ class LimitAdmission:
     limit: int = 1_000_000
     spent: dict[str, int] = field(default_factory=dict)
 
-    async def admit(self, ex: Exchange) -> None:
-        consumer = ex.principal.consumer_id
+    async def admit(self, ctx: Context) -> None:
+        consumer = ctx.principal.consumer_id
         if self.spent.get(consumer, 0) >= self.limit:
             raise TooManyRequests("quota exhausted", retry_after=60, limit="quota")
         self.spent[consumer] = self.spent.get(consumer, 0) + 1
-        ex.admitted = True
-        ex.cost_units = ex.route.cost
+        ctx.admitted = True
+        ctx.cost_units = ctx.route.cost
 
     def policy(self, principal: Any) -> list[tuple[str, str]]:
         return [("ratelimit-policy", f'"quota";q={self.limit};w=2592000')]

@@ -14,10 +14,11 @@ from tollway.auth.keys import KeyVerifier, key_hash
 from tollway.auth.store import new_record
 from tollway.config.compile import compile_infra
 from tollway.config.models import ApiKeys, JwtIssuer
+from tollway.core.context import Context
 from tollway.core.messages import Request, Response
 from tollway.core.principal import Principal
 from tollway.errors import Forbidden, Unauthorized
-from tollway.pipeline import Exchange, authorize
+from tollway.pipeline import authorize
 
 from ...conftest import INFRA
 from .helpers import HS_SECRET, MAC, MemoryStore, claims
@@ -129,14 +130,14 @@ async def test_an_unknown_plan_is_403():
 
 
 async def test_a_missing_scope_is_403_with_an_insufficient_scope_challenge():
-    async def upstream(ex: Exchange) -> Response:
+    async def upstream(ctx: Context) -> Response:
         return Response(200)
 
     step = authorize(upstream)
-    ex = Exchange(request(), ROUTE, {}, 0.0, principal=Principal("acme", "free", frozenset({"x"}), "api_key"))
+    ctx = Context(request(), ROUTE, {}, 0.0, principal=Principal("acme", "free", frozenset({"x"}), "api_key"))
     with pytest.raises(Forbidden) as caught:
-        await step(ex)
+        await step(ctx)
     assert caught.value.detail == "missing scope: users:read"
     assert 'error="insufficient_scope", scope="users:read"' in caught.value.headers["www-authenticate"]
-    ex.principal = Principal("acme", "free", frozenset({"users:read", "x"}), "api_key")
-    assert (await step(ex)).status == 200
+    ctx.principal = Principal("acme", "free", frozenset({"users:read", "x"}), "api_key")
+    assert (await step(ctx)).status == 200

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 
 from tollway.usage.emitter import MARKER
-from tollway.usage.events import from_exchange
+from tollway.usage.events import from_context
 from tollway.usage.replay import replay, unsent_events
 
 
@@ -17,7 +17,7 @@ class RecordingSqs:
 
 
 def test_replay_reads_prefixed_log_lines_and_skips_others(exchange, response):
-    events = [from_exchange(exchange, response, 1) for _ in range(12)]
+    events = [from_context(exchange, response, 1) for _ in range(12)]
     lines = ["START RequestId: 1", '{"level": "INFO", "message": "access"}']
     lines += [f"2026-11-27T00:00:00Z\tabc\t{json.dumps({MARKER: True, 'usage_event': e})}" for e in events]
     lines.append(lines[-1])  # the same event logged twice

@@ -1,4 +1,5 @@
-"""The one request and one response type every step of the pipeline speaks."""
+"""The one request and one response type every step of the pipeline speaks, and the request
+a backend is sent."""
 
 from __future__ import annotations
 
@@ -34,6 +35,16 @@ class StreamCut(Exception):
     """A `Response.stream` ended before the backend's end of it: the route's deadline passed,
     or the connection broke. Raised after the last chunk it did deliver, so that the meter
     knows the usage it read may be incomplete (tollway.quota.metering, `charge`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BackendRequest:
+    """What one backend is sent; `path` holds the query."""
+
+    method: str
+    path: str  # with its query: the balancer prefixes an instance's base URL per try
+    headers: list[tuple[str, str]]
+    body: bytes | None
 
 
 @dataclass(slots=True)

@@ -36,26 +36,27 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from tollway.core.context import Context
 from tollway.core.principal import Principal
 from tollway.errors import Forbidden, ServiceUnavailable, TooManyRequests
 from tollway.observability import count, logger
-from tollway.pipeline import Exchange
 from tollway.quota import limits
 from tollway.quota.memory import CounterMemory
 from tollway.quota.settle import Settlement, Settlements
 from tollway.quota.store import Budget, Counters, Exhausted, QuotaStore, StoreUnavailable, counter_pk
 
 if TYPE_CHECKING:
+    from tollway.config.compile import CompiledRoute
     from tollway.config.models import Plan
 
 # How long a remembered full quota is believed when settles can return units.
 RECHECK_S = 1.0
 
 
-def reservation(ex: Exchange) -> int:
+def reservation(ctx: Context[CompiledRoute]) -> int:
     """Units admission spends for this request: the route's cost, or a metered route's reservation."""
-    route = ex.route
-    return route.metering.reservation(ex.request.body, route.cost) if route.metering else route.cost
+    route = ctx.route
+    return route.metering.reservation(ctx.request.body, route.cost) if route.metering else route.cost
 
 
 class QuotaAdmission:
@@ -78,20 +79,20 @@ class QuotaAdmission:
         self.recheck_s = RECHECK_S if refunds else None
         self.settlements = Settlements(store, self.memory, now=now)
 
-    async def admit(self, ex: Exchange) -> None:
-        plan = self.plans.get(ex.principal.plan)
+    async def admit(self, ctx: Context[CompiledRoute]) -> None:
+        plan = self.plans.get(ctx.principal.plan)
         if plan is None:
-            raise Forbidden(f"plan {ex.principal.plan!r} is not offered")
-        cost = reservation(ex)
+            raise Forbidden(f"plan {ctx.principal.plan!r} is not offered")
+        cost = reservation(ctx)
         # A request known to cost nothing needs no write on a plan without a rate limit; a metered
         # one is known only after its answer, so it always gets one (its settle corrects that item).
-        if plan.rate is None and (plan.quota is None or (cost == 0 and ex.route.metering is None)):
-            self._admit(ex, cost, [])  # nothing to count
+        if plan.rate is None and (plan.quota is None or (cost == 0 and ctx.route.metering is None)):
+            self._admit(ctx, cost, [])  # nothing to count
             if plan.quota is not None:
                 policy = limits.policy_field(None, plan.quota, limits.period(self.now(), plan.quota.per))
-                ex.extra_headers.append(("ratelimit-policy", policy))
+                ctx.extra_headers.append(("ratelimit-policy", policy))
             return
-        await Spend(self, plan, ex).run()
+        await Spend(self, plan, ctx).run()
 
     def policy(self, principal: Principal) -> list[tuple[str, str]]:
         """`RateLimit-Policy` of the principal's plan, for an authenticated answer that never
@@ -104,47 +105,47 @@ class QuotaAdmission:
             ("ratelimit-policy", limits.policy_field(plan.rate, plan.quota, counter if plan.quota else None))
         ]
 
-    def settle(self, ex: Exchange) -> None:
+    def settle(self, ctx: Context[CompiledRoute]) -> None:
         """After the answer: queue the correction of what admission spent to `cost_units` (a
         metered answer's actual cost, or 0 for a request the gateway refused without calling
         a backend)."""
-        budget = ex.spent_on
-        delta = ex.cost_units - ex.reserved_units
+        budget = ctx.spent_on
+        delta = ctx.cost_units - ctx.reserved_units
         if budget is None or delta == 0:
             return  # not counted (no quota, or the store failed open), or exact already
-        if ex.spend is not None:
-            spend, counters = ex.spend
+        if ctx.spend is not None:
+            spend, counters = ctx.spend
             settled = replace(counters, used=counters.used + delta)
             field = ("ratelimit", spend._limit_field(budget, settled))
-            ex.extra_headers[:] = [field if k == "ratelimit" else (k, v) for k, v in ex.extra_headers]
+            ctx.extra_headers[:] = [field if k == "ratelimit" else (k, v) for k, v in ctx.extra_headers]
         self.settlements.add(
             Settlement(
                 pk=budget.pk,
                 delta=delta,
                 expires_at=budget.expires_at,
                 window=budget.window,
-                route_id=ex.route.id,
-                consumer_id=ex.principal.consumer_id,
-                request_id=ex.request.request_id,
+                route_id=ctx.route.id,
+                consumer_id=ctx.principal.consumer_id,
+                request_id=ctx.request.request_id,
             )
         )
 
     @staticmethod
-    def _admit(ex: Exchange, cost: int, headers: list[tuple[str, str]]) -> None:
-        ex.admitted = True
-        ex.cost_units = cost
-        ex.reserved_units = cost
-        ex.extra_headers.extend(headers)
+    def _admit(ctx: Context[CompiledRoute], cost: int, headers: list[tuple[str, str]]) -> None:
+        ctx.admitted = True
+        ctx.cost_units = cost
+        ctx.reserved_units = cost
+        ctx.extra_headers.extend(headers)
 
 
 class Spend:
     """One request's admission: the plan's windows at one instant, and the call."""
 
-    def __init__(self, admission: QuotaAdmission, plan: Plan, ex: Exchange) -> None:
+    def __init__(self, admission: QuotaAdmission, plan: Plan, ctx: Context[CompiledRoute]) -> None:
         self.admission = admission
         self.plan = plan
-        self.ex = ex
-        self.cost = reservation(ex)
+        self.ctx = ctx
+        self.cost = reservation(ctx)
         self.now = admission.now()
         self.counter = limits.counter_period(self.now, plan)
         self.window = limits.window(self.now, plan.rate) if plan.rate is not None else None
@@ -177,19 +178,19 @@ class Spend:
             return
         memory.put(budget.pk, counters, self.now)
         QuotaAdmission._admit(
-            self.ex,
+            self.ctx,
             self.cost,
             [("ratelimit-policy", self.policy), ("ratelimit", self._limit_field(budget, counters))],
         )
-        self.ex.spent_on = budget
-        self.ex.spend = (self, counters)  # `settle` restates RateLimit with the actual cost
+        self.ctx.spent_on = budget
+        self.ctx.spend = (self, counters)  # `settle` restates RateLimit with the actual cost
 
     def _deadline(self) -> float:
         """How long the quota call may wait: what is left of the route's deadline, or, on a
         route that fails open, half of it, so that the backends keep time for the answer the
         route promises when DynamoDB is silent."""
-        deadline = self.ex.deadline
-        if self.ex.route.quota_failure != "open":
+        deadline = self.ctx.deadline
+        if self.ctx.route.quota_failure != "open":
             return deadline
         now = time.monotonic()
         return now + max(deadline - now, 0.0) / 2
@@ -197,7 +198,7 @@ class Spend:
     def _budget(self, shard: int) -> Budget:
         plan, shards = self.plan, self.plan.shards
         return Budget(
-            pk=counter_pk(self.counter.key, shard, self.ex.principal.consumer_id),
+            pk=counter_pk(self.counter.key, shard, self.ctx.principal.consumer_id),
             expires_at=limits.expires_at(self.counter),
             quota=limits.share(plan.quota.limit, shards, shard) if plan.quota is not None else None,
             rate=limits.share(limits.burst(plan.rate), shards, shard) if plan.rate is not None else None,
@@ -263,7 +264,7 @@ class Spend:
             assert plan.quota is not None and budget.quota is not None
             end = self.counter.end
             if self.cost > budget.quota:
-                what = "request reserves" if self.ex.route.metering else "route costs"
+                what = "request reserves" if self.ctx.route.metering else "route costs"
                 detail = f"quota exceeded: this {what} {self.cost} units, more than the plan allows"
             else:
                 detail = (
@@ -284,7 +285,7 @@ class Spend:
         return error
 
     def _unavailable(self, failure: StoreUnavailable) -> None:
-        route = self.ex.route
+        route = self.ctx.route
         count("QuotaStoreFailures", route.id)
         logger.warning(
             "quota store unavailable",
@@ -292,13 +293,13 @@ class Spend:
                 "reason": failure.reason,
                 "quota_failure": route.quota_failure,
                 "route_id": route.id,
-                "consumer_id": self.ex.principal.consumer_id,
-                "request_id": self.ex.request.request_id,
+                "consumer_id": self.ctx.principal.consumer_id,
+                "request_id": self.ctx.request.request_id,
             },
         )
         if route.quota_failure == "open":
             count("QuotaFailedOpen", route.id)
-            QuotaAdmission._admit(self.ex, self.cost, [("ratelimit-policy", self.policy)])
+            QuotaAdmission._admit(self.ctx, self.cost, [("ratelimit-policy", self.policy)])
             return
         raise ServiceUnavailable(
             "the quota store is unavailable; try again shortly",

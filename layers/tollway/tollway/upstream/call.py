@@ -28,13 +28,12 @@ from typing import Protocol
 import httpx
 
 from tollway.config.compile import CompiledBackend
-from tollway.core.messages import StreamCut
+from tollway.core.messages import BackendRequest, StreamCut
 from tollway.discovery.target import Reference
 from tollway.transport.client import exchanger_for
 from tollway.transport.exchange import ExchangeError, RawResponse, Refused, ResponseHeaders
 from tollway.upstream.balancer import Balancers
 from tollway.upstream.breaker import Breakers
-from tollway.upstream.request import BackendRequest
 from tollway.upstream.retry import IDEMPOTENT, RETRY_STATUSES, attempts_for, backoff_s
 
 

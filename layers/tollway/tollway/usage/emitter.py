@@ -33,9 +33,9 @@ from typing import Any, TextIO
 
 import orjson
 
+from tollway.core.context import Context
 from tollway.core.messages import Response
-from tollway.pipeline import Exchange
-from tollway.usage.events import MAX_EVENTS, VERSION, from_exchange
+from tollway.usage.events import MAX_EVENTS, VERSION, from_context
 
 MARKER = "usage_event_unsent"
 BATCH = 10  # SendMessageBatch's limit
@@ -125,8 +125,8 @@ class UsageEmitter:
         self._inflight = 0
         self._lock = threading.Lock()  # one flush at a time; `record` never takes it
 
-    def record(self, exchange: Exchange, response: Response, latency_ms: float) -> None:
-        self._new.append(from_exchange(exchange, response, latency_ms))
+    def record(self, ctx: Context, response: Response, latency_ms: float) -> None:
+        self._new.append(from_context(ctx, response, latency_ms))
         self.stats.recorded += 1
         if self.pending() > self.max_buffer:
             with contextlib.suppress(IndexError):  # a flush may have drained it meanwhile

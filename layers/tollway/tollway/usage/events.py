@@ -1,7 +1,7 @@
 """The usage event (SPEC §6), version 1: one per request that reached a route; and the
 SQS message that carries events.
 
-The router builds events as plain dicts (`from_exchange`, a few µs, no validation on
+The router builds events as plain dicts (`from_context`, a few µs, no validation on
 the response path); the usage function validates every message against `UsageMessage`
 (or, for a message that is one bare event, as routers before messages sent them and
 `tollway usage replay` of old log lines does, `UsageEvent`).
@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:  # the usage function validates events without importing the request path
+    from tollway.core.context import BackendOutcome, Context
     from tollway.core.messages import Response
-    from tollway.pipeline import BackendOutcome, Exchange
 
 VERSION = 1
 # Events per message: bounds the routes one consumer's part of a message can touch, so that
@@ -126,31 +126,31 @@ class UsageMessage(BaseModel):
     events: Annotated[list[UsageEvent], Field(min_length=1, max_length=MAX_EVENTS)]
 
 
-def from_exchange(ex: Exchange, response: Response, latency_ms: float) -> dict[str, Any]:
-    """The event of one finished exchange, as the JSON-ready dict that goes on the queue."""
+def from_context(ctx: Context, response: Response, latency_ms: float) -> dict[str, Any]:
+    """The event of one finished request, as the JSON-ready dict that goes on the queue."""
     now = time.time()
     arrived = now - latency_ms / 1000
     event: dict[str, Any] = {
         "version": VERSION,
         "event_id": uuid.uuid4().hex,
         "timestamp": datetime.fromtimestamp(arrived, UTC).isoformat(timespec="milliseconds"),
-        "request_id": ex.request.request_id,
-        "consumer_id": ex.principal.consumer_id,
-        "plan": ex.principal.plan,
-        "route_id": ex.route.id,
-        "method": ex.request.method,
+        "request_id": ctx.request.request_id,
+        "consumer_id": ctx.principal.consumer_id,
+        "plan": ctx.principal.plan,
+        "route_id": ctx.route.id,
+        "method": ctx.request.method,
         "status": response.status,
         "latency_ms": round(latency_ms, 3),
-        "request_bytes": len(ex.request.body),
+        "request_bytes": len(ctx.request.body),
         "response_bytes": response.size,
-        "cost_units": ex.cost_units,
-        "admitted": ex.admitted,
-        "backends": [_backend(b) for b in ex.backends],
+        "cost_units": ctx.cost_units,
+        "admitted": ctx.admitted,
+        "backends": [_backend(b) for b in ctx.backends],
     }
-    if ex.usage_status is not None:
-        event["reserved_units"] = ex.reserved_units
-        event["usage"] = ex.usage
-        event["usage_status"] = ex.usage_status
+    if ctx.usage_status is not None:
+        event["reserved_units"] = ctx.reserved_units
+        event["usage"] = ctx.usage
+        event["usage_status"] = ctx.usage_status
     return event
 
 
