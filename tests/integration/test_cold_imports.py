@@ -97,7 +97,7 @@ def test_a_table_without_service_references_loads_no_discovery(
     tmp_path: Path, serve, aws: dict[str, str]
 ) -> None:
     loaded = cold_start(tmp_path, serve, aws)
-    assert not {m for m in loaded if m.startswith("tollway.discovery.") and m != "tollway.discovery.target"}
+    assert not {m for m in loaded if m.startswith("tollway.discovery.") and m != "tollway.table.targets"}
 
 
 def test_the_key_secret_and_the_aws_callers_load_no_boto3_or_botocore(

@@ -12,9 +12,9 @@ import boto3
 import pytest
 import snapshot_restore_py
 from tollway.assemble import build_app
-from tollway.discovery.target import Reference
 from tollway.settings import Settings
 from tollway.snapstart import register
+from tollway.table.targets import Reference
 
 from tests.bench.sqs_sink import sqs_sink
 from tests.infra_files import write_infra

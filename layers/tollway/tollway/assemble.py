@@ -16,12 +16,12 @@ import httpx
 from tollway import aws
 from tollway.auth.authenticator import build_authenticator
 from tollway.aws.clock import AwsClock
-from tollway.config.compile import CompiledConfig
 from tollway.http.app import GatewayApp
 from tollway.observability import access_log
 from tollway.pipeline import Gateway, UsageRecorder
 from tollway.settings import Settings
 from tollway.snapstart import Renewal
+from tollway.table.routes import CompiledConfig
 from tollway.transport.client import exchanger_for, make_client
 from tollway.upstream.dispatch import HttpUpstream
 from tollway.usage.extension import Flusher, chain

@@ -21,7 +21,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Sequence
 
-from tollway.config.compile import CompiledConfig, CompiledRoute
 from tollway.core import steps as shapes
 from tollway.core.context import Context
 from tollway.core.messages import Request, Response, StreamCut
@@ -38,7 +37,8 @@ from tollway.errors import (
     Unauthorized,
 )
 from tollway.http.routing import Router
-from tollway.quota.metering import Reading, SseUsage
+from tollway.policy.metering import Reading, SseUsage
+from tollway.table.routes import CompiledConfig, CompiledRoute
 
 Handler = shapes.Handler[CompiledRoute]
 Middleware = shapes.Middleware[CompiledRoute]
@@ -201,7 +201,7 @@ class Gateway:
             response.headers.extend(self.admission.policy(ctx.principal))
 
     def _meter(self, ctx: Context[CompiledRoute], response: Response) -> None:
-        """A metered route's cost is what its answer says (tollway.quota.metering)."""
+        """A metered route's cost is what its answer says (tollway.policy.metering)."""
         assert ctx.route.metering is not None
         reading = ctx.route.metering.read(response.body, response.header("content-type"))
         self._metered(ctx, reading, failed=response.status >= 400, cut=False)

@@ -27,12 +27,13 @@ import pytest
 from botocore.config import Config
 from httpx_aiohttp import AiohttpTransport
 from tollway.aws.dynamodb import DynamoCaller
-from tollway.config.compile import CompiledRoute, compile_infra
+from tollway.config.compile import compile_infra
 from tollway.core.context import Context
 from tollway.core.messages import Request
 from tollway.core.principal import Principal
 from tollway.dev.serve import free_port
 from tollway.dev.template import read_template
+from tollway.table.routes import CompiledRoute
 from tollway.transport.client import LIMITS, make_client
 
 from tests.conftest import INFRA, ROOT, TEMPLATE

@@ -244,7 +244,7 @@ async def test_a_refund_by_another_container_is_seen_after_recheck_s(
     settling container's own memory takes the settle's answer."""
     from dataclasses import replace
 
-    from tollway.quota.metering import CostSpec, Term
+    from tollway.policy.metering import CostSpec, Term
 
     spec = CostSpec(terms=(Term(("usage", "n"), 1),), missing=0, reserve=None, estimate=None)
 
@@ -299,7 +299,7 @@ async def test_a_reservation_past_dynamodbs_numbers_is_capped_never_a_store_fail
     `quota_failure: open` an uncounted admission. Capped, it is counted (a rate-only plan)."""
     from dataclasses import replace
 
-    from tollway.quota.metering import MAX_UNITS, CostSpec, Estimate, Term
+    from tollway.policy.metering import MAX_UNITS, CostSpec, Estimate, Term
 
     spec = CostSpec(
         terms=(Term(("usage", "n"), 1),), missing=0, reserve=None, estimate=Estimate(("max_tokens",), 3, 0)

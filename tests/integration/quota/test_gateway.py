@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import httpx
-from tollway.config.compile import CompiledRoute, compile_infra
+from tollway.config.compile import compile_infra
 from tollway.core.messages import Request
 from tollway.core.principal import Principal
 from tollway.errors import Unauthorized
@@ -17,6 +17,7 @@ from tollway.http.app import GatewayApp
 from tollway.pipeline import Gateway
 from tollway.quota.admission import QuotaAdmission
 from tollway.quota.store import QuotaStore
+from tollway.table.routes import CompiledRoute
 from tollway.transport.client import make_client
 from tollway.upstream.dispatch import HttpUpstream
 

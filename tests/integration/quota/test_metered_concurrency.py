@@ -24,8 +24,8 @@ import orjson
 import pytest
 from tollway.config.models import Plan
 from tollway.errors import TooManyRequests
+from tollway.policy.metering import CostSpec, Term
 from tollway.quota.admission import QuotaAdmission
-from tollway.quota.metering import CostSpec, Term
 from tollway.quota.store import QuotaStore
 
 from .conftest import Dynamo, in_containers, new_container

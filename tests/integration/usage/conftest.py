@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from tollway import aws
-from tollway.config.compile import CompiledConfig, CompiledRoute, compile_infra
+from tollway.config.compile import compile_infra
 from tollway.core.context import Context
 from tollway.core.messages import Request
 from tollway.core.principal import Principal
@@ -24,6 +24,7 @@ from tollway.errors import TooManyRequests, Unauthorized
 from tollway.http.app import GatewayApp
 from tollway.pipeline import Gateway
 from tollway.settings import Settings
+from tollway.table.routes import CompiledConfig, CompiledRoute
 from tollway.transport.client import make_client
 from tollway.upstream.dispatch import HttpUpstream
 from tollway.usage.emitter import BackgroundFlusher, UnsentLog, UsageEmitter

@@ -16,12 +16,12 @@ import httpx
 from tollway.auth.challenge import invalid_token, missing
 from tollway.auth.keys import KeyMac, KeyVerifier
 from tollway.auth.store import KeyLookup
-from tollway.config.compile import CompiledConfig, CompiledRoute
 from tollway.core.messages import Request
 from tollway.core.principal import Principal
 from tollway.errors import Forbidden
 from tollway.observability import logger
 from tollway.settings import Settings
+from tollway.table.routes import CompiledConfig, CompiledRoute
 
 if TYPE_CHECKING:
     from tollway.auth.jwt import Identity, JwtVerifier
@@ -118,7 +118,7 @@ def build_authenticator(
         logger.warning("no API key secret is configured: issued keys will be refused")
     demo_key = environ.get(DEMO_KEY_VARIABLE)
     verifier = KeyVerifier(
-        keys, config.gateway.auth.api_keys, mac=mac, extra_keys=[demo_key] if demo_key else ()
+        keys, config.api_keys, mac=mac, extra_keys=[demo_key] if demo_key else ()
     )
     tokens: JwtVerifier | NoIssuers = NoIssuers()
     if config.issuers:

@@ -42,7 +42,7 @@ from tollway.errors import IssuerUnavailable
 from tollway.observability import logger
 
 if TYPE_CHECKING:
-    from tollway.config.models import JwtIssuer
+    from tollway.table.auth import JwtIssuer
 
 ASYMMETRIC = ("RS256", "ES256", "EdDSA")
 JWKS_TIMEOUT_S = 2.0

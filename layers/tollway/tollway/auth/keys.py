@@ -37,7 +37,7 @@ from tollway.errors import ServiceUnavailable
 from tollway.lru import ExpiringLru
 
 if TYPE_CHECKING:
-    from tollway.config.models import ApiKeys
+    from tollway.table.auth import ApiKeys
 
 PREFIX = "tw1_"
 MAC_CHARS = 16

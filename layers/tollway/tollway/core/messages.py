@@ -34,7 +34,7 @@ class Request:
 class StreamCut(Exception):
     """A `Response.stream` ended before the backend's end of it: the route's deadline passed,
     or the connection broke. Raised after the last chunk it did deliver, so that the meter
-    knows the usage it read may be incomplete (tollway.quota.metering, `charge`)."""
+    knows the usage it read may be incomplete (tollway.policy.metering, `charge`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from tollway.dev.preflight import check_infra, check_ports, check_template, find
 from tollway.dev.serve import free_port, server_config
 from tollway.dev.sidecar import launch
 from tollway.dev.template import provision
-from tollway.discovery.target import parse_target
+from tollway.table.targets import parse_target
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "dev",

@@ -10,9 +10,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from tollway.config.compile import CompiledConfig
 from tollway.discovery.resolver import Resolver, Spawn, in_thread
-from tollway.discovery.target import Reference
+from tollway.table.routes import CompiledConfig
+from tollway.table.targets import Reference
 
 TTL_S = 30.0
 RETRY_S = 5.0

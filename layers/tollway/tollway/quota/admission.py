@@ -22,7 +22,7 @@ refuses by itself is refused before this step spends anything. A request it stil
 after admission without calling any backend (the deadline passed during the quota call, a
 breaker opened meanwhile) is refunded exactly: `settle` with a cost of 0.
 
-Metered routes (`metering`, tollway.quota.metering): admission spends the request's
+Metered routes (`metering`, tollway.policy.metering): admission spends the request's
 reservation, and `settle` queues the difference to the answer's actual cost
 (tollway.quota.settle), sent after the response. Since that can return units, a
 remembered full quota is trusted for `recheck_s` only when the config has metered routes.
@@ -46,8 +46,8 @@ from tollway.quota.settle import Settlement, Settlements
 from tollway.quota.store import Budget, Counters, Exhausted, QuotaStore, StoreUnavailable, counter_pk
 
 if TYPE_CHECKING:
-    from tollway.config.compile import CompiledRoute
-    from tollway.config.models import Plan
+    from tollway.table.plans import Plan
+    from tollway.table.routes import CompiledRoute
 
 # How long a remembered full quota is believed when settles can return units.
 RECHECK_S = 1.0

@@ -1,7 +1,7 @@
 """Settling metered requests: after the answer, the counter is corrected to the actual cost.
 
 Admission spent the request's reservation; the answer said what it really cost
-(tollway.quota.metering). The difference is one unconditional UpdateItem (`ADD used :delta`)
+(tollway.policy.metering). The difference is one unconditional UpdateItem (`ADD used :delta`)
 on the counter item the reservation went to, sent after the response, never on the
 caller's path:
 

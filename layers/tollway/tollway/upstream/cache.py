@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from tollway.lru import ExpiringLru
 
 if TYPE_CHECKING:
-    from tollway.config.models import Cache
+    from tollway.table.routes import Cache
 
 Clock = Callable[[], float]
 

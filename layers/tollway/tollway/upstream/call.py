@@ -27,9 +27,9 @@ from typing import Protocol
 
 import httpx
 
-from tollway.config.compile import CompiledBackend
 from tollway.core.messages import BackendRequest, StreamCut
-from tollway.discovery.target import Reference
+from tollway.table.routes import CompiledBackend
+from tollway.table.targets import Reference
 from tollway.transport.client import exchanger_for
 from tollway.transport.exchange import ExchangeError, RawResponse, Refused, ResponseHeaders
 from tollway.upstream.balancer import Balancers

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from tollway.config.compile import CompiledBackend, CompiledRoute
-from tollway.config.templates import TemplateValueError
 from tollway.core.context import BackendOutcome, Context
 from tollway.core.messages import Response
 from tollway.errors import BadGateway, GatewayTimeout
+from tollway.table.routes import CompiledBackend, CompiledRoute
+from tollway.table.templates import TemplateValueError
 from tollway.upstream.cache import CACHEABLE, PER_FILL, Caches, storable_ttl
 from tollway.upstream.call import BackendCaller, BackendFailure
 from tollway.upstream.compose import NotAnObject, merge, read_json, shape, write_json

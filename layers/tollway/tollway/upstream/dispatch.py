@@ -26,7 +26,7 @@ from tollway.upstream.prepare import prepare
 from tollway.upstream.proxy import proxy
 
 if TYPE_CHECKING:
-    from tollway.config.compile import CompiledConfig, CompiledRoute
+    from tollway.table.routes import CompiledConfig, CompiledRoute
     from tollway.upstream.grpc import GrpcUpstream
 
 

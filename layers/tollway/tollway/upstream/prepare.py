@@ -19,11 +19,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tollway.config.compile import CompiledBackend, CompiledRoute
-from tollway.config.templates import TemplateValueError, json_template_refs
 from tollway.core.context import BackendOutcome, Context
 from tollway.core.messages import BackendRequest
 from tollway.errors import BadGateway, GatewayTimeout
+from tollway.table.routes import CompiledBackend, CompiledRoute
+from tollway.table.templates import TemplateValueError, json_template_refs
 from tollway.upstream.call import BackendCaller, BackendFailure
 from tollway.upstream.request import build_request
 

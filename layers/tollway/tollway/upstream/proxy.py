@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import time
 
-from tollway.config.compile import CompiledRoute
 from tollway.core.context import BackendOutcome, Context
 from tollway.core.headers import connection_tokens, to_caller
 from tollway.core.messages import Response
 from tollway.errors import BadGateway, GatewayTimeout
+from tollway.table.routes import CompiledRoute
 from tollway.upstream.call import Answer, BackendCaller, BackendFailure
 from tollway.upstream.request import build_request
 

@@ -12,13 +12,13 @@ import unicodedata
 from typing import Any
 from urllib.parse import quote, unquote, unquote_plus
 
-from tollway.config.compile import CompiledBackend, CompiledRoute
-from tollway.config.templates import ParamValueError, TemplateValueError, render_json_template
 from tollway.core.context import Context
 from tollway.core.headers import connection_tokens, field_value_ok, to_backend
 from tollway.core.messages import BackendRequest
 from tollway.core.trace import W3C_FIELDS
 from tollway.errors import BadRequest
+from tollway.table.routes import CompiledBackend, CompiledRoute
+from tollway.table.templates import ParamValueError, TemplateValueError, render_json_template
 from tollway.upstream.cache import Fill, fill_for
 from tollway.upstream.compose import write_json
 

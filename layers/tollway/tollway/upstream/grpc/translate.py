@@ -21,17 +21,17 @@ from typing import Any
 
 import orjson
 
-from tollway.config.compile import CompiledBackend, CompiledConfig, CompiledRoute
-from tollway.config.templates import (
+from tollway.core.context import BackendOutcome, Context
+from tollway.core.messages import Response
+from tollway.core.problems import problem_response
+from tollway.errors import BadGateway, BadRequest, GatewayError, GatewayTimeout
+from tollway.table.routes import CompiledBackend, CompiledConfig, CompiledRoute
+from tollway.table.templates import (
     ParamValueError,
     TemplateValueError,
     json_template_refs,
     render_json_template,
 )
-from tollway.core.context import BackendOutcome, Context
-from tollway.core.messages import Response
-from tollway.core.problems import problem_response
-from tollway.errors import BadGateway, BadRequest, GatewayError, GatewayTimeout
 from tollway.upstream.cache import CACHEABLE, PER_FILL, Caches, fill_for
 from tollway.upstream.call import BackendCaller, BackendFailure
 from tollway.upstream.grpc.caller import GrpcCaller, StatusFailure, Stream
