@@ -36,8 +36,8 @@ from tollway.errors import (
     RequestTimeout,
     Unauthorized,
 )
-from tollway.http.routing import Router
 from tollway.policy.metering import Reading, SseUsage
+from tollway.routing import Router
 from tollway.table.routes import CompiledConfig, CompiledRoute
 
 Handler = shapes.Handler[CompiledRoute]
@@ -234,7 +234,7 @@ class Gateway:
             return self.config.defaults.timeout_ms / 1000
 
     async def handle(self, request: Request, path: str, started: float | None = None) -> Response:
-        """Answer one request. `path`: the caller's, as `http.routing.canonical_path` spells it;
+        """Answer one request. `path`: the caller's, as `routing.canonical_path` spells it;
         `started`: time.monotonic() when it arrived (its route's deadline runs from then)."""
         started = time.monotonic() if started is None else started
         ctx: Context[CompiledRoute] | None = None

@@ -17,9 +17,9 @@ from tollway.core.headers import request_id, well_formed
 from tollway.core.messages import Request, Response
 from tollway.core.trace import trace_context
 from tollway.errors import PayloadTooLarge
-from tollway.http.routing import canonical_path
 from tollway.observability import bind_request_id
 from tollway.pipeline import Gateway
+from tollway.routing import canonical_path
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]

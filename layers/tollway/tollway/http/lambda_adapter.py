@@ -6,7 +6,7 @@
   problem, never an exception out of the handler (API Gateway's bare 500). The path is
   handed over as the event spells it (`raw_path`), not decoded first as Mangum does, so
   the app routes it exactly as it routes the same request under uvicorn
-  (`http.routing.canonical_path`). The scheme is https: an HTTP API serves nothing else,
+  (`routing.canonical_path`). The scheme is https: an HTTP API serves nothing else,
   and a caller's `X-Forwarded-Proto` does not say otherwise.
 - Lambda refuses a response over 6 MB, and API Gateway turns that into a bare 500. The
   size that counts is the serialized result, after Mangum base64-encodes a binary body
