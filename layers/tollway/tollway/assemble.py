@@ -16,9 +16,10 @@ import httpx
 from tollway import aws
 from tollway.auth.authenticator import build_authenticator
 from tollway.aws.clock import AwsClock
+from tollway.core.steps import UsageRecorder
+from tollway.gateway import Gateway
 from tollway.http.app import GatewayApp
 from tollway.observability import access_log
-from tollway.pipeline import Gateway, UsageRecorder
 from tollway.settings import Settings
 from tollway.snapstart import Renewal
 from tollway.table.routes import CompiledConfig

@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 from tollway.config.compile import compile_infra
 from tollway.core.context import Context
+from tollway.gateway import Gateway
 from tollway.http.app import GatewayApp
-from tollway.pipeline import Gateway
 from tollway.transport.client import make_client
 from tollway.upstream.dispatch import HttpUpstream
 
@@ -23,16 +23,30 @@ class CountingAdmission:
 
     def __init__(self) -> None:
         self.settled: list[int] = []
+        self.admitted: list[str] = []
 
-    async def admit(self, exchange: Context) -> None:
-        exchange.admitted = True
-        exchange.reserved_units = exchange.cost_units = 10
+    def spend(self, ctx: Context) -> CountingSpend:
+        return CountingSpend(self, ctx)
 
     def policy(self, principal) -> list[tuple[str, str]]:
         return []
 
-    def settle(self, exchange: Context) -> None:
-        self.settled.append(exchange.cost_units)
+
+class CountingSpend:
+    def __init__(self, admission: CountingAdmission, ctx: Context) -> None:
+        self.admission = admission
+        self.ctx = ctx
+
+    async def run(self) -> None:
+        self.admission.admitted.append(self.ctx.route.id)
+        self.ctx.admitted = True
+        self.ctx.reserved_units = self.ctx.cost_units = 10
+
+    def settle(self) -> None:
+        self.admission.settled.append(self.ctx.cost_units)
+
+    def remaining(self) -> str | None:
+        return None
 
 
 ROUTES = [
@@ -85,14 +99,6 @@ async def test_a_message_the_callers_input_does_not_fit_is_refused_before_admiss
     ]
     config = compile_infra(grpc_infra(tmp_path, {"t": things.url}, routes), "test")
     admission = CountingAdmission()
-    admitted: list[str] = []
-    admit = admission.admit
-
-    async def recording_admit(exchange: Context) -> None:
-        admitted.append(exchange.route.id)
-        await admit(exchange)
-
-    admission.admit = recording_admit  # type: ignore[method-assign]
     client = make_client()
     upstream = HttpUpstream(client)
     gateway = Gateway(config, authenticator=FakeAuthenticator(), upstream=upstream, admission=admission)
@@ -107,4 +113,4 @@ async def test_a_message_the_callers_input_does_not_fit_is_refused_before_admiss
     finally:
         await client.aclose()
     assert [a.status_code for a in answers] == [400] * 6
-    assert admitted == [] and admission.settled == [] and things.calls == []
+    assert admission.admitted == [] and admission.settled == [] and things.calls == []

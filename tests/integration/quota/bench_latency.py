@@ -86,7 +86,7 @@ async def run(
     for _ in range(n):
         started = time.perf_counter()
         with contextlib.suppress(TooManyRequests):
-            await admission.admit(exchange(route, plan, consumer))
+            await admission.spend(exchange(route, plan, consumer)).run()
         samples.append(time.perf_counter() - started)
     return time.process_time() - cpu, samples
 
@@ -144,7 +144,7 @@ async def main(n: int) -> None:
         await run(lean, route, "big", consumers["lean"], 100)
         print(f"lean: {len(transport.calls) / 100:.2f} HTTP requests per admitted request")
         limited = uuid.uuid4().hex
-        await lean.admit(exchange(route, "tiny", limited))
+        await lean.spend(exchange(route, "tiny", limited)).run()
         other_caller = dynamo_caller(http, boto)
         other_caller.exchanger = transport
         other = QuotaAdmission(QuotaStore(other_caller, "QuotaTable"), PLANS)

@@ -26,13 +26,15 @@ import httpx
 import pytest
 from botocore.config import Config
 from httpx_aiohttp import AiohttpTransport
+from tollway import pipeline
 from tollway.aws.dynamodb import DynamoCaller
 from tollway.config.compile import compile_infra
 from tollway.core.context import Context
-from tollway.core.messages import Request
+from tollway.core.messages import Request, Response
 from tollway.core.principal import Principal
 from tollway.dev.serve import free_port
 from tollway.dev.template import read_template
+from tollway.quota.admission import QuotaAdmission
 from tollway.table.routes import CompiledRoute
 from tollway.transport.client import LIMITS, make_client
 
@@ -171,6 +173,18 @@ def exchange(protected_route: CompiledRoute) -> Callable[..., Context]:
         return Context(request, route, {"user_id": "1"}, time.monotonic(), principal=principal)
 
     return make
+
+
+async def admit(quota: QuotaAdmission, ctx: Context) -> dict[str, str]:
+    """Admit `ctx` as a route's chain does (tollway.pipeline: the plan step, then the admit
+    step, around an answer that calls no backend): the RateLimit fields of that answer. A
+    refusal is raised with the fields the chain puts on it."""
+
+    async def answer(ctx: Context) -> Response:
+        return Response(200)
+
+    handler = pipeline.state_plan(quota)(pipeline.admit(quota)(answer))
+    return dict((await handler(ctx)).headers)
 
 
 class Clock:

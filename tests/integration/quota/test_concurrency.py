@@ -34,7 +34,7 @@ def race(
             barrier.wait()  # every container ready: the requests start together
             for _ in range(PER_THREAD):
                 try:
-                    await admission.admit(make())
+                    await admission.spend(make()).run()
                     admitted += 1
                 except TooManyRequests:
                     rejected += 1

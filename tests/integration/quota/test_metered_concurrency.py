@@ -92,8 +92,9 @@ def race(dynamo: Dynamo, consumer: str, exchange, reserve: int, actual: int) -> 
                 ex = exchange(consumer, "tokens", cost=reserve)
                 ex.route = replace(ex.route, metering=SPEC)
                 open_.enter()
+                spend = admission.spend(ex)
                 try:
-                    await admission.admit(ex)
+                    await spend.run()
                 except TooManyRequests:
                     open_.leave()
                     continue
@@ -103,7 +104,7 @@ def race(dynamo: Dynamo, consumer: str, exchange, reserve: int, actual: int) -> 
                 ex.cost_units = SPEC.read(body, "application/json").units
                 if actual == reserve:
                     open_.leave()  # nothing to settle
-                admission.settle(ex)  # as Gateway does once the answer is ready
+                spend.settle()  # as the admit step does once the answer is ready
             await admission.settlements.stop()
             assert admission.settlements.failed == 0
         finally:

@@ -27,8 +27,8 @@ from tollway.config.compile import compile_infra
 from tollway.core.messages import Request
 from tollway.core.principal import Principal
 from tollway.errors import Unauthorized
+from tollway.gateway import Gateway
 from tollway.http.app import GatewayApp
-from tollway.pipeline import Gateway
 from tollway.quota.admission import QuotaAdmission
 from tollway.quota.store import QuotaStore
 from tollway.table.routes import CompiledRoute

@@ -18,8 +18,8 @@ from tollway.config.compile import compile_infra
 from tollway.core.context import Context
 from tollway.core.messages import Request, Response
 from tollway.core.principal import Principal
+from tollway.gateway import Gateway
 from tollway.http.app import GatewayApp
-from tollway.pipeline import Gateway
 from tollway.table.routes import CompiledRoute
 from tollway.transport.client import make_client
 from tollway.upstream.dispatch import HttpUpstream

@@ -21,8 +21,8 @@ from tollway.core.context import Context
 from tollway.core.messages import Request
 from tollway.core.principal import Principal
 from tollway.errors import TooManyRequests, Unauthorized
+from tollway.gateway import Gateway
 from tollway.http.app import GatewayApp
-from tollway.pipeline import Gateway
 from tollway.settings import Settings
 from tollway.table.routes import CompiledConfig, CompiledRoute
 from tollway.transport.client import make_client
@@ -95,16 +95,33 @@ class LimitAdmission:
     limit: int = 1_000_000
     spent: dict[str, int] = field(default_factory=dict)
 
-    async def admit(self, ctx: Context) -> None:
-        consumer = ctx.principal.consumer_id
-        if self.spent.get(consumer, 0) >= self.limit:
-            raise TooManyRequests("quota exhausted", retry_after=60, limit="quota")
-        self.spent[consumer] = self.spent.get(consumer, 0) + 1
-        ctx.admitted = True
-        ctx.cost_units = ctx.route.cost
+    def spend(self, ctx: Context) -> LimitSpend:
+        return LimitSpend(self, ctx)
 
     def policy(self, principal: Any) -> list[tuple[str, str]]:
         return [("ratelimit-policy", f'"quota";q={self.limit};w=2592000')]
+
+
+@dataclass
+class LimitSpend:
+    """Counts requests per consumer in memory, one unit each."""
+
+    admission: LimitAdmission
+    ctx: Context
+
+    async def run(self) -> None:
+        spent, consumer = self.admission.spent, self.ctx.principal.consumer_id
+        if spent.get(consumer, 0) >= self.admission.limit:
+            raise TooManyRequests("quota exhausted", retry_after=60, limit="quota")
+        spent[consumer] = spent.get(consumer, 0) + 1
+        self.ctx.admitted = True
+        self.ctx.cost_units = self.ctx.route.cost
+
+    def settle(self) -> None:
+        pass
+
+    def remaining(self) -> str | None:
+        return None
 
 
 @dataclass

@@ -12,7 +12,7 @@ with the route it was matched to, `Context[Route]` (the compiled route table's, 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from tollway.core.messages import BackendRequest, Request
 from tollway.core.principal import ANONYMOUS, Principal
@@ -50,12 +50,8 @@ class Context(Generic[R]):
     admitted: bool = False
     cost_units: int = 0  # what is billed: the route's cost, or a metered answer's actual cost
     reserved_units: int = 0  # what admission spent on the counter
-    spent_on: Any = None  # the quota.store.Budget admission counted on; None: not counted
-    spend: Any = None  # a metered request's admission and the counters it saw (RateLimit restated)
     usage: dict[str, int | float] | None = None  # a metered answer's raw usage fields
     usage_status: str | None = None  # a metered answer: "read", "missing" or "malformed"
-    # Added to the final response whether it succeeds or fails (RateLimit fields).
-    extra_headers: list[tuple[str, str]] = field(default_factory=list)
     backends: list[BackendOutcome] = field(default_factory=list)
     # Backend requests rendered before admission (`prepare`), by backend name.
     prepared: dict[str, BackendRequest] = field(default_factory=dict)

@@ -5,13 +5,17 @@ step hands its work to.
     Middleware   wraps a Handler in a step; `tollway.pipeline.route_steps` lists a route's
                  steps, `build_chain` wraps them around the upstream call once per route
 
+A step that has work to do after the answer does it after `await next`, on the response
+or on the error on its way out (a GatewayError's `headers` reach the problem answer); for
+an event stream, `after` defers that work to the stream's end.
+
 Each protocol is generic in the route type the contexts carry (`Context[Route]`), so this
 floor needs none of the compiled route table.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol, TypeVar
 
 from tollway.core.context import Context, Routed
@@ -31,17 +35,33 @@ class Authenticator(Protocol[R_contra]):
     ) -> Principal: ...
 
 
-class Admission(Protocol[R_contra]):
-    """Spends the principal's plan for this request or raises TooManyRequests."""
+class Spend(Protocol):
+    """One request's admission."""
 
-    async def admit(self, ctx: Context[R_contra]) -> None: ...
-
-    def policy(self, principal: Principal) -> list[tuple[str, str]]:
-        """The plan's RateLimit policy fields, for answers that were not admitted or refused here."""
+    async def run(self) -> None:
+        """Spend the plan for the request (`ctx.admitted`, `reserved_units`, `cost_units`), or
+        raise the refusal (429 over a limit, 503 the store is unavailable, 403 no such plan)."""
         ...
 
-    def settle(self, ctx: Context[R_contra]) -> None:
-        """After a metered answer: correct the reservation to `cost_units` (off the caller's path)."""
+    def settle(self) -> None:
+        """After the answer: correct what was spent to `ctx.cost_units`, off the caller's path."""
+        ...
+
+    def remaining(self) -> str | None:
+        """The `RateLimit` field: what is left of the plan as this admission saw it (after its
+        settle); None when nothing was counted."""
+        ...
+
+
+class Admission(Protocol[R_contra]):
+    """The principal's plan: stated on every answer, spent by each admitted request."""
+
+    def policy(self, principal: Principal) -> list[tuple[str, str]]:
+        """The plan's `RateLimit-Policy` field (none for a plan without limits)."""
+        ...
+
+    def spend(self, ctx: Context[R_contra]) -> Spend:
+        """This request's admission, not yet run."""
         ...
 
 
@@ -68,3 +88,33 @@ class AccessLog(Protocol):
         latency_ms: float,
         consumer: str | None,
     ) -> None: ...
+
+
+def after(
+    response: Response, work: Callable[[bool], None], each: Callable[[bytes], None] | None = None
+) -> None:
+    """Do `work(cut)` once the whole answer has passed: now, or when its event stream has
+    ended (`cut`: before the backend's end of it, or abandoned by the caller); `each` sees
+    every chunk on its way. A `StreamCut` goes on to the steps outside."""
+    if response.stream is None:
+        work(False)
+        return
+    response.stream = _watched(response.stream, work, each)
+
+
+async def _watched(
+    stream: AsyncIterator[bytes], work: Callable[[bool], None], each: Callable[[bytes], None] | None
+) -> AsyncIterator[bytes]:
+    ended = False
+    try:
+        async for chunk in stream:
+            if each is not None:
+                each(chunk)
+            yield chunk
+        ended = True
+    finally:
+        if not ended:  # cut, or the caller left: close what it came from at once
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
+        work(not ended)

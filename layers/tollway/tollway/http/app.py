@@ -17,8 +17,8 @@ from tollway.core.headers import request_id, well_formed
 from tollway.core.messages import Request, Response
 from tollway.core.trace import trace_context
 from tollway.errors import PayloadTooLarge
+from tollway.gateway import Gateway
 from tollway.observability import bind_request_id
-from tollway.pipeline import Gateway
 from tollway.routing import canonical_path
 
 Scope = dict[str, Any]

@@ -49,7 +49,9 @@ class CorsPolicy:
         fields.append(("access-control-max-age", str(self.max_age_s)))
         return Response(204, fields)
 
-    def decorate(self, origin: str, response: Response) -> None:
-        if self.allows(origin):
-            response.headers.extend(self._origin_fields(origin))
-            response.headers.append(("access-control-expose-headers", ", ".join(self.expose)))
+    def fields(self, origin: str) -> list[tuple[str, str]]:
+        """What an answer (errors included) to a request from `origin` carries: nothing for an
+        origin that is not allowed."""
+        if not self.allows(origin):
+            return []
+        return [*self._origin_fields(origin), ("access-control-expose-headers", ", ".join(self.expose))]

@@ -1,11 +1,16 @@
-"""The admit step: spend the principal's plan for one request, in one DynamoDB round trip.
+"""Admission: spend the principal's plan for one request, in one DynamoDB round trip.
+
+`QuotaAdmission.spend(ctx)` is one request's `Spend`. The admit step (tollway.pipeline) runs
+it, and after the answer settles it and states what is left (`remaining`: the `RateLimit`
+field); the plan step states the plan (`policy`: `RateLimit-Policy`) on every authenticated
+answer. Those two are the only writers of the RateLimit fields.
 
 The round trip is awaited (tollway.aws.dynamodb, on the container's shared HTTP transport)
 within the route's deadline, so under uvicorn other requests run while it is on the wire.
 
     remembered exhausted? -> 429, no call
     pick a shard          -> one conditional UpdateItem (tollway.quota.store)
-    admitted              -> RateLimit fields on the response
+    admitted              -> the item's counters, stated as `RateLimit`
     condition failed      -> remember it until the window ends; 429 naming the limit
     DynamoDB unavailable  -> the route's quota_failure: closed 503, open admit uncounted
 
@@ -20,7 +25,7 @@ plan are estimates (the shard's remaining times S).
 Admission comes last among the gateway's own checks (pipeline.route_steps): what the gateway
 refuses by itself is refused before this step spends anything. A request it still refuses
 after admission without calling any backend (the deadline passed during the quota call, a
-breaker opened meanwhile) is refunded exactly: `settle` with a cost of 0.
+breaker opened meanwhile) is refunded exactly: the admit step settles it at a cost of 0.
 
 Metered routes (`metering`, tollway.policy.metering): admission spends the request's
 reservation, and `settle` queues the difference to the answer's actual cost
@@ -78,47 +83,72 @@ class QuotaAdmission:
         # Metered routes can return units: a remembered full quota is then rechecked.
         self.recheck_s = RECHECK_S if refunds else None
         self.settlements = Settlements(store, self.memory, now=now)
+        # Each plan's `RateLimit-Policy`, made for the quota period it was made in.
+        self._policies: dict[str, tuple[float, float, list[tuple[str, str]]]] = {}
 
-    async def admit(self, ctx: Context[CompiledRoute]) -> None:
-        plan = self.plans.get(ctx.principal.plan)
-        if plan is None:
-            raise Forbidden(f"plan {ctx.principal.plan!r} is not offered")
-        cost = reservation(ctx)
-        # A request known to cost nothing needs no write on a plan without a rate limit; a metered
-        # one is known only after its answer, so it always gets one (its settle corrects that item).
-        if plan.rate is None and (plan.quota is None or (cost == 0 and ctx.route.metering is None)):
-            self._admit(ctx, cost, [])  # nothing to count
-            if plan.quota is not None:
-                policy = limits.policy_field(None, plan.quota, limits.period(self.now(), plan.quota.per))
-                ctx.extra_headers.append(("ratelimit-policy", policy))
-            return
-        await Spend(self, plan, ctx).run()
+    def spend(self, ctx: Context[CompiledRoute]) -> Spend:
+        """This request's admission, not yet run (the admit step runs it: tollway.pipeline)."""
+        return Spend(self, ctx)
 
     def policy(self, principal: Principal) -> list[tuple[str, str]]:
-        """`RateLimit-Policy` of the principal's plan, for an authenticated answer that never
-        reached this step (a missing scope, an invalid body): the plan, without a count."""
+        """`RateLimit-Policy` of the principal's plan, stated on every authenticated answer
+        (the plan step, tollway.pipeline): the plan, without a count. Made once per plan and
+        quota period."""
         plan = self.plans.get(principal.plan)
         if plan is None or (plan.rate is None and plan.quota is None):
             return []
-        counter = limits.counter_period(self.now(), plan)
-        return [
-            ("ratelimit-policy", limits.policy_field(plan.rate, plan.quota, counter if plan.quota else None))
-        ]
+        now = self.now()
+        made = self._policies.get(principal.plan)
+        if made is None or not made[0] <= now < made[1]:
+            counter = limits.counter_period(now, plan)
+            value = limits.policy_field(plan.rate, plan.quota, counter if plan.quota else None)
+            made = (counter.start, counter.end, [("ratelimit-policy", value)])
+            self._policies[principal.plan] = made
+        return made[2]
 
-    def settle(self, ctx: Context[CompiledRoute]) -> None:
-        """After the answer: queue the correction of what admission spent to `cost_units` (a
+
+class Spend:
+    """One request's admission: the plan's windows at one instant, the call, and its settle.
+
+    `budget` and `counters` are the counter item the request was counted on (or refused on)
+    and what it held as last seen: `remaining` states them as the `RateLimit` field."""
+
+    def __init__(self, admission: QuotaAdmission, ctx: Context[CompiledRoute]) -> None:
+        self.admission = admission
+        self.ctx = ctx
+        self.plan = admission.plans.get(ctx.principal.plan)
+        self.cost = reservation(ctx)
+        self.now = admission.now()
+        self.budget: Budget | None = None
+        self.counters: Counters | None = None
+        self._charged = 0  # what the counter holds for this request, as queued
+        if self.plan is not None:
+            self.counter = limits.counter_period(self.now, self.plan)
+            self.window = limits.window(self.now, self.plan.rate) if self.plan.rate is not None else None
+
+    async def run(self) -> None:
+        plan = self.plan
+        if plan is None:
+            raise Forbidden(f"plan {self.ctx.principal.plan!r} is not offered")
+        # A request known to cost nothing needs no write on a plan without a rate limit; a metered
+        # one is known only after its answer, so it always gets one (its settle corrects that item).
+        if plan.rate is None and (plan.quota is None or (self.cost == 0 and self.ctx.route.metering is None)):
+            self._admitted()  # nothing to count
+            return
+        await self._count()
+
+    def settle(self) -> None:
+        """After the answer: queue the correction of what was spent to `ctx.cost_units` (a
         metered answer's actual cost, or 0 for a request the gateway refused without calling
-        a backend)."""
-        budget = ctx.spent_on
-        delta = ctx.cost_units - ctx.reserved_units
-        if budget is None or delta == 0:
+        a backend); `remaining` then states the counter as it will be."""
+        delta = self.ctx.cost_units - self._charged
+        if not self.ctx.admitted or self.budget is None or delta == 0:
             return  # not counted (no quota, or the store failed open), or exact already
-        if ctx.spend is not None:
-            spend, counters = ctx.spend
-            settled = replace(counters, used=counters.used + delta)
-            field = ("ratelimit", spend._limit_field(budget, settled))
-            ctx.extra_headers[:] = [field if k == "ratelimit" else (k, v) for k, v in ctx.extra_headers]
-        self.settlements.add(
+        self._charged = self.ctx.cost_units
+        if self.counters is not None:
+            self.counters = replace(self.counters, used=self.counters.used + delta)
+        budget, ctx = self.budget, self.ctx
+        self.admission.settlements.add(
             Settlement(
                 pk=budget.pk,
                 delta=delta,
@@ -130,36 +160,26 @@ class QuotaAdmission:
             )
         )
 
-    @staticmethod
-    def _admit(ctx: Context[CompiledRoute], cost: int, headers: list[tuple[str, str]]) -> None:
-        ctx.admitted = True
-        ctx.cost_units = cost
-        ctx.reserved_units = cost
-        ctx.extra_headers.extend(headers)
+    def remaining(self) -> str | None:
+        if self.budget is None:
+            return None
+        return self._limit_field(self.budget, self.counters)
 
+    def _admitted(self) -> None:
+        self.ctx.admitted = True
+        self.ctx.cost_units = self.ctx.reserved_units = self._charged = self.cost
 
-class Spend:
-    """One request's admission: the plan's windows at one instant, and the call."""
-
-    def __init__(self, admission: QuotaAdmission, plan: Plan, ctx: Context[CompiledRoute]) -> None:
-        self.admission = admission
-        self.plan = plan
-        self.ctx = ctx
-        self.cost = reservation(ctx)
-        self.now = admission.now()
-        self.counter = limits.counter_period(self.now, plan)
-        self.window = limits.window(self.now, plan.rate) if plan.rate is not None else None
-        self.policy = limits.policy_field(plan.rate, plan.quota, self.counter if plan.quota else None)
-
-    async def run(self) -> None:
+    async def _count(self) -> None:
+        assert self.plan is not None
         memory = self.admission.memory
         budgets = [self._budget(shard) for shard in range(self.plan.shards)]
         verdicts = [self._remembered(budget) for budget in budgets]
         open_ = [budget for budget, verdict in zip(budgets, verdicts, strict=True) if verdict is None]
         if not open_:
             limit = "rate" if "rate" in verdicts else "quota"
-            shown = budgets[verdicts.index(limit)]
-            raise self._rejection(limit, shown, memory.get(shown.pk))
+            self.budget = budgets[verdicts.index(limit)]
+            self.counters = memory.get(self.budget.pk)
+            raise self._rejection(limit)
         budget = open_[self.admission.choose(len(open_))] if len(open_) > 1 else open_[0]
         seen = memory.get(budget.pk)
         try:
@@ -172,18 +192,14 @@ class Spend:
                 memory.put(budget.pk, counters, self.now)
             limit = self._verdict(budget, counters) if counters is not None else None
             limit = limit or ("quota" if self.plan.rate is None else "rate")
-            raise self._rejection(limit, budget, counters) from None
+            self.budget, self.counters = budget, counters
+            raise self._rejection(limit) from None
         except StoreUnavailable as failure:
             self._unavailable(failure)
             return
         memory.put(budget.pk, counters, self.now)
-        QuotaAdmission._admit(
-            self.ctx,
-            self.cost,
-            [("ratelimit-policy", self.policy), ("ratelimit", self._limit_field(budget, counters))],
-        )
-        self.ctx.spent_on = budget
-        self.ctx.spend = (self, counters)  # `settle` restates RateLimit with the actual cost
+        self.budget, self.counters = budget, counters
+        self._admitted()
 
     def _deadline(self) -> float:
         """How long the quota call may wait: what is left of the route's deadline, or, on a
@@ -258,8 +274,9 @@ class Spend:
             fields.append(("quota", remaining, limits.seconds_until(self.now, self.counter.end)))
         return limits.limit_field(fields)
 
-    def _rejection(self, limit: str, budget: Budget, counters: Counters | None) -> TooManyRequests:
-        plan = self.plan
+    def _rejection(self, limit: str) -> TooManyRequests:
+        plan, budget = self.plan, self.budget
+        assert plan is not None and budget is not None
         if limit == "quota":
             assert plan.quota is not None and budget.quota is not None
             end = self.counter.end
@@ -277,10 +294,7 @@ class Spend:
             detail = (
                 f"rate limit exceeded: the plan allows {limits.burst(plan.rate)} requests per {length:g} s"
             )
-        headers = {"ratelimit-policy": self.policy, "ratelimit": self._limit_field(budget, counters)}
-        error = TooManyRequests(
-            detail, retry_after=limits.retry_after(self.now, end), limit=limit, headers=headers
-        )
+        error = TooManyRequests(detail, retry_after=limits.retry_after(self.now, end), limit=limit)
         error.extensions["violated-policies"] = [limit]
         return error
 
@@ -299,9 +313,8 @@ class Spend:
         )
         if route.quota_failure == "open":
             count("QuotaFailedOpen", route.id)
-            QuotaAdmission._admit(self.ctx, self.cost, [("ratelimit-policy", self.policy)])
+            self._admitted()  # uncounted: nothing to settle, nothing left to state
             return
         raise ServiceUnavailable(
-            "the quota store is unavailable; try again shortly",
-            headers={"retry-after": "1", "ratelimit-policy": self.policy},
+            "the quota store is unavailable; try again shortly", headers={"retry-after": "1"}
         )
