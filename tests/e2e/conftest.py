@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -13,9 +14,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from tollway.dev.serve import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: each held open until all are chosen."""
+    held = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            held.append(s)
+        return [s.getsockname()[1] for s in held]
+    finally:
+        for s in held:
+            s.close()
 
 
 @dataclass
@@ -56,11 +70,12 @@ class DevServer:
 def launch_dev(cwd: Path, infra: Path = ROOT / "infra") -> DevServer:
     """`tollway dev` from `cwd` on free ports, once it printed its ready line; its later
     output keeps coming into `output` (read by a thread, so the pipe never fills)."""
-    port, aws_port = free_port(), free_port()
+    # Seven ports, all different: ports asked for one at a time can come back twice.
+    port, aws_port, *spare = free_ports(7)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TOLLWAY_"))}
     for service in ("USERS", "ORDERS", "REVIEWS", "ASSISTANTS"):
-        env[f"TOLLWAY_SERVICE_{service}"] = f"http://127.0.0.1:{free_port()}"
-    env["TOLLWAY_SERVICE_CATALOG"] = f"grpc://127.0.0.1:{free_port()}"
+        env[f"TOLLWAY_SERVICE_{service}"] = f"http://127.0.0.1:{spare.pop()}"
+    env["TOLLWAY_SERVICE_CATALOG"] = f"grpc://127.0.0.1:{spare.pop()}"
     process = subprocess.Popen(
         [
             sys.executable,
