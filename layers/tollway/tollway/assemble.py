@@ -1,17 +1,15 @@
 """Wire one container's gateway: compile config, create clients once, build the app.
 
-Everything created here lives as long as the container: the HTTP transport (one httpx
-client and the exchanger on its pool, shared by backends, JWKS, and the DynamoDB calls of
-key lookups and quotas), the API key MAC (its secret read once), the SQS sender of the
-usage emitter, and the discovery resolvers. Nothing here blocks a request on boto3.
+Everything created here lives as long as the container: the one HTTP exchanger (its pool
+shared by backends, JWKS, and the DynamoDB calls of key lookups and quotas:
+tollway/transport), the API key MAC (its secret read once), the SQS sender of the usage
+emitter, and the discovery resolvers. Nothing here blocks a request on boto3.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-
-import httpx
 
 from tollway import aws
 from tollway.auth.authenticator import build_authenticator
@@ -23,12 +21,9 @@ from tollway.observability import access_log
 from tollway.settings import Settings
 from tollway.snapstart import Renewal
 from tollway.table.routes import CompiledConfig
-from tollway.transport.client import exchanger_for, make_client
+from tollway.transport.exchange import AiohttpExchanger, Exchanger
 from tollway.upstream.dispatch import HttpUpstream
 from tollway.usage.extension import Flusher, chain
-
-if TYPE_CHECKING:
-    from tollway.quota.admission import QuotaAdmission
 
 if TYPE_CHECKING:
     from tollway.quota.admission import QuotaAdmission
@@ -37,24 +32,26 @@ if TYPE_CHECKING:
 def build_app(
     settings: Settings,
     *,
-    http_client: httpx.AsyncClient | None = None,
+    exchanger: Exchanger | None = None,
     config: CompiledConfig | None = None,
     runtime_trace: Callable[[], str | None] | None = None,
 ) -> GatewayApp:
-    """`config`: the route table built for this stage (config/artifact.py); else the sources, compiled.
-    `runtime_trace`: the current invocation's X-Ray trace header, on Lambda (tollway.core.trace)."""
+    """`exchanger`: the container's HTTP stack (default: a new `AiohttpExchanger`; tests pass one
+    that counts what it sends). `config`: the route table built for this stage
+    (config/artifact.py); else the sources, compiled. `runtime_trace`: the current
+    invocation's X-Ray trace header, on Lambda (tollway.core.trace)."""
     if config is None:
         from tollway.config.compile import compile_infra
 
         config = compile_infra(settings.infra, settings.stage, settings.environ)
-    client = http_client or make_client()
+    exchanger = exchanger or AiohttpExchanger()
     on_startup: list = []
-    on_shutdown: list = [client.aclose]
+    on_shutdown: list = [exchanger.close]
     clock = AwsClock()  # every AWS call of the container signs with it, corrected if AWS says so
-    dynamodb = _dynamodb(settings, client, clock) if settings.keys_table or settings.quota_table else None
+    dynamodb = _dynamodb(settings, exchanger, clock) if settings.keys_table or settings.quota_table else None
 
     authenticator = build_authenticator(
-        config, settings, client, keys=_keys(settings, dynamodb), mac=_mac(settings, clock)
+        config, settings, exchanger, keys=_keys(settings, dynamodb), mac=_mac(settings, clock)
     )
     admission = _admission(settings, config, dynamodb) if settings.quota_table else None
     if admission is not None:
@@ -65,7 +62,7 @@ def build_app(
     usage = _usage(settings, clock, on_startup, on_shutdown) if settings.usage_queue_url else None
     directory = _directory(config)
 
-    upstream = HttpUpstream(client, directory=directory)
+    upstream = HttpUpstream(exchanger, directory=directory)
     upstream.enable_grpc(config)  # gRPC backends only: their messages built now, not per request
     on_shutdown.append(upstream.close_grpc)
     gateway = Gateway(
@@ -105,13 +102,13 @@ def _directory(config: CompiledConfig) -> Any:
     return build_directory(references(config), aws.client)
 
 
-def _dynamodb(settings: Settings, client: httpx.AsyncClient, clock: AwsClock) -> Any:
+def _dynamodb(settings: Settings, exchanger: Exchanger, clock: AwsClock) -> Any:
     from tollway.aws.dynamodb import DynamoCaller
 
     environ = settings.environ or {}
     region = aws.region(environ)
     endpoint = aws.endpoint("dynamodb", environ, region)
-    return DynamoCaller(exchanger_for(client), endpoint, region, aws.credentials(environ), clock=clock)
+    return DynamoCaller(exchanger, endpoint, region, aws.credentials(environ), clock=clock)
 
 
 def _keys(settings: Settings, dynamodb: Any) -> Any:

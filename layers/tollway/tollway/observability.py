@@ -8,7 +8,6 @@ anyway — no extra call, no flush to forget.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,8 +19,6 @@ from tollway.core.messages import Request, Response
 
 NAMESPACE = "Tollway"
 logger = Logger(service="tollway")
-# httpx logs every request URL at INFO: a caller's misplaced key in a query would land in logs.
-logging.getLogger("httpx").setLevel(logging.WARNING)
 
 _EMF_METRICS = [
     {"Name": "Requests", "Unit": "Count"},

@@ -10,7 +10,7 @@ from tollway.config.compile import compile_infra
 from tollway.core.context import Context
 from tollway.gateway import Gateway
 from tollway.http.app import GatewayApp
-from tollway.transport.client import make_client
+from tollway.transport.exchange import AiohttpExchanger
 from tollway.upstream.dispatch import HttpUpstream
 
 from tests.grpc_backends import ThingsServer, thing
@@ -71,8 +71,8 @@ ROUTES = [
 async def test_the_cost_is_read_from_the_replys_json(tmp_path: Path, things: ThingsServer) -> None:
     config = compile_infra(grpc_infra(tmp_path, {"t": things.url}, ROUTES), "test")
     admission = CountingAdmission()
-    client = make_client()
-    upstream = HttpUpstream(client)
+    exchanger = AiohttpExchanger()
+    upstream = HttpUpstream(exchanger)
     gateway = Gateway(config, authenticator=FakeAuthenticator(), upstream=upstream, admission=admission)
     transport = httpx.ASGITransport(app=GatewayApp(gateway))
     try:
@@ -80,7 +80,7 @@ async def test_the_cost_is_read_from_the_replys_json(tmp_path: Path, things: Thi
             unary = await gw.post("/v1/metered", json={"small": 3, "child": {"small": 4}})
             events = await gw.get("/v1/metered-stream", headers={"accept": "text/event-stream"})
     finally:
-        await client.aclose()
+        await exchanger.close()
     assert unary.status_code == 200 and unary.json() == {"small": 3, "child": {"small": 4}}
     assert events.text.count("data: ") == 4
     # 3 + 2 x 4; the stream's last message says small = 3.
@@ -99,8 +99,8 @@ async def test_a_message_the_callers_input_does_not_fit_is_refused_before_admiss
     ]
     config = compile_infra(grpc_infra(tmp_path, {"t": things.url}, routes), "test")
     admission = CountingAdmission()
-    client = make_client()
-    upstream = HttpUpstream(client)
+    exchanger = AiohttpExchanger()
+    upstream = HttpUpstream(exchanger)
     gateway = Gateway(config, authenticator=FakeAuthenticator(), upstream=upstream, admission=admission)
     transport = httpx.ASGITransport(app=GatewayApp(gateway))
     try:
@@ -111,6 +111,6 @@ async def test_a_message_the_callers_input_does_not_fit_is_refused_before_admiss
                 for body in ({"nope": 1}, {"small": "x"}, {"small": 2**70})
             ]
     finally:
-        await client.aclose()
+        await exchanger.close()
     assert [a.status_code for a in answers] == [400] * 6
     assert admission.admitted == [] and admission.settled == [] and things.calls == []

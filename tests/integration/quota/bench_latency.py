@@ -8,8 +8,8 @@ counted here, behind uvicorn, so that calls reuse their connection as DynamoDB's
 one container per path, all on the same moto:
 
     boto3        the store on `BotoCaller`: botocore, blocking (the path before tollway.aws.dynamodb)
-    lean         the store on `DynamoCaller` on the container's client: aiohttp directly
-    lean-httpx   the same through the client's httpx transport (`HttpxExchanger`), as tests run it
+    lean         the store on `DynamoCaller` on the container's exchanger (aiohttp)
+    lean-httpx   the same through httpx's own transport (tests/exchangers.py `HttpxExchanger`)
 
 N admissions per path (default 2,000) in interleaved rounds; CPU is `time.process_time`
 per admission (median of the rounds), latency the median admission's wall time.
@@ -37,13 +37,13 @@ from tollway.core.principal import Principal
 from tollway.errors import TooManyRequests
 from tollway.quota.admission import QuotaAdmission
 from tollway.quota.store import QuotaStore
-from tollway.transport.client import make_client
+from tollway.transport.exchange import AiohttpExchanger
 
 from tests.bench.infra import FAKE_AWS
 from tests.bench.procs import Procs
 from tests.bench.servers import moto_server
 from tests.conftest import INFRA
-from tests.integration.quota.conftest import CountingTransport
+from tests.exchangers import HttpxExchanger
 from tests.lean import dynamo_caller
 
 ROUNDS = 5
@@ -109,14 +109,14 @@ async def main(n: int) -> None:
             BillingMode="PAY_PER_REQUEST",
         )
         route = replace(next(r for r in compile_infra(INFRA, "dev").routes if r.id == "profile.get"), cost=1)
-        counted = CountingTransport(make_client()._transport)
-        http = make_client()
+        http = AiohttpExchanger()
+        through_httpx = HttpxExchanger()
         lean = dynamo_caller(http, boto)
         transport = lean.exchanger = CountingExchanger(lean.exchanger)
         callers: dict[str, Caller] = {
             "boto3": BotoCaller(boto),
             "lean": lean,
-            "lean-httpx": dynamo_caller(make_client(counted), boto),
+            "lean-httpx": dynamo_caller(through_httpx, boto),
         }
         admissions = {name: QuotaAdmission(QuotaStore(c, "QuotaTable"), PLANS) for name, c in callers.items()}
         consumers = {name: uuid.uuid4().hex for name in callers}
@@ -165,8 +165,8 @@ async def main(n: int) -> None:
         for _ in range(10_000):
             signer.headers(body, "DynamoDB_20120810.UpdateItem", frozen, time.time())
         print(f"SigV4 of a 400-byte body: {(time.process_time() - started) / 10_000 * 1e6:.1f} µs CPU")
-        await http.aclose()
-        await counted.aclose()
+        await http.close()
+        await through_httpx.close()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Two independent DynamoDB implementations on loopback: the moto server and dynalite.
 
 Each test "container" talks to them the way the gateway does: a `tollway.aws.dynamodb` caller on
-the gateway's HTTP client, whose transport counts the requests (`container` fixture).
+the gateway's exchanger, which counts the requests (`container` fixture).
 
 dynalite (npm, pinned in tools/dynalite) is started once per session as
 `node tools/dynalite/node_modules/dynalite/cli.js --port N` and stopped by its pid; the
@@ -22,10 +22,8 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import boto3
-import httpx
 import pytest
 from botocore.config import Config
-from httpx_aiohttp import AiohttpTransport
 from tollway import pipeline
 from tollway.aws.dynamodb import DynamoCaller
 from tollway.config.compile import compile_infra
@@ -36,9 +34,9 @@ from tollway.dev.serve import free_port
 from tollway.dev.template import read_template
 from tollway.quota.admission import QuotaAdmission
 from tollway.table.routes import CompiledRoute
-from tollway.transport.client import LIMITS, make_client
 
 from tests.conftest import INFRA, ROOT, TEMPLATE
+from tests.exchangers import Counting
 from tests.lean import dynamo_caller
 
 T = TypeVar("T")
@@ -197,38 +195,22 @@ class Clock:
         return self.now
 
 
-class CountingTransport(httpx.AsyncBaseTransport):
-    """The container's HTTP transport, counting the DynamoDB operations sent through it."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self.inner = inner
-        self.calls: list[str] = []  # "UpdateItem", "GetItem", ...: one per HTTP request
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.calls.append(request.headers.get("x-amz-target", "").rpartition(".")[2])
-        return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
 @dataclass
 class Container:
-    """What one warm container holds: its shared HTTP client and the DynamoDB caller on it."""
+    """What one warm container holds: its exchanger (counting the DynamoDB operations it
+    sends) and the DynamoDB caller on it."""
 
-    http: httpx.AsyncClient
-    transport: CountingTransport
+    exchanger: Counting
     caller: DynamoCaller
 
 
 def new_container(dynamo: Dynamo | str) -> Container:
-    """The gateway's own HTTP client (aiohttp transport, counted) and a caller configured the
-    way build_app configures it: from a boto3 client's endpoint, region and credentials."""
-    transport = CountingTransport(AiohttpTransport(limits=LIMITS, trust_env=False))
-    http = make_client(transport)
+    """The gateway's own exchanger (counted) and a caller configured the way build_app
+    configures it: from a boto3 client's endpoint, region and credentials."""
+    exchanger = Counting()
     url = dynamo if isinstance(dynamo, str) else dynamo.url
     boto = boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1")
-    return Container(http, transport, dynamo_caller(http, boto, pause=lambda: 0.0))
+    return Container(exchanger, dynamo_caller(exchanger, boto, pause=lambda: 0.0))
 
 
 @pytest.fixture
@@ -242,7 +224,7 @@ async def container() -> AsyncIterator[Callable[[Dynamo | str], Container]]:
 
     yield make
     for box in made:
-        await box.http.aclose()
+        await box.exchanger.close()
 
 
 def in_containers(serve: Callable[[], Awaitable[T]], count: int) -> list[T]:

@@ -11,7 +11,9 @@ from tollway.errors import Forbidden, TooManyRequests
 from tollway.quota.admission import QuotaAdmission
 from tollway.quota.store import Budget, QuotaStore
 
-from .conftest import Clock, CountingTransport, Dynamo, admit
+from tests.exchangers import Counting
+
+from .conftest import Clock, Dynamo, admit
 
 PLANS = {
     "free": Plan.model_validate(
@@ -35,9 +37,9 @@ def admission(container):
     """`quota, calls = admission(dynamo, clock)`: a new container's admission step, and the
     DynamoDB operations its HTTP transport carried."""
 
-    def make(dynamo: Dynamo, clock: Clock, **kwargs) -> tuple[QuotaAdmission, CountingTransport]:
+    def make(dynamo: Dynamo, clock: Clock, **kwargs) -> tuple[QuotaAdmission, Counting]:
         box = container(dynamo)
-        return QuotaAdmission(QuotaStore(box.caller, dynamo.table), PLANS, now=clock, **kwargs), box.transport
+        return QuotaAdmission(QuotaStore(box.caller, dynamo.table), PLANS, now=clock, **kwargs), box.exchanger
 
     return make
 

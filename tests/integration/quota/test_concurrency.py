@@ -39,7 +39,7 @@ def race(
                 except TooManyRequests:
                     rejected += 1
         finally:
-            await box.http.aclose()
+            await box.exchanger.close()
         return admitted, rejected
 
     results = in_containers(serve, THREADS)

@@ -18,7 +18,7 @@ from tollway.http.app import GatewayApp
 from tollway.quota.admission import QuotaAdmission
 from tollway.quota.store import QuotaStore
 from tollway.table.routes import CompiledRoute
-from tollway.transport.client import make_client
+from tollway.transport.exchange import AiohttpExchanger
 from tollway.upstream.dispatch import HttpUpstream
 
 from tests.conftest import INFRA
@@ -54,19 +54,19 @@ def test_authenticated_route_spends_quota_and_public_route_does_not(
 ) -> None:
     config = compile_infra(INFRA, "dev", {"TOLLWAY_SERVICE_USERS": serve(backend)})
     dynamodb = moto_dynamo.client()
-    # As build_app wires it: one HTTP client for the backends and for DynamoDB.
-    client = make_client()
-    caller = dynamo_caller(client, dynamodb)
+    # As build_app wires it: one exchanger for the backends and for DynamoDB.
+    exchanger = AiohttpExchanger()
+    caller = dynamo_caller(exchanger, dynamodb)
     gateway = Gateway(
         config,
         authenticator=KeyHolders(),
-        upstream=HttpUpstream(client),
+        upstream=HttpUpstream(exchanger),
         # A frozen clock, mid-window: all eleven requests meet the same 2 s rate window.
         admission=QuotaAdmission(
             QuotaStore(caller, moto_dynamo.table), config.plans, now=Clock(1_795_000_000.5)
         ),
     )
-    url = serve(GatewayApp(gateway, on_shutdown=[client.aclose]))
+    url = serve(GatewayApp(gateway, on_shutdown=[exchanger.close]))
 
     def used() -> list[int]:
         return [int(i["used"]["N"]) for i in dynamodb.scan(TableName=moto_dynamo.table)["Items"]]
@@ -116,14 +116,15 @@ def test_the_ratelimit_fields_a_caller_reads_are_the_gateways_alone(
     """The plan and admit steps write the RateLimit fields, in place of a backend's: a caller
     never reads a backend's limits as its plan's, nor two values of one field."""
     config = compile_infra(INFRA, "dev", {"TOLLWAY_SERVICE_USERS": serve(boasting_backend)})
-    client = make_client()
+    exchanger = AiohttpExchanger()
     admission = QuotaAdmission(
-        QuotaStore(dynamo_caller(client, moto_dynamo.client()), moto_dynamo.table),
+        QuotaStore(dynamo_caller(exchanger, moto_dynamo.client()), moto_dynamo.table),
         config.plans,
         now=Clock(1_795_000_000.5),
     )
-    gateway = Gateway(config, authenticator=KeyHolders(), upstream=HttpUpstream(client), admission=admission)
-    url = serve(GatewayApp(gateway, on_shutdown=[client.aclose]))
+    upstream = HttpUpstream(exchanger)
+    gateway = Gateway(config, authenticator=KeyHolders(), upstream=upstream, admission=admission)
+    url = serve(GatewayApp(gateway, on_shutdown=[exchanger.close]))
     with httpx.Client(base_url=url) as http:
         answer = http.get("/v1/users/7", headers={"x-api-key": consumer})
     assert answer.status_code == 200

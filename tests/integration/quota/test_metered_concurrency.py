@@ -108,7 +108,7 @@ def race(dynamo: Dynamo, consumer: str, exchange, reserve: int, actual: int) -> 
             await admission.settlements.stop()
             assert admission.settlements.failed == 0
         finally:
-            await box.http.aclose()
+            await box.exchanger.close()
         return admitted
 
     results = in_containers(serve, THREADS)

@@ -21,7 +21,7 @@ from tollway.core.principal import Principal
 from tollway.gateway import Gateway
 from tollway.http.app import GatewayApp
 from tollway.table.routes import CompiledRoute
-from tollway.transport.client import make_client
+from tollway.transport.exchange import AiohttpExchanger
 from tollway.upstream.dispatch import HttpUpstream
 
 from tests.backends import read_body
@@ -147,16 +147,16 @@ async def gateway(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, HttpUpstream]]:
     """`rng` also sets where each service's rotation starts (0.0: at its first instance)."""
     config = compile_infra(infra, "test")
-    backend_client = make_client()
+    exchanger = AiohttpExchanger()
     options: dict[str, Any] = {"clock": clock, "rng": rng}
-    upstream = HttpUpstream(backend_client, **{k: v for k, v in options.items() if v is not None})
+    upstream = HttpUpstream(exchanger, **{k: v for k, v in options.items() if v is not None})
     app = GatewayApp(Gateway(config, authenticator=FakeAuthenticator(), upstream=upstream, usage=usage))
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://gw.test") as caller:
             yield caller, upstream
     finally:
-        await backend_client.aclose()
+        await exchanger.close()
 
 
 class FakeClock:

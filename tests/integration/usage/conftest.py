@@ -25,7 +25,7 @@ from tollway.gateway import Gateway
 from tollway.http.app import GatewayApp
 from tollway.settings import Settings
 from tollway.table.routes import CompiledConfig, CompiledRoute
-from tollway.transport.client import make_client
+from tollway.transport.exchange import AiohttpExchanger
 from tollway.upstream.dispatch import HttpUpstream
 from tollway.usage.emitter import BackgroundFlusher, UnsentLog, UsageEmitter
 
@@ -160,16 +160,16 @@ def build_stack(
     sqs = sqs or lean_sqs(aws.client("sqs", config=SQS_CONFIG))  # as assemble wires it
     emitter = UsageEmitter(sqs, aws_env["TOLLWAY_USAGE_QUEUE_URL"], unsent=unsent)
     admission = admission or LimitAdmission()
-    client = make_client()
+    exchanger = AiohttpExchanger()
     gateway = Gateway(
         config,
         authenticator=HeaderAuthenticator(),
-        upstream=HttpUpstream(client),
+        upstream=HttpUpstream(exchanger),
         admission=admission,
         usage=emitter,
     )
     flusher = BackgroundFlusher(emitter, interval_s=interval_s)
-    app = GatewayApp(gateway, on_startup=[flusher.start], on_shutdown=[flusher.stop, client.aclose])
+    app = GatewayApp(gateway, on_startup=[flusher.start], on_shutdown=[flusher.stop, exchanger.close])
     return Stack(config, infra, aws_env, emitter, admission, app, aws.client("sqs"), aws.client("dynamodb"))
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 
-import httpx
 import jwt
 import pytest
 from tollway.auth.authenticator import GatewayAuthenticator, presented
@@ -19,6 +18,7 @@ from tollway.core.messages import Request, Response
 from tollway.core.principal import Principal
 from tollway.errors import Forbidden, Unauthorized
 from tollway.pipeline import authorize
+from tollway.transport.exchange import AiohttpExchanger
 
 from ...conftest import INFRA
 from .helpers import HS_SECRET, MAC, MemoryStore, claims
@@ -44,7 +44,7 @@ def request(**headers: str) -> Request:
 def authenticator(*records, plans=("free", "pro")) -> tuple[GatewayAuthenticator, MemoryStore]:
     store = MemoryStore(*records)
     issuer = JwtIssuer(issuer=DEV, audience="tollway", hs256_secret_env="S", plan_claim="plan")
-    tokens = build_jwt_verifier((issuer,), {"S": HS_SECRET}, httpx.AsyncClient())
+    tokens = build_jwt_verifier((issuer,), {"S": HS_SECRET}, AiohttpExchanger())
     return GatewayAuthenticator(KeyVerifier(store, ApiKeys(), mac=MAC), tokens, plans), store
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
-import httpx
-
 from tollway.auth.challenge import invalid_token, missing
 from tollway.auth.keys import KeyMac, KeyVerifier
 from tollway.auth.store import KeyLookup
@@ -25,6 +23,7 @@ from tollway.table.routes import CompiledConfig, CompiledRoute
 
 if TYPE_CHECKING:
     from tollway.auth.jwt import Identity, JwtVerifier
+    from tollway.transport.exchange import Exchanger
 
 MAX_CREDENTIAL_CHARS = 8192
 KIND_NAMES = {"api_key": "an API key", "jwt": "a JWT"}
@@ -104,7 +103,7 @@ class GatewayAuthenticator:
 def build_authenticator(
     config: CompiledConfig,
     settings: Settings,
-    http_client: httpx.AsyncClient,
+    exchanger: Exchanger,
     *,
     keys: KeyLookup | None = None,
     mac: KeyMac | None = None,
@@ -124,5 +123,5 @@ def build_authenticator(
     if config.issuers:
         from tollway.auth.jwt import build_jwt_verifier
 
-        tokens = build_jwt_verifier(config.issuers, environ, http_client)
+        tokens = build_jwt_verifier(config.issuers, environ, exchanger)
     return GatewayAuthenticator(verifier, tokens, config.plans)

@@ -1,6 +1,6 @@
 """The pipeline's innermost step: call the route's backends and compose one response.
 
-One `HttpUpstream` per container holds what outlives a request: the shared HTTP client,
+One `HttpUpstream` per container holds what outlives a request: the container's exchanger,
 the circuit breakers (one per instance URL), the round-robin rotations (one per service),
 the discovered services' instances and the response caches; and, for a route table with
 gRPC backends, the gRPC side (`tollway.upstream.grpc`: channels and message classes),
@@ -14,10 +14,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import httpx
-
 from tollway.core.context import Context
 from tollway.core.messages import Response
+from tollway.transport.exchange import Exchanger
 from tollway.upstream.breaker import Breakers
 from tollway.upstream.cache import CACHEABLE, Caches, fill_for, keyed_values, matches, storable_ttl, variant
 from tollway.upstream.call import BackendCaller, Directory
@@ -33,7 +32,7 @@ if TYPE_CHECKING:
 class HttpUpstream:
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        exchanger: Exchanger,
         *,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
@@ -41,10 +40,9 @@ class HttpUpstream:
     ) -> None:
         """`clock` drives breaker cool-downs and cache expiry; `rng` the retry jitter and
         where each rotation starts; `directory` resolves `ssm:` and `cloudmap:` services."""
-        self.client = client
         self.breakers = Breakers(clock)
         self.caches = Caches(clock)
-        self.caller = BackendCaller(client, self.breakers, rng, directory)
+        self.caller = BackendCaller(exchanger, self.breakers, rng, directory)
         self.composite = Composite(self.caller, self.caches, grpc=self.grpc)
         self._grpc: GrpcUpstream | None = None
 
