@@ -14,7 +14,10 @@ route's body as sent):
 - `end`: "done" (the whole stream), "drop" (the connection breaks before the usage chunk and
   the end), "hold" (nothing more until `hold_s`, past the route's deadline);
 - `include_usage_only`: like OpenAI, send the usage chunk only when the request's
-  `stream_options.include_usage` is true.
+  `stream_options.include_usage` is true;
+- `framing`: how the stream spells its events, all legal Server-Sent Events (WHATWG HTML,
+  "Parsing an event stream"): "lf" (the default), "crlf" or "cr" line ends, "bom" (a byte
+  order mark first), "lines" (the usage chunk's JSON over several `data:` lines of one event).
 """
 
 from __future__ import annotations
@@ -74,7 +77,15 @@ class Scripted:
             return
         head = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
         await send({"type": "http.response.start", "status": status, "headers": head})
+        framing = reply.get("framing", "lf")
         usage_chunk = b"data: " + orjson.dumps({"choices": [], "usage": said}) + b"\n\n" if said else b""
+        if framing == "lines" and said:
+            fields = orjson.dumps(said, option=orjson.OPT_INDENT_2).split(b"\n")
+            usage_chunk = b'data: {"choices": [],\ndata: "usage":\n'
+            usage_chunk += b"".join(b"data: " + line + b"\n" for line in fields) + b"data: }\n\n"
+        if framing == "bom":
+            await send({"type": "http.response.body", "body": b"\xef\xbb\xbf", "more_body": True})
+        send = _framed(send, framing)
         if reply.get("usage_at") == "start" and usage_chunk:
             await send({"type": "http.response.body", "body": usage_chunk, "more_body": True})
             usage_chunk = b""
@@ -86,6 +97,20 @@ class Scripted:
         if end == "hold":
             await asyncio.sleep(reply.get("hold_s", 2.0))
         await send({"type": "http.response.body", "body": usage_chunk + b"data: [DONE]\n\n"})
+
+
+def _framed(send: Any, framing: str) -> Any:
+    """`send` with the stream's line ends spelled as `framing` says."""
+    ends = {"crlf": b"\r\n", "cr": b"\r"}.get(framing)
+    if ends is None:
+        return send
+
+    async def framed(message: dict[str, Any]) -> None:
+        if message.get("body"):
+            message = {**message, "body": message["body"].replace(b"\n", ends)}
+        await send(message)
+
+    return framed
 
 
 class Tee:

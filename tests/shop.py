@@ -154,6 +154,13 @@ routes:
     timeout_ms: 400
     metering: {units: "1.5 * usage.total_tokens", estimate: {field: max_tokens, weight: 2, plus: 5}}
     backends: [{name: chat, service: shop, path: /chat}]
+  - id: items.open
+    path: /v1/open/{id}
+    methods: [GET]
+    auth: [api_key]
+    cost: 2
+    quota_failure: open
+    backends: [{name: item, service: shop, path: "/items/{id}"}]
   - id: free.get
     path: /v1/free/{id}
     methods: [GET]
@@ -209,21 +216,23 @@ class Shop:
         return used(boto3.client("dynamodb"), self.aws["TOLLWAY_QUOTA_TABLE"], self.consumer)
 
 
-def write_shop(root: Path, shop_url: str, dead_url: str) -> Path:
+def write_shop(root: Path, shop_url: str, dead_url: str, plans: str = PLANS) -> Path:
     infra = root / "infra"
     (infra / "routes").mkdir(parents=True)
     (infra / "gateway.yaml").write_text(GATEWAY.format(shop=shop_url, dead=dead_url, issuer=ISSUER))
-    (infra / "plans.yaml").write_text(PLANS)
+    (infra / "plans.yaml").write_text(plans)
     (infra / "routes" / "shop.yaml").write_text(textwrap.dedent(ROUTES))
     return infra
 
 
-def open_shop(aws, serve, tmp_path: Path, monkeypatch, environ: dict[str, str] | None = None) -> Shop:
+def open_shop(
+    aws, serve, tmp_path: Path, monkeypatch, environ: dict[str, str] | None = None, plans: str = PLANS
+) -> Shop:
     for name, value in aws.items():
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
     backend = Scripted()
-    infra = write_shop(tmp_path, serve(backend), f"http://127.0.0.1:{free_port()}")
+    infra = write_shop(tmp_path, serve(backend), f"http://127.0.0.1:{free_port()}", plans)
     env = {**os.environ, **aws, "REFUSALS_JWT_SECRET": SECRET, **(environ or {})}
     app = build_app(Settings.from_environ(env, infra))
     tee = app.gateway.usage = Tee(app.gateway.usage)

@@ -3,7 +3,8 @@
 a backend never receives a caller's field in the gateway's namespaces (`x-tollway-*`,
 `x-forwarded-*`, `forwarded`, or any underscore spelling of a name), and never a path
 that leaves its template (no segment that a decoding, normalising server would read as
-`..`, `.`, or two segments).
+`..`, `.`, or two segments, and no `;` a servlet container would cut a segment at: no
+template here has one).
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class Recording:
 
 def confined(raw_path: str) -> bool:
     if raw_path != TEMPLATE_ROOT and not raw_path.startswith(TEMPLATE_ROOT + "/"):
+        return False
+    if ";" in raw_path:
         return False
     for segment in raw_path.split("/")[1:]:
         for _ in range(4):

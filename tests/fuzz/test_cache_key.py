@@ -9,7 +9,8 @@ answers the first (filling the entry) and then the second from its cache; contai
 answers the second afresh. Both answers to the second request must be the same, and so
 must the backend requests the two fills made: nothing one caller sent outside the key can
 reach another caller. The only differences allowed are the ids of the one request that
-fills an entry (`X-Request-Id`), which the backend here does not reflect.
+fills an entry (`X-Request-Id`, `traceparent`), which the backend here does not reflect;
+a caller's `tracestate` is not an id but its own text, and is reflected.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ ROOT = Path(__file__).resolve().parents[2]
 EVENT = json.loads((ROOT / "tests" / "events" / "http_api_v2_get.json").read_text())
 ISSUER = "https://cache.tollway.local/"
 SECRET = "a-cache-key-secret-of-at-least-32-b"
-PER_FILL = {"x-request-id", "traceparent", "tracestate"}
+# The ids of the one request that fills an entry (its trace's span id is new per request).
+PER_FILL = {"x-request-id", "traceparent"}
 
 ROUTES = """\
 - id: shared
@@ -138,6 +140,10 @@ PRIVATE_FIELDS = ["cookie", "x-poison", "user-agent", "origin", "referer", "x-fo
 def private(draw, route: str) -> dict[str, Any]:
     """One caller's own part of a request: none of it is in the key."""
     fields = dict(draw(st.lists(st.tuples(st.sampled_from(PRIVATE_FIELDS), TEXT), max_size=4)))
+    if draw(st.booleans()):
+        # The caller's trace: its ids join the fill's trace, its free-text state must not.
+        fields["traceparent"] = f"00-{draw(st.sampled_from(['a', 'b'])) * 32}-{'c' * 16}-01"
+        fields["tracestate"] = "v=" + draw(TEXT).replace(",", "").replace("=", "")
     if route == "shared" and draw(st.booleans()):
         fields["authorization"] = bearer(draw(NAMES), "read")
     if route == "varies":

@@ -61,6 +61,8 @@ SEGMENT = st.one_of(
             "%zz",
             "\\",
             "@evil",
+            "a;x",
+            "a%3Bx",
             "a b",
             "%25",
             "\uff0f",

@@ -9,6 +9,10 @@ SIGKILL at random moments and started again: each kill takes the events of its l
 ~200 ms with it, with no log line. Nobody runs anything by hand afterwards: once the queue
 is empty and the true-up has run, `tollway usage reconcile` must show billed == counted for
 every consumer, and the bill must hold units no event attributed (the test saw the loss).
+Billed is max(attributed, counted), so that equality alone would hold for a counter that
+counted too much; the counter is held to what the clients saw (every unit answered 200 is
+counted; nothing beyond the requests whose answer a kill cut off), and each consumer's
+amount due to its plan's price, lost units included.
 
 `make test`: 3 kills in a few seconds. `make fuzz`: 10 kills, longer load.
 """
@@ -25,6 +29,7 @@ import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -115,6 +120,10 @@ class Load:
         self.url, self.keys = url, keys
         self.statuses: Counter[int] = Counter()
         self.refused = 0
+        # Units per consumer of the answers the clients saw (200), and of the requests whose
+        # answer they never saw (the gateway died, or was down): what the counters may also hold.
+        self.answered: Counter[str] = Counter()
+        self.unanswered: Counter[str] = Counter()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(CLIENTS)]
 
@@ -133,15 +142,23 @@ class Load:
         consumers = sorted(self.keys)
         with httpx.Client(base_url=self.url, timeout=5) as http:
             while not self._stop.is_set():
-                key = {"x-api-key": self.keys[rng.choice(consumers)]}
+                consumer = rng.choice(consumers)
+                key = {"x-api-key": self.keys[consumer]}
+                report = rng.random() < 0.2
                 try:
-                    if rng.random() < 0.2:
+                    if report:
                         answer = http.post("/v1/reports", headers=key, content=b"{}")
                     else:
                         answer = http.get(f"/v1/items/{rng.randrange(100)}", headers=key)
                     self.statuses[answer.status_code] += 1
+                    if answer.status_code == 200:
+                        self.answered[consumer] += 3 if report else 1
+                except httpx.ConnectError:
+                    self.refused += 1  # the gateway is down: the request never reached it
+                    time.sleep(0.02)
                 except httpx.TransportError:
-                    self.refused += 1  # the gateway is down or was killed mid-request
+                    self.refused += 1  # the gateway was killed mid-request: it may have counted it
+                    self.unanswered[consumer] += 3 if report else 1
                     time.sleep(0.02)
 
 
@@ -178,10 +195,24 @@ def test_kills_at_random_moments_lose_no_billable_usage(
     finally:
         gateway.stop()
         stop_usage()
-    print(f"kills {gateway.kills}, answers {dict(load.statuses)}, cut off {load.refused}; reconcile {rows}")
+    print(
+        f"kills {gateway.kills}, answers {dict(load.statuses)}, cut off {load.refused}"
+        f" (units unanswered {dict(load.unanswered)}); reconcile {rows}"
+    )
     assert {row["consumer"] for row in rows} == set(keys)
     for row in rows:
         assert row["billed_units"] == row["quota_units"] > 0, row
+        # billed is max(attributed, counted): it equals counted by construction unless events
+        # were counted twice. What holds the counter itself to account is what the clients saw:
+        # every answered unit counted, and nothing beyond the requests that went unanswered.
+        consumer = row["consumer"]
+        answered, unanswered = load.answered[consumer], load.unanswered[consumer]
+        assert answered <= row["quota_units"] <= answered + unanswered, (row, answered, unanswered)
+    # ... and billed at the consumer's plan's price, lost units included.
+    prices = {"ann": Decimal("0.2"), "bo": Decimal("0.5"), "cy": Decimal("1")}
+    for consumer in keys:
+        report = json.loads(cli_out("usage", "report", "--consumer", consumer, "--period", month(), "--json"))
+        assert Decimal(report["amount_due"]) == report["units"] * prices[consumer] / 1000, report
     # Each kill lost the events of its last flush interval: billed from the counters, unattributed.
     assert sum(row["unattributed_units"] for row in rows) > 0, rows
 
@@ -193,16 +224,25 @@ def queue_depth_of(env: dict[str, str]) -> int:
     return queue_depth(sqs, env["TOLLWAY_USAGE_QUEUE_URL"])
 
 
+def month() -> str:
+    return datetime.now(UTC).strftime("%Y-%m")
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """A `tollway` command as an operator runs it."""
+    command = [sys.executable, "-m", "tollway.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=dict(os.environ), check=False)
+
+
+def cli_out(*args: str) -> str:
+    done = cli(*args)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def reconciled() -> list[dict] | None:
     """`tollway usage reconcile` for today's month, as an operator would run it; None until it matches."""
-    month = datetime.now(UTC).strftime("%Y-%m")
-    done = subprocess.run(
-        [sys.executable, "-m", "tollway.cli", "usage", "reconcile", "--period", month, "--json"],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        check=False,
-    )
+    done = cli("usage", "reconcile", "--period", month(), "--json")
     if done.returncode != 0:
         return None
     return json.loads(done.stdout)["consumers"]

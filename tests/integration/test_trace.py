@@ -37,6 +37,13 @@ ROUTES = """\
   backends:
     - {name: a, service: svc, path: /echo/a}
     - {name: b, service: svc, path: /echo/b}
+- id: kept
+  path: /v1/kept
+  methods: [GET]
+  public: true
+  compose: group
+  backends:
+    - {name: a, service: svc, path: /echo/a, cache: {ttl_s: 60, shared: true}}
 """
 TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 HEX = "0123456789abcdef"
@@ -177,3 +184,15 @@ def test_the_lambda_handler_logs_the_trace_request_id_and_cold_start(
     assert access[0]["trace_id"] == sent["traceparent"][0].split("-")[1] == "5759e988bd862e3fe1be46a994272793"
     assert sent["x-amzn-trace-id"] == [XRAY]
     assert "aws_xray_sdk" not in os.sys.modules  # read, not recorded: no X-Ray SDK
+
+
+async def test_on_lambda_a_backend_cache_hits_across_invocations(infra: Path) -> None:
+    """Each invocation has its own X-Ray header: like the request id and the traceparent it
+    is sent with a fill but is not what the entry stands for, so the next invocation hits."""
+    root = "Root=1-5759e988-bd862e3fe1be46a99427279{};Parent=53995c3f42cd8ad{};Sampled=1"
+    headers = iter(root.format(i, i) for i in range(9))
+    async with gateway(infra, runtime_trace=lambda: next(headers)) as http:
+        first = (await http.get("/v1/kept")).json()
+        second = (await http.get("/v1/kept")).json()
+    assert received(first["a"])["x-amzn-trace-id"] == [root.format(0, 0)]
+    assert second == first  # stored by the first invocation, served to the second

@@ -153,6 +153,12 @@ ROUTES = """\
   backends:
     - {name: user, service: svc, path: "/json/{mode}"}
     - {name: sent, service: svc, path: /echo/relay, method: POST, body: {n: "{user.n}", s: "n={user.n}"}}
+- id: cors
+  path: /v1/cors
+  methods: [GET]
+  public: true
+  cors: {origins: ["https://app.example"], credentials: true}
+  backends: [{name: b, service: svc, path: /cors}]
 - id: who
   path: /v1/who
   methods: [GET]
@@ -246,6 +252,11 @@ class Backend:
                 ],
                 b'{"error":"session expired"}',
             )
+        if path == "/cors":
+            # A backend that does CORS its own way: any origin, with credentials.
+            origin = headers.get("origin", "*").encode()
+            allow = [(b"access-control-allow-origin", origin), (b"access-control-allow-credentials", b"true")]
+            return 200, [json_type, *allow], b'{"secret":"for app.example only"}'
         if path.startswith("/reflect/"):
             # Everything it received but the fill's own request id: the poisoning backend.
             reflected = {k: v for k, v in headers.items() if k != "x-request-id"}
@@ -349,10 +360,11 @@ def over_socket(
     target: str,
     headers: list[tuple[str, str]] = (),
     body: bytes = b"",
+    host: str | None = None,
 ) -> Answer:
     """One HTTP/1.1 request, byte for byte as given (no client normalises the target)."""
     parts = urlsplit(url)
-    lines = [f"{method} {target} HTTP/1.1", f"Host: {parts.netloc}", "Connection: close"]
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host or parts.netloc}", "Connection: close"]
     lines += [f"{k}: {v}" for k, v in headers]
     if body:
         lines.append(f"Content-Length: {len(body)}")
@@ -377,6 +389,7 @@ def as_event(
     target: str,
     headers: list[tuple[str, str]] = (),
     body: bytes = b"",
+    host: str | None = None,
 ) -> Answer:
     """The API Gateway v2 event for the same request (repeated fields joined, as it does)."""
     event = copy.deepcopy(GET_EVENT)
@@ -385,7 +398,7 @@ def as_event(
     event["rawQueryString"] = query
     event.pop("queryStringParameters", None)
     event.pop("cookies", None)
-    joined: dict[str, str] = {"host": "abc123xyz.execute-api.us-east-1.amazonaws.com"}
+    joined: dict[str, str] = {"host": host or "abc123xyz.execute-api.us-east-1.amazonaws.com"}
     for name, value in headers:
         name = name.lower()
         joined[name] = f"{joined[name]},{value}" if name in joined else value

@@ -81,6 +81,29 @@ def test_a_caller_cannot_override_the_method_url_or_address_a_backend_reads(gw: 
     assert seen.method == "GET"
 
 
+@pytest.mark.parametrize(
+    "host", ["evil.example", "user@evil.example", "evil.example, good.example", "evil example", "a:b:c"]
+)
+def test_a_request_names_one_host_or_is_refused(gw: Gateway, host: str) -> None:
+    """A second Host field (or, on Lambda, the list API Gateway joins them into) or one
+    that is not host[:port] is a 400 before anything else: the gateway's cache key and the
+    backend reading X-Forwarded-Host would each pick their own host out of it (RFC 9112
+    §3.2; found attacking issue 18's fixes: `a.example,evil.example` was forwarded)."""
+    answer = gw.send("GET", "/v1/echo/x", [("Host", host)])
+    assert_problem(answer, 400)
+    assert answer.header("x-request-id")
+    assert gw.backend.seen == []
+
+
+def test_a_host_with_a_port_or_an_ip_literal_is_forwarded(gw: Gateway) -> None:
+    for host in ("gw.example:8443", "[2001:db8::1]:443", "10.0.0.1"):
+        gw.backend.seen.clear()
+        answer = gw.send("GET", "/v1/echo/x", [], host=host)
+        assert answer.status == 200, answer.body
+        (seen,) = gw.backend.seen
+        assert seen.header("x-forwarded-host") == [host]
+
+
 def test_an_authenticated_caller_cannot_add_to_its_own_identity(gw: Gateway, capsys) -> None:
     key = gw.key(capsys, "acme")
     forged = [("X-Tollway-Consumer", "admin"), ("X_Tollway_Consumer", "admin"), ("x-tollway-scopes", "a")]
@@ -141,6 +164,24 @@ def test_a_protected_literal_is_not_reached_through_a_public_parameter(gw: Gatew
     assert gw.backend.seen == []
 
 
+@pytest.mark.parametrize("spelling", ["admin;x", "admin%3Bx", "admin%3bx", "admin;", "admin;jsessionid=1"])
+def test_a_path_value_reaches_the_backend_as_data_never_as_path_parameters(
+    gw: Gateway, spelling: str
+) -> None:
+    """Tomcat, Jetty and Spring strip `;params` from a segment before routing, so a backend
+    that read `/echo/items/admin;x` would serve the protected `/echo/items/admin` to the
+    public `{id}` route. The gateway encodes a value's `;` as `%3B`, and its HTTP client must
+    send that as built: aiohttp's URL type turned `%3B` back into `;` (found attacking
+    issue 18's fixes)."""
+    answer = gw.send("GET", f"/v1/items/{spelling}")
+    assert answer.status == 200, answer.body
+    (seen,) = gw.backend.seen
+    value = spelling.replace("%3b", ";").replace("%3B", ";")
+    assert seen.raw_path == "/echo/items/" + value.replace(";", "%3B").replace("=", "%3D")
+    # What a servlet container routes on: the raw path, each segment cut at its first `;`.
+    assert [s.split(";")[0] for s in seen.raw_path.split("/")] != ["", "echo", "items", "admin"]
+
+
 def test_a_parameter_that_is_not_the_literal_still_reaches_its_route(gw: Gateway) -> None:
     assert gw.send("GET", "/v1/items/%41dmin").status == 200  # `Admin`: another value
     assert gw.send("GET", "/v1/items/a%2Fb").status == 400  # one segment holding `/`
@@ -174,6 +215,15 @@ def test_the_backend_reads_the_query_as_validated(gw: Gateway) -> None:
     (seen,) = gw.backend.seen
     # Canonical: one limit, `;` can no longer split, the pinned scope is the route's alone.
     assert seen.query == "scope=public&limit=5&q=a%20b%3Blimit%3D99"
+
+
+def test_the_backend_reads_the_callers_query_and_path_value_as_the_gateway_built_them(gw: Gateway) -> None:
+    """Escapes the gateway keeps are sent as escapes: the HTTP client re-spelled `%2F`,
+    `%40` or `%3D` as their characters and `%zz` as `%25zz`."""
+    answer = gw.send("GET", "/v1/items/a%40b%3Dc%24?a=%3B%26%3D%2F&b=%zz")
+    assert answer.status == 200, answer.body
+    (seen,) = gw.backend.seen
+    assert (seen.raw_path, seen.query) == ("/echo/items/a%40b%3Dc%24", "a=%3B%26%3D%2F&b=%zz")
 
 
 @pytest.mark.parametrize("spelling", ["fixed=2", "FIXED=2", "fi%78ed=2", "fixed"])
@@ -357,6 +407,25 @@ def test_a_shared_cache_never_serves_what_one_caller_sent_to_another(gw: Gateway
     assert seen.body == b""
 
 
+@pytest.mark.parametrize("route", ["shared", "composed"])
+def test_a_shared_cache_never_serves_a_callers_trace_state(gw: Gateway, route: str) -> None:
+    """`tracestate` is free text a caller chooses (any printable ASCII, 512 bytes): a fill
+    joins the caller's trace by its ids alone, so a backend that reflects what it receives
+    cannot store one caller's text for the next (found attacking issue 18's fixes)."""
+    sent = [
+        ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+        ("tracestate", "evil=<script>alert(1)</script>"),
+    ]
+    first = gw.send("GET", f"/v1/{route}/k1", sent)
+    second = gw.send("GET", f"/v1/{route}/k1")
+    assert first.status == second.status == 200, first.body
+    assert b"<script>" not in first.body and b"<script>" not in second.body
+    (seen,) = gw.backend.seen
+    assert seen.header("tracestate") == []
+    # Still one trace: the fill carries the caller's trace id, with the gateway's span.
+    assert seen.header("traceparent")[0].startswith("00-0af7651916cd43dd8448eb211c80319c-")
+
+
 def test_a_field_the_route_names_in_vary_is_forwarded_and_keyed(gw: Gateway) -> None:
     fr = gw.send("GET", "/v1/varies/k", [("Accept-Language", "fr"), ("X-Poison", "evil")])
     de = gw.send("GET", "/v1/varies/k", [("Accept-Language", "de")])
@@ -395,6 +464,20 @@ def test_a_proxied_4xx_passes_as_documented(gw: Gateway) -> None:
 
 
 # ---- 8. values taken from a backend's answer -------------------------------------------
+
+
+@pytest.mark.parametrize("origin", ["https://evil.example", "null", "https://app.example"])
+def test_a_routes_cors_policy_is_the_only_word_on_cors(gw: Gateway, origin: str) -> None:
+    """On a route with a `cors:` policy the gateway decides who may read an answer: a
+    backend's own `Access-Control-*` fields (one that reflects any origin, with credentials)
+    never reach the caller beside or instead of the gateway's (found attacking issue 18's
+    fixes: `Origin: https://evil.example` was granted, with credentials)."""
+    answer = gw.send("GET", "/v1/cors", [("Origin", origin)])
+    assert answer.status == 200, answer.body
+    granted = [v for k, v in answer.headers if k == "access-control-allow-origin"]
+    assert granted == (["https://app.example"] if origin == "https://app.example" else [])
+    credentials = [v for k, v in answer.headers if k == "access-control-allow-credentials"]
+    assert credentials == (["true"] if granted else [])
 
 
 def test_an_empty_value_from_a_backend_fails_like_a_missing_one(gw: Gateway) -> None:

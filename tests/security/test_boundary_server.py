@@ -100,6 +100,24 @@ def test_a_whole_chunked_body_is_forwarded_whole(gw: Gateway) -> None:
     assert seen.body == b"hello world"
 
 
+def test_a_chunked_bodys_trailer_fields_are_never_request_fields(gw: Gateway, capsys) -> None:
+    """uvicorn's httptools protocol appended trailer fields to the request's own: a field no
+    proxy in front saw as a header reached the backend as one, and a key sent after the body
+    authenticated the request (found attacking issue 18's fixes). RFC 9110 §6.5.1: trailers
+    are not header fields; an HTTP API event has none."""
+    key = gw.key(capsys, "acme")
+    body = b"5\r\nhello\r\n0\r\nX-Trailer: evil\r\nCookie: session=smuggled\r\n\r\n"
+    head = "POST /v1/echo/x HTTP/1.1\r\nHost: gw\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+    answer = send_then_close(served_url(gw), head, body, close=False)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    (seen,) = gw.backend.seen
+    assert seen.body == b"hello"
+    assert "x-trailer" not in seen.names() and "cookie" not in seen.names()
+    get = "GET /v1/who HTTP/1.1\r\nHost: gw\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+    answer = send_then_close(served_url(gw), get, f"0\r\nX-API-Key: {key}\r\n\r\n".encode(), close=False)
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+
+
 @pytest.mark.parametrize(
     "framing, sent",
     [

@@ -71,6 +71,9 @@ def cors(policy: CorsPolicy) -> Middleware:
             except GatewayError as error:
                 error.headers.update(policy.fields(origin))
                 raise
+            # The route's policy is the only word: a proxied backend's own grant (one that
+            # reflects any origin, with credentials, say) would stand beside or for the gateway's.
+            response.headers[:] = [(k, v) for k, v in response.headers if not k.startswith("access-control-")]
             response.headers.extend(policy.fields(origin))
             return response
 

@@ -119,20 +119,21 @@ async def main(n: int) -> None:
             "lean-httpx": dynamo_caller(through_httpx, boto),
         }
         admissions = {name: QuotaAdmission(QuotaStore(c, "QuotaTable"), PLANS) for name, c in callers.items()}
-        consumers = {name: uuid.uuid4().hex for name in callers}
+        routes = dict.fromkeys(admissions, route)
+        consumers = {name: uuid.uuid4().hex for name in admissions}
         for name, admission in admissions.items():  # warm-up: connections, caches
-            await run(admission, route, "big", consumers[name], 100)
-        cpu: dict[str, list[float]] = {name: [] for name in callers}
-        wall: dict[str, list[float]] = {name: [] for name in callers}
+            await run(admission, routes[name], "big", consumers[name], 100)
+        cpu: dict[str, list[float]] = {name: [] for name in admissions}
+        wall: dict[str, list[float]] = {name: [] for name in admissions}
         per_round = max(1, n // ROUNDS)
         for _ in range(ROUNDS):
             for name, admission in admissions.items():
-                spent, samples = await run(admission, route, "big", consumers[name], per_round)
+                spent, samples = await run(admission, routes[name], "big", consumers[name], per_round)
                 cpu[name].append(spent / per_round)
                 wall[name].extend(samples)
         print(f"{per_round * ROUNDS} admissions per path, {ROUNDS} rounds, moto behind uvicorn")
         print(f"{'path':<10} {'CPU µs/admission':>17} {'wall median µs':>15} {'wall p99 µs':>12}")
-        for name in callers:
+        for name in admissions:
             ordered = sorted(wall[name])
             print(
                 f"{name:<10} {statistics.median(cpu[name]) * 1e6:>17.0f} "

@@ -23,6 +23,9 @@ PLANS = {
         {"rate": {"limit": 2, "per": "second"}, "quota": {"limit": 5, "per": "day"}}
     ),
     "monthly": Plan.model_validate({"quota": {"limit": 2, "per": "month"}}),
+    "slow": Plan.model_validate(
+        {"rate": {"limit": 3, "per": "minute"}, "quota": {"limit": 1000, "per": "day"}}
+    ),
     "metered": Plan.model_validate({"quota": {"limit": 10, "per": "day"}}),
     "unlimited": Plan(),
 }
@@ -318,3 +321,29 @@ async def test_a_reservation_past_dynamodbs_numbers_is_capped_never_a_store_fail
     await spend.run()
     assert ex.reserved_units == MAX_UNITS and spend.budget is not None
     assert int(items(dynamo, consumer)[spend.budget.pk]["used"]["N"]) == MAX_UNITS
+
+
+async def test_a_plans_rate_window_survives_the_writes_of_another_plan_of_the_consumer(
+    admission, dynamo: Dynamo, consumer: str, exchange
+) -> None:
+    """A consumer with keys on two plans has one counter item per period: the per-second
+    plan's writes clean up old windows, and must never take the per-minute plan's live window
+    for one (it did: the window names held only their index, so a 1 s window's index made
+    every 60 s window look ancient, and alternating keys lifted the slower plan's limit)."""
+    clock = Clock(epoch("2026-11-27T12:00:00.400"))
+    slow, _ = admission(dynamo, clock)
+    fast, _ = admission(dynamo, clock)
+    for _ in range(3):
+        await admit(slow, exchange(consumer, "slow"))
+    with pytest.raises(TooManyRequests):
+        await admit(slow, exchange(consumer, "slow"))
+    for _ in range(2):  # the second write has seen the slow plan's window in the item
+        await admit(fast, exchange(consumer, "tight"))
+    clock.now += 1.0  # a new second, and a fresh container: nothing remembered
+    fresh, _ = admission(dynamo, clock)
+    with pytest.raises(TooManyRequests) as refused:
+        await admit(fresh, exchange(consumer, "slow"))
+    assert refused.value.limit == "rate"
+    [item] = items(dynamo, consumer).values()
+    windows = {name.split("_")[0]: item[name]["N"] for name in item if name.startswith("r")}
+    assert windows == {"r1000": "2", "r60000": "3"}, item  # each plan's live window, as counted

@@ -310,3 +310,44 @@ def test_a_cache_can_only_vary_on_a_field_that_reaches_a_backend(tmp_path: Path)
         "infra/routes/c.yaml:13: route c.get: backends[0].cache.vary: x-api-key never reaches a backend, "
         "so no answer can vary on it",
     ]
+
+
+def test_a_routes_implied_head_and_its_literals_spelled_otherwise_are_claimed(tmp_path: Path) -> None:
+    """A GET route answers HEAD: a public HEAD route of the same shape took or lost it
+    silently, by file order; `/v1/%61dmin` is the router's `/v1/admin` (found attacking
+    issue 18's fixes)."""
+    infra = write_infra(
+        tmp_path,
+        {
+            "profiles.yaml": """\
+            team: profiles
+            routes:
+              - id: page
+                path: /v1/page
+                methods: [GET]
+                auth: [api_key]
+                backends: [{name: x, service: users, path: /x}]
+              - id: page.head
+                path: /v1/page
+                methods: [HEAD]
+                public: true
+                backends: [{name: x, service: users, path: /x}]
+              - id: admin
+                path: /v1/admin
+                methods: [POST]
+                auth: [api_key]
+                backends: [{name: x, service: users, path: /x}]
+              - id: admin.spelled
+                path: /v1/%61dmin
+                methods: [POST]
+                public: true
+                backends: [{name: x, service: users, path: /x}]
+            """,
+        },
+    )
+    assert problems(infra) == [
+        "infra/routes/profiles.yaml:9: route page.head: HEAD /v1/page is already claimed by route page "
+        "(infra/routes/profiles.yaml:3)",
+        "infra/routes/profiles.yaml:19: route admin.spelled: POST /v1/%61dmin is already claimed by route "
+        "admin (infra/routes/profiles.yaml:13)",
+    ]

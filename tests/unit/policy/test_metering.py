@@ -8,6 +8,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tollway.config.compile import compile_infra, cost_spec
 from tollway.config.models import Metering
 from tollway.policy.metering import Reading, SseUsage
@@ -115,6 +117,32 @@ def test_sse_fields_split_over_events_keep_the_last_value_of_each() -> None:
     assert s.read(stream, "text/event-stream").units == 9 + 40
     assert s.read(b"data: [DONE]\n\n", "text/event-stream").status == "missing"
     assert s.read(b'data: {"usage": {"output_tokens": "8"}}\n\n', "text/event-stream").status == "malformed"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ends=st.sampled_from([b"\n", b"\r\n", b"\r"]),
+    bom=st.booleans(),
+    lines=st.booleans(),
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=12),
+)
+def test_sse_usage_is_read_as_an_event_source_reads_it_however_spelled_and_cut(
+    ends, bom, lines, cuts
+) -> None:
+    """Any line end SSE allows, a byte order mark, one event's JSON over several `data:` lines,
+    and chunks cut anywhere (a CR and its LF in two chunks included): the usage is read."""
+    usage = b'{"choices": [],\ndata: "usage": {"prompt_tokens": 7,\ndata:"completion_tokens": 12}}'
+    if not lines:
+        usage = b'{"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 12}}'
+    stream = b': keep-alive\n\ndata: {"choices": [{"delta": {}}]}\n\n'
+    stream += b"data: " + usage + b"\n\ndata: [DONE]\n\n"
+    stream = (b"\xef\xbb\xbf" if bom else b"") + stream.replace(b"\n", ends)
+    scanner = SseUsage(spec(OPENAI))
+    at = 0
+    for cut in sorted(min(c, len(stream)) for c in cuts) + [len(stream)]:
+        scanner.feed(stream[at:cut])
+        at = cut
+    assert scanner.reading() == Reading(43, {"usage.prompt_tokens": 7, "usage.completion_tokens": 12}, "read")
 
 
 def test_reservation_from_the_request_else_the_fixed_reserve_else_the_route_cost() -> None:

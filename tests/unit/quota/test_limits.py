@@ -52,7 +52,7 @@ def test_rate_window_length_keeps_the_long_run_rate(rate: Rate, length_ms: int) 
 def test_rate_windows_are_aligned_and_contiguous() -> None:
     rate = Rate(limit=5, per="second", burst=10)
     first = limits.window(1_000_000.999, rate)
-    assert (first.start, first.end, first.attribute) == (1_000_000.0, 1_000_002.0, "r500000")
+    assert (first.start, first.end, first.attribute) == (1_000_000.0, 1_000_002.0, "r2000_500000")
     assert limits.window(1_000_001.999, rate) == first
     following = limits.window(1_000_002.0, rate)
     assert following.index == first.index + 1 and following.start == first.end

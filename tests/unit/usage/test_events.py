@@ -18,7 +18,9 @@ def test_event_from_an_exchange_has_the_spec_fields_and_no_secret(exchange, resp
     assert list(event) == [
         "version", "event_id", "timestamp", "request_id", "consumer_id", "plan", "route_id", "method",
         "status", "latency_ms", "request_bytes", "response_bytes", "cost_units", "admitted", "backends",
+        "counted",  # admitted, and no quota counter counted it (the fixture's admission wrote none)
     ]  # fmt: skip
+    assert event["counted"] is False
     assert event["version"] == 1 and len(event["event_id"]) == 32
     assert (event["consumer_id"], event["plan"], event["route_id"], event["method"]) == (
         "acme",

@@ -66,9 +66,12 @@ def greedy_param(path: str) -> str | None:
 
 
 def shape(path: str) -> str:
-    """A route path with parameter names erased: two routes of one shape collide."""
+    """A route path with parameter names erased and literals read as the router reads them
+    (decoded): two routes of one shape collide."""
+    from urllib.parse import unquote
+
     return "/".join(
-        ("{+}" if s.endswith("+}") else "{}") if s.startswith("{") else s for s in path.split("/")
+        ("{+}" if s.endswith("+}") else "{}") if s.startswith("{") else unquote(s) for s in path.split("/")
     )
 
 
@@ -166,10 +169,17 @@ def _compile(
             problem(f"duplicate route id (first defined at {first.file}:{first.line()})", "id")
         else:
             seen_ids[route.id] = lr
-        for method in route.methods:
+        # A GET route answers HEAD too (below): its HEAD is claimed like a declared method,
+        # or a HEAD-only route of the same shape would silently take it, or lose it.
+        implied = ["HEAD"] if "GET" in route.methods and "HEAD" not in route.methods else []
+        clashed: set[str] = set()
+        for method in [*route.methods, *implied]:
             key = (method, shape(route.path))
             if key in claimed and claimed[key].route.id != route.id:
                 other = claimed[key]
+                if implied and method == "HEAD" and other.route.id in clashed:
+                    continue  # its GET already clashed with that route: one problem is enough
+                clashed.add(other.route.id)
                 problem(
                     f"{method} {route.path} is already claimed by route {other.route.id} "
                     f"({other.file}:{other.line()})",

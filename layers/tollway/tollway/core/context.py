@@ -50,6 +50,10 @@ class Context(Generic[R]):
     admitted: bool = False
     cost_units: int = 0  # what is billed: the route's cost, or a metered answer's actual cost
     reserved_units: int = 0  # what admission spent on the counter
+    # The wall-clock instant a quota counter counted the request (its period is the counter's):
+    # the usage event's timestamp, so that the event is billed in the counter's period.
+    # None: no counter counted it (an admitted request is then billed from its event alone).
+    counted_at: float | None = None
     usage: dict[str, int | float] | None = None  # a metered answer's raw usage fields
     usage_status: str | None = None  # a metered answer: "read", "missing" or "malformed"
     backends: list[BackendOutcome] = field(default_factory=list)

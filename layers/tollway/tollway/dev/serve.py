@@ -15,6 +15,7 @@ head, and takes every connection the kernel hands it. `LimitedHttpTools` adds, p
   descriptor; `keep_alive_s` of silence after an answer closes the connection (uvicorn's
   own `timeout_keep_alive`);
 - at most `max_pipelined` requests queued behind the one in progress on a connection;
+- a chunked body's trailer fields are dropped, never added to the request's fields;
 - at most `max_connections` open connections: the next one is answered 503 and closed.
 
 A request's body is bounded by the app itself: `max_body_bytes` (413), and its arrival
@@ -132,7 +133,12 @@ class LimitedHttpTools(HttpToolsProtocol):
             raise HeadRefused(414, "the request target is too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        super().on_header(name, value)
+        if self._begun:
+            super().on_header(name, value)
+        # else a chunked body's trailer field: uvicorn would append it to the request's
+        # fields (the list its scope already holds), so a field no proxy in front saw as a
+        # header, an API key even, would reach the app as one. Dropped (RFC 9110 §6.5.1),
+        # but counted against the limits like any field.
         self._fields += 1
         self._line_and_values += len(value)
         self._parsed += len(name) + len(value) + 4  # ": " and CRLF

@@ -15,8 +15,9 @@ from urllib.parse import quote
 
 from tollway.core.headers import request_id, well_formed
 from tollway.core.messages import Request, Response
+from tollway.core.problems import problem_response
 from tollway.core.trace import trace_context
-from tollway.errors import PayloadTooLarge
+from tollway.errors import BadRequest, PayloadTooLarge
 from tollway.gateway import Gateway
 from tollway.observability import bind_request_id
 from tollway.routing import canonical_path
@@ -28,12 +29,14 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 # RFC 3986 pchar plus "/": what may stay unescaped when re-encoding a decoded path.
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 # Bytes no URL may carry. Uvicorn refuses them in a query; an API Gateway event need not.
-_NOT_IN_URL = re.compile(rb"[\x00-\x20\x7f]")
+_NOT_IN_URL = re.compile(rb"[\x00-\x20\x7f-\xff]")
+# A Host field: a DNS name or an IP literal, and a port. No userinfo, no list, no space.
+_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::[0-9]{1,5})?")
 
 
 def url_safe_query(query: bytes) -> bytes:
-    """The query as sent, with control bytes and spaces percent-encoded, so that forwarding
-    it can only ever produce a valid backend URL."""
+    """The query as sent, with control bytes, spaces and non-ASCII bytes percent-encoded,
+    so that forwarding it can only ever produce a valid backend URL with the caller's bytes."""
     if _NOT_IN_URL.search(query) is None:
         return query
     return _NOT_IN_URL.sub(lambda m: b"%%%02X" % m.group()[0], query)
@@ -82,9 +85,11 @@ class GatewayApp:
         # it), and cookies as one list of pairs (API Gateway splits them into `cookies`).
         headers: dict[str, str] = {}
         cookies: list[str] = []
+        hosts = 0
         for raw_name, raw_value in scope["headers"]:
             name = raw_name.decode("latin-1").lower()
             value = raw_value.decode("latin-1")
+            hosts += name == "host"
             if not well_formed(name, value):
                 continue  # dropped, like a field nginx ignores: it could only split a backend's head
             if name == "cookie":
@@ -96,6 +101,15 @@ class GatewayApp:
         if cookies:
             headers["cookie"] = "; ".join(cookies)
         rid = request_id(headers.get("x-request-id"))
+        host = headers.get("host")
+        if hosts > 1 or (host and _HOST.fullmatch(host) is None):
+            # RFC 9112 §3.2: one Host, a host and port, or 400. The gateway, its cache key
+            # and the backend reading X-Forwarded-Host would each pick their own host of
+            # `a.example,evil.example` (API Gateway joins a repeated field with ",").
+            refused = problem_response(BadRequest("the request must name one host, as host[:port]"), rid)
+            refused.headers += [("x-request-id", rid), ("connection", "close")]
+            await _send(send, refused, head=scope["method"] == "HEAD")
+            return
         trace = trace_context(headers, self.runtime_trace() if self.runtime_trace is not None else None)
         bind_request_id(rid, trace.trace_id)
         client = scope.get("client")

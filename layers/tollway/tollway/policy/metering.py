@@ -14,9 +14,10 @@ Admission spends `reserved` in its one conditional write; after the answer the d
 never 0: a request with nothing reserved would need no room in the budget, so a full budget
 would still admit it, and its write is what gives the settle an item to correct.
 
-Answers are JSON or Server-Sent Events. In an event stream every `data:` line that is a
-JSON object is looked at, and each field keeps the last value seen: a chat API's final
-usage chunk (`usage.total_tokens`), or usage split over events (Anthropic's
+Answers are JSON or Server-Sent Events. In an event stream every event whose data is a
+JSON object is looked at (its `data:` lines joined, as an EventSource joins them), and
+each field keeps the last value seen: a chat API's final usage chunk
+(`usage.total_tokens`), or usage split over events (Anthropic's
 `message.usage.input_tokens` in `message_start`, `usage.output_tokens` in `message_delta`).
 `SseUsage` is incremental: it is fed the stream as it passes, chunk by chunk.
 
@@ -31,6 +32,7 @@ route table serialises.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 from typing import Any, Literal
@@ -126,34 +128,83 @@ class Reading:
 
 @dataclass(slots=True)
 class SseUsage:
-    """Reads usage fields from an event stream fed in chunks of any size."""
+    """Reads usage fields from an event stream fed in chunks of any size, as a caller's
+    EventSource reads the stream (WHATWG HTML, "Parsing an event stream"): lines end in CRLF,
+    LF or CR; a byte order mark first is ignored; the `data` fields of one event are joined
+    with LF and read when the blank line that ends the event arrives (or the stream ends).
+    Consecutive `data` lines that do not make one JSON object together are read one by one."""
 
     spec: CostSpec
     values: dict[str, Any] = field(default_factory=dict)
     _rest: bytes = b""
+    _data: list[bytes] = field(default_factory=list)
+    _size: int = 0
+    _begun: bool = False  # past the stream's first bytes (a byte order mark)
+    _cr: bool = False  # the last chunk ended in CR: an LF first in the next one ends no line
 
     def feed(self, chunk: bytes) -> None:
+        if self._cr and chunk[:1] == b"\n":
+            chunk = chunk[1:]
+        if chunk:
+            self._cr = chunk[-1:] == b"\r"
         data = self._rest + chunk
-        lines = data.split(b"\n")
+        if not self._begun:
+            if BOM.startswith(data):
+                self._rest = data  # too short to tell yet
+                return
+            self._begun = True
+            data = data.removeprefix(BOM)
+        lines = _LINE_END.split(data)
         self._rest = lines.pop()
         if len(self._rest) > MAX_EVENT_BYTES:
             self._rest = b""
         for line in lines:
-            self._line(line.rstrip(b"\r"))
+            self._line(line)
 
     def reading(self) -> Reading:
         if self._rest:
-            self._line(self._rest.rstrip(b"\r"))
+            self._line(self._rest)
             self._rest = b""
+        self._dispatch()  # an event the stream's end cut before its blank line: what it said counts
         return self.spec.from_values(self.values)
 
     def _line(self, line: bytes) -> None:
-        if not line.startswith(b"data:"):
+        if not line:
+            self._dispatch()
             return
-        payload = line[5:].strip()
-        if not payload.startswith(b"{"):
-            return  # "[DONE]" and other non-JSON data
-        self.values.update(_values(_json(payload), self.spec.terms))
+        name, _, value = line.partition(b":")
+        if name != b"data":
+            return  # a comment (":..."), or another field (event, id, retry)
+        value = value[1:] if value[:1] == b" " else value
+        self._size += len(value) + 1
+        if self._size <= MAX_EVENT_BYTES:
+            self._data.append(value)
+
+    def _dispatch(self) -> None:
+        data, self._data, size, self._size = self._data, [], self._size, 0
+        if not data or size > MAX_EVENT_BYTES:
+            return
+        document = _object(b"\n".join(data))
+        if document is not None:
+            self.values.update(_values(document, self.spec.terms))
+            return
+        for line in data:  # lines meant as events of their own, without blank lines between
+            document = _object(line)
+            if document is not None:
+                self.values.update(_values(document, self.spec.terms))
+
+
+BOM = b"\xef\xbb\xbf"
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+def _object(payload: bytes) -> dict[str, Any] | None:
+    """The JSON object an event's data is, if it is one ("[DONE]" and other data are not)."""
+    payload = payload.strip()
+    if not payload.startswith(b"{"):
+        return None
+    document = _json(payload)
+    return document if isinstance(document, dict) else None
 
 
 _MALFORMED = object()

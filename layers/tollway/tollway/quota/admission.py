@@ -35,6 +35,7 @@ remembered full quota is trusted for `recheck_s` only when the config has metere
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -56,6 +57,9 @@ if TYPE_CHECKING:
 
 # How long a remembered full quota is believed when settles can return units.
 RECHECK_S = 1.0
+# How long past its request's deadline a counter write is left to finish, so that one that was
+# counted after the caller got its 503 is known, and taken back.
+LATE_ANSWER_S = 2.0
 
 
 def reservation(ctx: Context[CompiledRoute]) -> int:
@@ -105,6 +109,26 @@ class QuotaAdmission:
             made = (counter.start, counter.end, [("ratelimit-policy", value)])
             self._policies[principal.plan] = made
         return made[2]
+
+
+async def _finished_by(task: asyncio.Task[Counters], seconds: float) -> bool:
+    """Whether `task` is done within `seconds`; it is never cancelled (asyncio.shield and a
+    timeout would do the same at about twice the CPU: this runs once per admission)."""
+    loop = asyncio.get_running_loop()
+    woken = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not woken.done():
+            woken.set_result(None)
+
+    task.add_done_callback(wake)
+    timer = loop.call_later(seconds, wake)
+    try:
+        await woken
+    finally:
+        timer.cancel()
+        task.remove_done_callback(wake)
+    return task.done()
 
 
 class Spend:
@@ -183,9 +207,7 @@ class Spend:
         budget = open_[self.admission.choose(len(open_))] if len(open_) > 1 else open_[0]
         seen = memory.get(budget.pk)
         try:
-            counters = await self.admission.store.spend(
-                budget, self.cost, self._stale(seen), deadline=self._deadline()
-            )
+            counters = await self._spend(budget, seen)
         except Exhausted as exhausted:
             counters = exhausted.counters or await self._read(budget)
             if counters is not None:
@@ -200,6 +222,40 @@ class Spend:
         memory.put(budget.pk, counters, self.now)
         self.budget, self.counters = budget, counters
         self._admitted()
+        self.ctx.counted_at = self.now  # the event's period is the counter's (usage/events.py)
+
+    async def _spend(self, budget: Budget, seen: Counters | None) -> Counters:
+        """The conditional write, waited for until the deadline. A write whose answer comes
+        after it may have been counted all the same, and the counter is also the bill (the usage
+        true-up): it is left to finish, for `LATE_ANSWER_S` more, and taken back if it was
+        counted. The request was refused (503) or admitted uncounted (a route that fails open:
+        billed from its event, which says so), so the counter must not hold it either way."""
+        store, stale, deadline = self.admission.store, self._stale(seen), self._deadline()
+        if deadline <= time.monotonic():
+            raise StoreUnavailable("Timeout")  # not sent: nothing to take back
+        loop = asyncio.get_running_loop()
+        write = loop.create_task(store.spend(budget, self.cost, stale, deadline=deadline + LATE_ANSWER_S))
+        try:
+            finished = await _finished_by(write, deadline - time.monotonic())
+        except asyncio.CancelledError:  # the request itself was abandoned: it is never answered
+            self._take_back_if_counted(budget, write)
+            raise
+        if not finished:
+            self._take_back_if_counted(budget, write)
+            raise StoreUnavailable("Timeout")
+        return write.result()
+
+    def _take_back_if_counted(self, budget: Budget, write: asyncio.Task[Counters]) -> None:
+        refund = Settlement(
+            pk=budget.pk,
+            delta=-self.cost,
+            expires_at=budget.expires_at,
+            window=budget.window,
+            route_id=self.ctx.route.id,
+            consumer_id=self.ctx.principal.consumer_id,
+            request_id=self.ctx.request.request_id,
+        )
+        self.admission.settlements.add_if_counted(write, refund)
 
     def _deadline(self) -> float:
         """How long the quota call may wait: what is left of the route's deadline, or, on a
@@ -219,6 +275,7 @@ class Spend:
             quota=limits.share(plan.quota.limit, shards, shard) if plan.quota is not None else None,
             rate=limits.share(limits.burst(plan.rate), shards, shard) if plan.rate is not None else None,
             window=self.window.attribute if self.window is not None else None,
+            plan=self.ctx.principal.plan,
         )
 
     def _remembered(self, budget: Budget) -> str | None:
@@ -249,10 +306,9 @@ class Spend:
         """Window attributes older than the previous window: the one before it, and any seen."""
         if self.window is None:
             return []
-        current = self.window.index
-        stale = [f"r{current - 2}"]
-        if seen is not None:
-            stale += [name for name in seen.windows if int(name[1:]) < current - 1]
+        stale = [limits.window_attribute(self.window.length_ms, self.window.index - 2)]
+        if seen is not None:  # of this plan's window length or another's (limits.Window)
+            stale += [name for name in seen.windows if limits.window_over(name, self.now)]
         return stale
 
     async def _read(self, budget: Budget) -> Counters | None:

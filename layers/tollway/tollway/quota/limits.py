@@ -22,6 +22,7 @@ counts against the quota; the rate limit counts requests.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -55,10 +56,38 @@ class Window:
     index: int  # windows since the epoch
     start: float
     end: float
+    length_ms: int
 
     @property
     def attribute(self) -> str:
-        return f"r{self.index}"
+        """The counter item's attribute of this window: `r<length ms>_<index>`. The length is
+        in the name because one consumer's plans (keys on two plans) can have windows of
+        different lengths on one counter item: each plan's writes must know the other's
+        windows from their own, and never take a live one for a stale one."""
+        return window_attribute(self.length_ms, self.index)
+
+
+def window_attribute(length_ms: int, index: int) -> str:
+    return f"r{length_ms}_{index}"
+
+
+_WINDOW = re.compile(r"r(?:(\d+)_)?(\d+)")
+
+
+def is_window(name: str) -> bool:
+    """Whether a counter item's attribute counts a rate window (`r<index>`: before the
+    length was in the name)."""
+    return _WINDOW.fullmatch(name) is not None
+
+
+def window_over(name: str, now: float) -> bool:
+    """Whether the window attribute `name` is older than its own previous window at `now`,
+    so nothing will count in it again; a name without a length (older writers) always is."""
+    found = _WINDOW.fullmatch(name)
+    if found is None or found.group(1) is None:
+        return True
+    length = int(found.group(1))
+    return int(found.group(2)) < int(now * 1000) // length - 1
 
 
 def period(now: float, per: str) -> Period:
@@ -95,7 +124,7 @@ def burst(rate: Rate) -> int:
 def window(now: float, rate: Rate) -> Window:
     length = window_ms(rate)
     index = int(now * 1000) // length
-    return Window(index, index * length / 1000, (index + 1) * length / 1000)
+    return Window(index, index * length / 1000, (index + 1) * length / 1000, length)
 
 
 def share(total: int, shards: int, shard: int) -> int:

@@ -17,7 +17,10 @@ A settle that fails (DynamoDB unavailable) is kept and tried again (the next flu
 Lambda, after a short pause under uvicorn), `MAX_ATTEMPTS` times in all; then it is given
 up with an error log line `quota settle failed` that carries the delta, and the metric
 `QuotaSettleFailures`. `tollway usage reconcile` shows such a counter as differing from
-the bill by exactly that delta.
+the bill by exactly that delta. A settle that was sent and got no whole answer (a timeout,
+a broken connection, a damaged answer) may have been applied: sending the same ADD again
+could apply it twice, and the counter is also the bill (tollway.usage.trueup), so it is
+given up at once, its line saying `"outcome": "unknown"`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ from tollway.quota.store import QuotaStore, StoreUnavailable
 
 MAX_ATTEMPTS = 3
 RETRY_PAUSE_S = 0.1
+# Failures after which the settle may have been applied all the same (it was sent, and no answer
+# came back whole): an ADD sent again would then count twice, and the counter is the bill (the
+# usage true-up). Such a settle is not sent again: it is given up, logged with its delta.
+UNKNOWN_OUTCOME = frozenset({"Timeout", "ConnectionError", "CRC32Mismatch"})
 
 
 @dataclass(slots=True)
@@ -46,6 +53,7 @@ class Settlement:
     consumer_id: str
     request_id: str
     attempts: int = 0
+    unknown: bool = False  # the last attempt may have been applied: never sent again
 
 
 class Settlements:
@@ -60,6 +68,7 @@ class Settlements:
         self.failed = 0
         self._pending: deque[Settlement] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._waiting: set[asyncio.Task[None]] = set()  # on Lambda: writes awaited by `drain`
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def add(self, settlement: Settlement) -> None:
@@ -80,11 +89,42 @@ class Settlements:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def add_if_counted(self, write: asyncio.Future[object], settlement: Settlement) -> None:
+        """A counter write whose answer its request could not wait for: `settlement` (taking it
+        back) is made once the write turns out to have been counted."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        task = loop.create_task(self._once_counted(write, settlement), name="quota-late-write")
+        waiting = self._tasks if self.eager else self._waiting
+        waiting.add(task)
+        task.add_done_callback(waiting.discard)
+
+    async def _once_counted(self, write: asyncio.Future[object], settlement: Settlement) -> None:
+        try:
+            await write
+        except StoreUnavailable as failure:
+            if failure.reason in ("Timeout", "ConnectionError"):
+                # No answer at all: the counter may hold the request, and the bill with it.
+                logger.warning(
+                    "quota write outcome unknown",
+                    extra={
+                        "pk": settlement.pk,
+                        "units": -settlement.delta,
+                        "request_id": settlement.request_id,
+                    },
+                )
+            return
+        except Exception:
+            return  # a failed condition: nothing was counted
+        self.add(settlement)
+
     def pending(self) -> int:
-        return len(self._pending) + len(self._tasks)
+        return len(self._pending) + len(self._tasks) + len(self._waiting)
 
     async def drain(self) -> None:
         """Send every buffered settlement once; failed ones stay for the next drain."""
+        if self._waiting:
+            await asyncio.gather(*self._waiting, return_exceptions=True)
         for _ in range(len(self._pending)):
             settlement = self._pending.popleft()
             if not await self._send(settlement):
@@ -93,7 +133,7 @@ class Settlements:
     def flush(self) -> object:
         """The Lambda extension's call after the handler returned: drain on the idle loop."""
         loop = self._loop
-        if not self._pending or loop is None or loop.is_closed() or loop.is_running():
+        if not (self._pending or self._waiting) or loop is None or loop.is_closed() or loop.is_running():
             return None  # nothing to do, or the handler still runs (it will be flushed next time)
         loop.run_until_complete(self.drain())
         return None
@@ -112,7 +152,7 @@ class Settlements:
 
     async def _eager(self, settlement: Settlement) -> None:
         while not await self._send(settlement):
-            if settlement.attempts >= MAX_ATTEMPTS:
+            if settlement.attempts >= MAX_ATTEMPTS or settlement.unknown:
                 self._give_up(settlement)
                 return
             await asyncio.sleep(RETRY_PAUSE_S * settlement.attempts)
@@ -124,9 +164,12 @@ class Settlements:
                 settlement.pk, settlement.delta, settlement.expires_at, settlement.window
             )
         except StoreUnavailable as failure:
-            logger.warning(
-                "quota settle retrying", extra={"reason": failure.reason, "request_id": settlement.request_id}
-            )
+            settlement.unknown = failure.reason in UNKNOWN_OUTCOME
+            if not settlement.unknown:
+                logger.warning(
+                    "quota settle retrying",
+                    extra={"reason": failure.reason, "request_id": settlement.request_id},
+                )
             return False
         self.sent += 1
         # What this container knows of the item is now this answer (a refund lowers `used`).
@@ -134,7 +177,7 @@ class Settlements:
         return True
 
     def _keep(self, settlement: Settlement) -> None:
-        if settlement.attempts >= MAX_ATTEMPTS:
+        if settlement.attempts >= MAX_ATTEMPTS or settlement.unknown:
             self._give_up(settlement)
         else:
             self._pending.append(settlement)
@@ -145,6 +188,8 @@ class Settlements:
         logger.error(
             "quota settle failed",
             extra={
+                # unknown: it may have been applied (no whole answer came back); else it was not.
+                "outcome": "unknown" if settlement.unknown else "not applied",
                 "pk": settlement.pk,
                 "delta": settlement.delta,
                 "route_id": settlement.route_id,

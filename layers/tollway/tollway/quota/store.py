@@ -6,12 +6,15 @@ Item design (QuotaTable, key `pk`), one item per consumer, counter period and sh
                 the consumer id comes last, so any id is unambiguous (`counter_pk` writes
                 it, `parse_counter_pk` reads it: nowhere else)
     used        N  quota units spent in the period
-    r<index>    N  requests in rate window <index> (see tollway.quota.limits)
+    r<len>_<i>  N  requests in rate window <i> of <len> ms (see tollway.quota.limits.Window)
     expires_at  N  TTL, epoch seconds: a day after the period ends
+    plan        S  the plan of the request counted last: what the usage true-up prices the
+                   units no event attributed at (tollway.usage.trueup)
 
 Spending is one UpdateItem:
 
-    SET used = if_not_exists(used, 0) + :cost, r<i> = if_not_exists(r<i>, 0) + 1, expires_at = :exp
+    SET used = if_not_exists(used, 0) + :cost, r<i> = if_not_exists(r<i>, 0) + 1, expires_at = :exp,
+        plan = :plan
     REMOVE <older window attributes>
     CONDITION (attribute_not_exists(used) OR used <= :quota - :cost)
           AND (attribute_not_exists(r<i>) OR r<i> <= :burst - 1)
@@ -43,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from tollway.aws.errors import AwsError
+from tollway.quota.limits import is_window
 
 if TYPE_CHECKING:
     from tollway.aws.dynamodb import Caller
@@ -82,6 +86,7 @@ class Budget:
     quota: int | None  # units per period; None: no quota
     rate: int | None  # requests per rate window; None: no rate limit
     window: str | None  # the current window's attribute, "r<index>"
+    plan: str = ""  # the plan of the request spending on it, kept on the item (the true-up's price)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +127,10 @@ class QuotaStore:
             ":e": {"N": str(budget.expires_at)},
         }
         sets = ["#u = if_not_exists(#u, :z) + :c", "#e = :e"]
+        if budget.plan:
+            names["#p"] = "plan"
+            values[":p"] = {"S": budget.plan}
+            sets.append("#p = :p")
         conditions = []
         if budget.quota is not None:
             values[":q"] = {"N": str(budget.quota - cost)}
@@ -200,7 +209,7 @@ class QuotaStore:
 
 
 def _counters(item: Mapping[str, Any], window: str | None) -> Counters:
-    windows = tuple(name for name in item if name[:1] == "r" and name[1:].isdigit())
+    windows = tuple(name for name in item if is_window(name))
     requests = int(item[window]["N"]) if window is not None and window in item else 0
     used = int(item["used"]["N"]) if "used" in item else 0
     return Counters(used=used, window=window, requests=requests, windows=windows)

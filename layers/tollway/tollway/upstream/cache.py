@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 Clock = Callable[[], float]
 
 CACHEABLE = frozenset({"GET", "HEAD"})
-# The ids of the one request that fills an entry: sent, but never part of what it stands for.
-PER_FILL = frozenset({"x-request-id", "traceparent", "tracestate"})
+# The ids of the one request that fills an entry: sent, but never part of what it stands for
+# (on Lambda each invocation has its own X-Ray header: keyed, no entry would ever be hit).
+PER_FILL = frozenset({"x-request-id", "traceparent", "x-amzn-trace-id"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -167,7 +167,12 @@ def backend_headers(
         if to_backend(k) and k not in named and (fill is None or k in fill.keyed)
     ]
     headers.append(("x-request-id", request.request_id))
-    headers += trace  # on a cache fill too: per fill, never in a key (upstream/cache.py PER_FILL)
+    if fill is not None:
+        # A fill joins the caller's trace by its ids alone (per fill, never in a key:
+        # upstream/cache.py PER_FILL); `tracestate` is free text the caller chose, which a
+        # backend that reflects it would store for every caller of the entry.
+        trace = [(k, v) for k, v in trace if k != "tracestate"]
+    headers += trace
     if fill is None:
         headers.append(("x-forwarded-for", request.client_ip))
     headers.append(("x-forwarded-proto", request.scheme))

@@ -61,7 +61,8 @@ from tollway.usage.events import UsageEvent
 # Replays and redeliveries must happen within this window to be recognised as duplicates.
 DEDUPE_TTL_S = 90 * 86_400
 REJECTED_STATUSES = frozenset({403, 429})
-COUNTERS = ("requests", "rejected", "events", "units", "amount_nanos")
+# `uncounted`: the units of admitted requests no quota counter counted (`UsageEvent.counted`).
+COUNTERS = ("requests", "rejected", "events", "units", "amount_nanos", "uncounted")
 PLAN_COUNTERS = ("requests", "units", "amount_nanos")
 # DynamoDB's limit of items per TransactWriteItems.
 MAX_ITEMS = 100
@@ -128,6 +129,7 @@ class Counts:
     events: int
     units: int
     amount_nanos: int
+    uncounted: int
 
 
 def counts(event: UsageEvent, price: Price) -> Counts:
@@ -138,6 +140,7 @@ def counts(event: UsageEvent, price: Price) -> Counts:
         events=1,
         units=units,
         amount_nanos=units * price.micros_per_1000,
+        uncounted=units if event.counted is False else 0,
     )
 
 

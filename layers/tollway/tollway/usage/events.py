@@ -77,7 +77,10 @@ class UsageEvent(BaseModel):
 
     version: Literal[1]
     event_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
-    timestamp: datetime = Field(description="When the request arrived (RFC 3339, UTC)")
+    timestamp: datetime = Field(
+        description="When the request arrived (RFC 3339, UTC); for a request a quota counter "
+        "counted, the instant it was counted, so that the event falls in the counter's period"
+    )
     request_id: Annotated[str, Field(max_length=200)]
     consumer_id: Annotated[str, Field(min_length=1, max_length=256)]
     plan: Annotated[str, Field(max_length=64)] = Field(description="Empty for anonymous callers")
@@ -102,6 +105,13 @@ class UsageEvent(BaseModel):
     )
     usage_status: Literal["read", "missing", "malformed"] | None = Field(
         None, description="Whether the answer carried usage: read, missing (charged the default) or malformed"
+    )
+    # Admitted requests no quota counter counted: billed from their event alone, never from a
+    # counter (tollway.usage.report). Absent: counted, or not admitted.
+    counted: Literal[False] | None = Field(
+        None,
+        description="false: admitted without a quota counter counting it (the quota store failed "
+        "open, or the plan keeps no counter); absent otherwise",
     )
 
     @property
@@ -128,8 +138,10 @@ class UsageMessage(BaseModel):
 
 def from_context(ctx: Context, response: Response, latency_ms: float) -> dict[str, Any]:
     """The event of one finished request, as the JSON-ready dict that goes on the queue."""
-    now = time.time()
-    arrived = now - latency_ms / 1000
+    # A request a quota counter counted is dated when it was counted: a request that arrived
+    # before midnight and was admitted after it is billed in one period, not in both (its event
+    # in the old one, the true-up's reading of its counter in the new one).
+    arrived = ctx.counted_at if ctx.counted_at is not None else time.time() - latency_ms / 1000
     event: dict[str, Any] = {
         "version": VERSION,
         "event_id": uuid.uuid4().hex,
@@ -147,6 +159,8 @@ def from_context(ctx: Context, response: Response, latency_ms: float) -> dict[st
         "admitted": ctx.admitted,
         "backends": [_backend(b) for b in ctx.backends],
     }
+    if ctx.admitted and ctx.counted_at is None:
+        event["counted"] = False
     if ctx.usage_status is not None:
         event["reserved_units"] = ctx.reserved_units
         event["usage"] = ctx.usage

@@ -16,6 +16,12 @@ One push of a consumer and plan:
    in Stripe, `--resolve ID=sent` counts it as pushed and `--resolve ID=unsent` forgets it
    (the next delta is built anew, under the same identifier).
 2. Otherwise the delta is the plan's units in the month (usage/report.py) minus `pushed`.
+   The units only the quota counters hold (the true-up's unattributed units) count once the
+   month's counters are final (`FINAL_AFTER_S` after its end): until then they include the
+   reservations of requests in flight, which their settles give back and Stripe cannot. Units
+   Stripe holds under a plan beyond its units (pushed as unattributed under the counter's
+   plan, then attributed by a late event to another) are taken off the other plans' deltas:
+   a unit is sent once, whichever plan it turns out to be.
    The push is recorded as pending (a conditional write on `seq`: two runs at once cannot
    both begin one), then sent, then confirmed: `pushed += value`, `seq += 1`, pending
    removed. A crash anywhere leaves either nothing begun or a pending push that the next
@@ -49,13 +55,18 @@ from tollway.settings import Settings
 from tollway.table.plans import Plan, StripeMeter
 from tollway.usage import table
 from tollway.usage.customers import StripeCustomers
-from tollway.usage.report import UsageReader
+from tollway.usage.report import ConsumerUsage, UsageReader
 from tollway.usage.stripe_meter import MeterEvent, PushError
 
 STALE_AFTER_S = 23 * 3600  # Stripe dedupes identifiers for "at least 24 hours"
 STRIPE_MAX_AGE_S = 35 * 86_400  # Stripe refuses meter events older than 35 days
 MARGIN_S = 3600
 RUN_MARGIN_S = 30.0  # a scheduled run begins no consumer in its last 30 s
+# The units only the quota counters hold (the true-up's unattributed units) are pushed once the
+# month's counters are final: its requests' deadlines (30 s at most), their settles and two
+# true-up runs (every 5 minutes) after its end. Until then they include reservations of requests
+# in flight, which their settles give back, and Stripe cannot.
+FINAL_AFTER_S = 15 * 60
 
 
 class MeterSender(Protocol):
@@ -204,14 +215,35 @@ class StripePush:
                 result.problems.append(f"out of time: {len(todo) - done} consumer(s) left for the next run")
                 return result
             usage = self.reader.consumer(consumer, month)
-            billed = [(p, share.units) for p, share in sorted(usage.plans.items()) if p in self.meters]
+            billed = [(p, units) for p, units in sorted(self._pushable(usage).items()) if p in self.meters]
             customer = self.customers.get(consumer) if billed else None
+            credit = Credit(self._over_pushed(consumer, month, billed))
             for plan, units in billed:
-                self._push(result, consumer, plan, units, self.meters[plan], customer, resolve)
+                self._push(result, consumer, plan, units, self.meters[plan], customer, resolve, credit)
                 if result.halted:
                     return result
         result.problems += [f"--resolve {ident}: no pending push of {month} has it" for ident in resolve]
         return result
+
+    def _pushable(self, usage: ConsumerUsage) -> dict[str, int]:
+        """Each plan's units Stripe may be sent now: what the events attributed, and what only
+        the quota counters hold (the true-up's unattributed units) once the month is final."""
+        units = {plan: share.units for plan, share in usage.plans.items()}
+        final = self.clock() >= month_bounds(usage.period)[1] + FINAL_AFTER_S
+        if usage.unattributed_units and not final:
+            units[usage.unattributed_plan] -= usage.unattributed_units
+        return units
+
+    def _over_pushed(self, consumer: str, month: str, billed: list[tuple[str, int]]) -> int:
+        """Units Stripe holds (or is being sent) under a plan beyond that plan's units now: units
+        pushed as unattributed under the counter's plan that a late event then gave to another.
+        They are billed already, so they are not sent again under the other plan."""
+        over = 0
+        for plan, units in billed:
+            state = self._state(consumer, month, plan)
+            committed = state.pushed + (state.pending.event.value if state.pending is not None else 0)
+            over += max(0, committed - units)
+        return over
 
     # ---- one consumer and plan ------------------------------------------------------
 
@@ -224,6 +256,7 @@ class StripePush:
         meter: StripeMeter,
         customer: str | None,
         resolve: dict[str, str],
+        credit: Credit,
     ) -> None:
         where = f"{consumer} on {plan}"
         state = self._state(consumer, result.period, plan)
@@ -233,8 +266,12 @@ class StripePush:
             state = self._state(consumer, result.period, plan)
         delta = units - state.pushed
         if delta < 0:
-            result.problems.append(f"{where}: Stripe holds {state.pushed} units, usage counts {units}")
+            result.problems.append(
+                f"{where}: Stripe holds {state.pushed} units, usage counts {units}"
+                " (the difference is not sent again under another plan)"
+            )
             return
+        delta -= credit.take(delta)
         if delta == 0:
             return
         if customer is None:
@@ -372,6 +409,19 @@ class StripePush:
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
             )
+
+
+@dataclass(slots=True)
+class Credit:
+    """A consumer's units Stripe holds under one plan beyond it (`_over_pushed`), set against
+    the deltas of its other plans."""
+
+    left: int
+
+    def take(self, delta: int) -> int:
+        taken = min(delta, self.left)
+        self.left -= taken
+        return taken
 
 
 class PushFailed(Exception):

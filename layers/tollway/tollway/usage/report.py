@@ -60,6 +60,7 @@ class ConsumerUsage:
     unattributed_plan: str = ""  # the plan of the counter copy written last
     unattributed_nanos: int = 0
     counted: int | None = None  # the counter copies' units for the period; None: no counter
+    uncounted: int = 0  # units of admitted events no counter counted (included in `units`)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -158,6 +159,7 @@ class UsageReader:
         usage.rejected = totals["rejected"]
         usage.units = totals["units"]
         usage.amount_nanos = totals["amount_nanos"]
+        usage.uncounted = totals["uncounted"]
         self._true_up(usage)
         return usage
 
@@ -175,13 +177,16 @@ class UsageReader:
             )
         ]
         usage.counted = counted(copies, usage.period)
-        if usage.counted is None or usage.counted <= usage.units:
+        # The counters hold the units of the events they counted: those no counter counted (the
+        # quota store failed open) are billed from their events alone, beside the counters.
+        attributed = usage.units - usage.uncounted
+        if usage.counted is None or usage.counted <= attributed:
             return
         plan, micros = unattributed_price(copies)
-        usage.unattributed_units = usage.counted - usage.units
+        usage.unattributed_units = usage.counted - attributed
         usage.unattributed_plan = plan
         usage.unattributed_nanos = usage.unattributed_units * micros
-        usage.units = usage.counted
+        usage.units += usage.unattributed_units
         usage.amount_nanos += usage.unattributed_nanos
         usage.plan = usage.plan or plan or None
         # The plans still add up to the bill: unattributed units are the counter's plan's.

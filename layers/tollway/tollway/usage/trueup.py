@@ -11,7 +11,9 @@ admitted; the events say on which routes, when and at what plan.
 So billing takes the units from both. Each run of the true-up scans QuotaTable and, for
 each counter item still live (before its `expires_at`), writes its `used` into a copy,
 `CONSUMER#<c> / COUNTER#<counter>#<shard>`, when the copy differs, together with the plan
-the consumer's totals for that period name and its price (read here, from the config).
+the counter counted last (admission keeps it on the item; for a counter written before it
+did, the plan the consumer's totals for that month name) and its price (read here, from the
+config). A consumer whose every event was lost is still billed at its plan's price.
 A copy is set, never added to: runs that overlap, or repeat, change nothing; a copy never
 goes back to an older reading (`seen_at`). Counters expire a day after their period ends;
 their copies stay, the period's last word.
@@ -52,6 +54,7 @@ class Counter:
     consumer: str
     name: str  # "<period>#<shard>", e.g. "D2026-11-27#0"
     used: int
+    plan: str | None = None  # the plan the counter counted last (counters written before: None)
 
     @property
     def period(self) -> str:
@@ -79,7 +82,8 @@ def live_counters(dynamodb: Any, quota_table: str, now: float) -> Iterator[Count
                 period, shard, consumer = parse_counter_pk(item["pk"]["S"])
             except ValueError:
                 continue
-            yield Counter(consumer, f"{period}#{shard}", int(item["used"]["N"]))
+            plan = item.get("plan", {}).get("S") or None
+            yield Counter(consumer, f"{period}#{shard}", int(item["used"]["N"]), plan)
 
 
 class TrueUp:
@@ -108,7 +112,7 @@ class TrueUp:
             copies = self._copies(chunk)
             for counter in chunk:
                 copy = copies.get((counter.consumer, counter.name))
-                if copy is not None and int(copy["used"]["N"]) == counter.used:
+                if copy is not None and _same(copy, counter):
                     continue
                 if self._write(counter, copy, seen_at, result):
                     result.written += 1
@@ -134,7 +138,7 @@ class TrueUp:
     def _write(
         self, counter: Counter, copy: dict[str, Any] | None, seen_at: float, result: TrueUpResult
     ) -> bool:
-        plan = self._plan(counter)
+        plan = counter.plan or self._plan(counter)
         price = self.prices.get(plan) if plan else None
         if price is None:
             result.unpriced += 1
@@ -167,7 +171,8 @@ class TrueUp:
         return True
 
     def _plan(self, counter: Counter) -> str | None:
-        """The plan the consumer's events of the counter's month named last."""
+        """For a counter that does not name its plan (written before it did): the plan the
+        consumer's totals for the counter's month name."""
         answer = self.dynamodb.get_item(
             TableName=self.usage_table,
             Key=table.totals_key(counter.consumer, counter.period[:7]),
@@ -176,6 +181,13 @@ class TrueUp:
             ExpressionAttributeNames={"#p": "plan"},
         )
         return answer.get("Item", {}).get("plan", {}).get("S") or None
+
+
+def _same(copy: dict[str, Any], counter: Counter) -> bool:
+    """Whether the copy already holds the counter's reading (and plan, when it names one)."""
+    if int(copy["used"]["N"]) != counter.used:
+        return False
+    return counter.plan is None or copy.get("plan", {}).get("S") == counter.plan
 
 
 def counted(copies: list[dict[str, Any]], period: str) -> int | None:
