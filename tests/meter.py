@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 from tollway.core.context import Context
 from tollway.core.messages import Response
-from tollway.usage.events import from_context
+from tollway.recording.events import from_context
 
 from tests.backends import read_body
 

@@ -2,7 +2,8 @@
 
 No two parts import each other, directly or round a longer loop; the ground floor (the
 request's vocabulary) imports nothing else of Tollway's; config imports only config, the
-compiled route table and policies, and the floor; only the CLI imports the dev tools.
+compiled route table and policies, and the floor; only the CLI imports the dev tools; only
+the CLI and the dev tools import the tools, and only the dev tools the Lambda adapters.
 """
 
 from __future__ import annotations
@@ -64,3 +65,12 @@ def test_config_imports_only_config_the_compiled_table_and_policies_and_the_floo
 def test_only_the_cli_imports_the_dev_tools() -> None:
     importers = {e.source for e in edges() if e.target in {"dev", "cli", "commands"}}
     assert importers <= {"cli", "commands"}
+
+
+def test_the_tools_and_the_lambda_adapters_are_imported_by_nothing_below_them() -> None:
+    """tollway/tools (blocking boto3 helpers) serve the CLI and the dev tools; tollway/functions
+    (one Lambda adapter per function) is what functions/*/app.py imports, and the dev server
+    runs the usage function through its adapter as Lambda would."""
+    found = edges()
+    assert {e.source for e in found if e.target == "tools"} <= {"commands", "dev"}
+    assert {e.source for e in found if e.target == "functions"} <= {"dev"}

@@ -23,7 +23,6 @@ from tollway.snapstart import Renewal
 from tollway.table.routes import CompiledConfig
 from tollway.transport.exchange import AiohttpExchanger, Exchanger
 from tollway.upstream.dispatch import HttpUpstream
-from tollway.usage.extension import Flusher, chain
 
 if TYPE_CHECKING:
     from tollway.quota.admission import QuotaAdmission
@@ -56,7 +55,7 @@ def build_app(
     admission = _admission(settings, config, dynamodb) if settings.quota_table else None
     if admission is not None:
         # Metered routes settle after the response: in tasks under uvicorn (this hook runs
-        # only with lifespan on); on Lambda the usage extension flushes them.
+        # only with lifespan on); on Lambda the internal extension flushes them (tollway.functions.router).
         on_startup.append(admission.settlements.start)
         on_shutdown.insert(0, admission.settlements.stop)
     usage = _usage(settings, clock, on_startup, on_shutdown) if settings.usage_queue_url else None
@@ -127,13 +126,6 @@ def _mac(settings: Settings, clock: AwsClock) -> Any:
     return load_key_mac(settings.key_secret_id, settings.environ or {}, clock=clock)
 
 
-def after_response(app: GatewayApp) -> Flusher | None:
-    """What the Lambda extension flushes after each response: quota settles, then usage events."""
-    admission = app.gateway.admission
-    settlements = getattr(admission, "settlements", None)  # a QuotaAdmission's; tests inject others
-    return chain(settlements, app.gateway.usage)  # type: ignore[arg-type]
-
-
 def _admission(settings: Settings, config: Any, dynamodb: Any) -> QuotaAdmission:
     from tollway.quota.admission import QuotaAdmission
     from tollway.quota.store import QuotaStore
@@ -145,7 +137,7 @@ def _admission(settings: Settings, config: Any, dynamodb: Any) -> QuotaAdmission
 
 def _usage(settings: Settings, clock: AwsClock, on_startup: list, on_shutdown: list) -> UsageRecorder:
     from tollway.aws.sqs import LeanSqs
-    from tollway.usage.emitter import BackgroundFlusher, UsageEmitter
+    from tollway.recording.emitter import BackgroundFlusher, UsageEmitter
 
     sqs = LeanSqs.from_environment(settings.environ or {}, clock=clock)
     emitter = UsageEmitter(sqs, settings.usage_queue_url)

@@ -24,12 +24,13 @@ from moto.server import ThreadedMotoServer
 from tollway.auth.authenticator import GatewayAuthenticator
 from tollway.auth.jwt import build_jwt_verifier
 from tollway.auth.keys import KeyMac, KeyVerifier, key_hash
-from tollway.auth.store import KeyLookup, KeyStore, new_record
+from tollway.auth.store import KeyLookup, new_record
 from tollway.config.compile import compile_infra
 from tollway.config.models import ApiKeys, JwtIssuer
 from tollway.core.messages import Request
 from tollway.dev.serve import free_port
 from tollway.dev.template import provision, read_template
+from tollway.tools.keystore import KeyStore
 from tollway.transport.exchange import AiohttpExchanger
 
 from tests.lean import dynamo_caller

@@ -28,7 +28,7 @@ from typing import Any
 
 import boto3
 from tollway import aws
-from tollway.aws.dynamodb import BotoCaller, Caller
+from tollway.aws.dynamodb import Caller
 from tollway.config.compile import compile_infra
 from tollway.config.models import Plan
 from tollway.core.context import Context
@@ -37,6 +37,7 @@ from tollway.core.principal import Principal
 from tollway.errors import TooManyRequests
 from tollway.quota.admission import QuotaAdmission
 from tollway.quota.store import QuotaStore
+from tollway.tools.boto import BotoCaller
 from tollway.transport.exchange import AiohttpExchanger
 
 from tests.bench.infra import FAKE_AWS

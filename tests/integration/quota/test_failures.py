@@ -15,13 +15,13 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-from tollway.aws.dynamodb import BotoCaller
 from tollway.config.models import Plan
 from tollway.dev.serve import free_port
 from tollway.errors import ServiceUnavailable
 from tollway.quota import limits
 from tollway.quota.admission import QuotaAdmission
 from tollway.quota.store import Budget, Exhausted, QuotaStore, StoreUnavailable
+from tollway.tools.boto import BotoCaller
 
 from .conftest import CLIENT_CONFIG, Clock, Dynamo, admit
 

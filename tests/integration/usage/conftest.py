@@ -23,11 +23,11 @@ from tollway.core.principal import Principal
 from tollway.errors import TooManyRequests, Unauthorized
 from tollway.gateway import Gateway
 from tollway.http.app import GatewayApp
+from tollway.recording.emitter import BackgroundFlusher, UnsentLog, UsageEmitter
 from tollway.settings import Settings
 from tollway.table.routes import CompiledConfig, CompiledRoute
 from tollway.transport.exchange import AiohttpExchanger
 from tollway.upstream.dispatch import HttpUpstream
-from tollway.usage.emitter import BackgroundFlusher, UnsentLog, UsageEmitter
 
 from tests.lean import SQS_CONFIG, lean_sqs
 

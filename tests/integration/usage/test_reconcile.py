@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 import httpx
 from tollway import aws as tollway_aws
 from tollway import cli
+from tollway.functions.usage import build_handler
 from tollway.quota.admission import QuotaAdmission
 from tollway.quota.store import QuotaStore
 from tollway.transport.exchange import AiohttpExchanger
-from tollway.usage.consumer import build_handler
 
 from tests.lean import dynamo_caller
 

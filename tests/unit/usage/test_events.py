@@ -4,9 +4,10 @@ import json
 
 import jsonschema
 import pytest
+from tollway.recording.events import from_context
 from tollway.usage import schema
 from tollway.usage.consumer import MalformedEvent, parse
-from tollway.usage.events import UsageEvent, from_context
+from tollway.usage.events import UsageEvent
 
 from tests.conftest import ROOT
 
@@ -84,7 +85,7 @@ def test_a_sent_message_matches_its_checked_in_schema_and_bad_ones_are_refused(e
             self.bodies += [e["MessageBody"] for e in Entries]
             return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
 
-    from tollway.usage.emitter import UsageEmitter
+    from tollway.recording.emitter import UsageEmitter
 
     sqs = Keep()
     emitter = UsageEmitter(sqs, "q")

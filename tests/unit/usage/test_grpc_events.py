@@ -8,9 +8,10 @@ import json
 import jsonschema
 import pytest
 from tollway.core.context import BackendOutcome
+from tollway.recording.events import from_context
 from tollway.usage import schema
 from tollway.usage.consumer import MalformedEvent, parse
-from tollway.usage.events import UsageEvent, from_context
+from tollway.usage.events import UsageEvent
 
 from tests.conftest import ROOT
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import json
 
-from tollway.usage.emitter import MARKER
-from tollway.usage.events import from_context
+from tollway.recording.emitter import MARKER
+from tollway.recording.events import from_context
 from tollway.usage.replay import replay, unsent_events
 
 
@@ -38,7 +38,7 @@ class DownSqs:
 def test_a_logged_message_is_replayed_as_that_message_and_a_partial_one_is_not(exchange, response):
     import io
 
-    from tollway.usage.emitter import UnsentLog, UsageEmitter
+    from tollway.recording.emitter import UnsentLog, UsageEmitter
 
     log = io.StringIO()
     emitter = UsageEmitter(DownSqs(), "q", unsent=UnsentLog(log), max_events=3)

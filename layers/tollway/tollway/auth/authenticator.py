@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 MAX_CREDENTIAL_CHARS = 8192
 KIND_NAMES = {"api_key": "an API key", "jwt": "a JWT"}
-DEMO_KEY_VARIABLE = "TOLLWAY_DEMO_KEY"
 
 
 def looks_like_jwt(value: str) -> bool:
@@ -109,16 +108,13 @@ def build_authenticator(
     mac: KeyMac | None = None,
 ) -> GatewayAuthenticator:
     """`keys`: the keys table's lookup (None: API keys are refused); `mac`: the deployment's
-    key MAC (None: only legacy and demo keys can be accepted)."""
+    key MAC (None: only legacy keys can be accepted)."""
     environ = settings.environ or {}
     if keys is None:
         logger.warning("no keys table is configured: API keys will be refused")
     elif mac is None:
         logger.warning("no API key secret is configured: issued keys will be refused")
-    demo_key = environ.get(DEMO_KEY_VARIABLE)
-    verifier = KeyVerifier(
-        keys, config.api_keys, mac=mac, extra_keys=[demo_key] if demo_key else ()
-    )
+    verifier = KeyVerifier(keys, config.api_keys, mac=mac)
     tokens: JwtVerifier | NoIssuers = NoIssuers()
     if config.issuers:
         from tollway.auth.jwt import build_jwt_verifier

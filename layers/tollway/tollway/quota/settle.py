@@ -8,7 +8,7 @@ caller's path:
 - under uvicorn (`tollway dev`, any ASGI server with lifespan): `eager`, each settlement is
   a task of the server's event loop, started when the response is ready;
 - on Lambda (Mangum, lifespan off): settlements are buffered, and the usage extension
-  (tollway.usage.extension) calls `flush` after the handler has returned, in the window
+  (tollway.functions.extension) calls `flush` after the handler has returned, in the window
   where it also sends usage events. The router's event loop is idle then, and Lambda
   sends no next invocation until the extension asks for it, so `flush` runs the loop
   itself, on the container's shared HTTP client and its kept connection.
