@@ -25,7 +25,8 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format, message_factory
-from tollway.config.protos import compile_protos, pool_of
+from tollway.config.protos import compile_protos
+from tollway.table.grpc import pool_of
 
 PROTOS = Path(__file__).resolve().parent / "protos"
 SERVICE = "tollway.test.v1.Things"

@@ -10,17 +10,16 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import httpx
 from botocore.config import Config
 from tollway import aws
 from tollway.aws.dynamodb import DynamoCaller
 from tollway.aws.sqs import LeanSqs
-from tollway.transport.client import exchanger_for
+from tollway.transport.exchange import Exchanger
 
 
-def dynamo_caller(http: httpx.AsyncClient, client: Any, **options: Any) -> DynamoCaller:
+def dynamo_caller(exchanger: Exchanger, client: Any, **options: Any) -> DynamoCaller:
     return DynamoCaller(
-        exchanger_for(http),
+        exchanger,
         client.meta.endpoint_url,
         client.meta.region_name,
         aws.credentials(os.environ),

@@ -31,9 +31,9 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from tollway.http.messages import Response
-from tollway.pipeline import Exchange
-from tollway.usage.events import from_exchange
+from tollway.core.context import Context
+from tollway.core.messages import Response
+from tollway.recording.events import from_context
 
 from tests.backends import read_body
 
@@ -115,14 +115,14 @@ def _framed(send: Any, framing: str) -> Any:
 
 class Tee:
     """The gateway's usage recorder, keeping a copy of each event it records (the real event,
-    `tollway.usage.events.from_exchange`) before passing it on to the real one, if any."""
+    `tollway.usage.events.from_context`) before passing it on to the real one, if any."""
 
     def __init__(self, inner: Any = None) -> None:
         self.inner = inner
         self.events: list[dict[str, Any]] = []
 
-    def record(self, exchange: Exchange, response: Response, latency_ms: float) -> None:
-        self.events.append(from_exchange(exchange, response, latency_ms))
+    def record(self, exchange: Context, response: Response, latency_ms: float) -> None:
+        self.events.append(from_context(exchange, response, latency_ms))
         if self.inner is not None:
             self.inner.record(exchange, response, latency_ms)
 

@@ -25,10 +25,11 @@ import httpx
 import jwt
 from tollway.assemble import build_app
 from tollway.auth.keys import key_hash
-from tollway.auth.store import ACTIVE, KeyRecord, KeyStore
+from tollway.auth.store import ACTIVE, KeyRecord
 from tollway.dev.serve import free_port
 from tollway.http.app import GatewayApp
 from tollway.settings import Settings
+from tollway.tools.keystore import KeyStore
 
 from tests.issued import new_key
 from tests.meter import Scripted, Tee, used

@@ -120,10 +120,10 @@ def template_numbers() -> dict[str, Any]:
 
 def measure_cost(spec: dict[str, Any]) -> dict[str, Any]:
     import boto3
-    from tollway.assemble import after_response
     from tollway.dev.serve import serve_in_thread
+    from tollway.functions.router import after_response
+    from tollway.functions.usage import build_handler
     from tollway.settings import Settings
-    from tollway.usage.consumer import build_handler
 
     from tests.bench.invoke import CONTEXT, http_event, load_router
     from tests.bench.meter import Meter
@@ -260,7 +260,8 @@ def _keys(env: dict[str, str], count: int) -> list[str]:
 
     import boto3
     from tollway.auth.keys import KeyMac, key_hash
-    from tollway.auth.store import KeyStore, new_record
+    from tollway.auth.store import new_record
+    from tollway.tools.keystore import KeyStore
 
     mac = KeyMac(env["BENCH_KEY_SECRET"].encode("utf-8"))
     store = KeyStore(boto3.client("dynamodb"), env["TOLLWAY_KEYS_TABLE"])

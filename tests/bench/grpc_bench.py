@@ -77,8 +77,8 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """In a fresh worker process: CPU per call of each variant, in alternating blocks."""
     import grpc
     from google.protobuf import json_format
-    from tollway.http.messages import Request
-    from tollway.pipeline import Exchange
+    from tollway.core.context import Context
+    from tollway.core.messages import Request
 
     from tests.bench.invoke import CONTEXT, http_event, load_router
     from tests.grpc_backends import message_class
@@ -106,7 +106,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
 
     def translated() -> int:
         request = Request("GET", PATH, b"", {"host": "bench"}, b"", "203.0.113.7", "https", "bench-1")
-        exchange = Exchange(request, route, {"id": "t-1"}, time.monotonic())
+        exchange = Context(request, route, {"id": "t-1"}, time.monotonic())
         return loop.run_until_complete(upstream.proxy(exchange)).status
 
     def invoked(path: str) -> Any:

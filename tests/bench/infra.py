@@ -129,7 +129,8 @@ def provision_aws(moto_url: str, plans: list[str]) -> Aws:
         from datetime import UTC, datetime
 
         from tollway.auth.keys import KeyMac, key_hash
-        from tollway.auth.store import KeyStore, new_record
+        from tollway.auth.store import new_record
+        from tollway.tools.keystore import KeyStore
     except ImportError as exc:
         aws.auth_error = f"API keys not available: {exc}"
         return aws

@@ -381,7 +381,7 @@ def _step_rows(r: dict[str, Any]) -> list[Row]:
         out.append(
             Row(
                 "S1",
-                "step: httpx-aiohttp transport (CPU/request, public route)",
+                "step: the one exchanger, aiohttp (CPU/request, public route)",
                 _us(us["tollway_public"]),
                 f"default httpx {_us(us['tollway_public_default_httpx'])}",
                 _x(ratio),

@@ -58,8 +58,9 @@ def measure_cpu(spec: dict[str, Any]) -> dict[str, Any]:
         from tollway.settings import Settings
 
         settings = Settings.from_environ(spec["env"], Path(spec["env"]["TOLLWAY_INFRA_DIR"]))
-        default_client = httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=30.0)
-        app = build_app(settings, http_client=default_client)
+        from tests.exchangers import HttpxExchanger
+
+        app = build_app(settings, exchanger=HttpxExchanger(httpx.AsyncHTTPTransport()))
         mime = [*DEFAULT_TEXT_MIME_TYPES, "application/problem+json"]
         variants["tollway_public_default_httpx"] = (
             Mangum(app, lifespan="off", text_mime_types=mime),

@@ -17,7 +17,8 @@ import httpx
 import jwt
 import pytest
 from tollway.auth.keys import key_hash
-from tollway.auth.store import KeyStore, new_record
+from tollway.auth.store import new_record
+from tollway.tools.keystore import KeyStore
 
 from tests.backends import loopback_backend
 from tests.infra_files import write_infra

@@ -107,7 +107,7 @@ class Seen:
 
 
 JSON = b"application/json"
-# A request's trace (tollway.http.trace) is new per request when the caller sent none: its
+# A request's trace (tollway.core.trace) is new per request when the caller sent none: its
 # ids are random, so the hosts are compared on its shape and flags.
 TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-([0-9a-f]{2})")
 

@@ -93,11 +93,43 @@ def test_a_table_without_jwt_issuers_or_schemas_loads_no_jwt_yaml_or_validator(
     assert module not in cold_start(tmp_path, serve, aws)
 
 
+# What the router's init must never load, whatever its table: validation models (pydantic:
+# the route table is compiled at build time, usage events are plain dicts), the tools' HTTP
+# client (httpx), botocore's modules and boto3 (the lean AWS callers), the CLI and the dev
+# tools, the blocking boto3 helpers, the other functions' code (tollway/usage) and the
+# router's tools-only halves.
+NEVER_AT_INIT = [
+    "pydantic",
+    "pydantic_core",
+    "httpx",
+    "httpcore",
+    "boto3",
+    "botocore.session",
+    "botocore.client",
+    "tollway.cli",
+    "tollway.commands",
+    "tollway.dev",
+    "tollway.tools",
+    "tollway.usage",
+    "tollway.functions.usage",
+    "tollway.config.models",
+    "tollway.config.load",
+]
+
+
+def test_the_routers_init_loads_no_validation_models_http_client_boto3_cli_or_dev_tools(
+    tmp_path: Path, serve, aws: dict[str, str]
+) -> None:
+    loaded = cold_start(tmp_path, serve, aws, auth=JWT)  # with a JWT issuer: JWKS on the path too
+    assert "tollway.functions.router" in loaded  # the probe saw the adapter's imports
+    assert sorted(set(NEVER_AT_INIT) & loaded) == []
+
+
 def test_a_table_without_service_references_loads_no_discovery(
     tmp_path: Path, serve, aws: dict[str, str]
 ) -> None:
     loaded = cold_start(tmp_path, serve, aws)
-    assert not {m for m in loaded if m.startswith("tollway.discovery.") and m != "tollway.discovery.target"}
+    assert not {m for m in loaded if m.startswith("tollway.discovery.") and m != "tollway.table.targets"}
 
 
 def test_the_key_secret_and_the_aws_callers_load_no_boto3_or_botocore(

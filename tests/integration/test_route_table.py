@@ -4,9 +4,11 @@ missing table is refused (then the sources are compiled, with a warning)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -136,6 +138,39 @@ def test_the_table_loads_to_the_config_the_yaml_compiles_to(tmp_path: Path) -> N
         assert [r.id for r in loaded.routes] == [
             r.id for r in compile_infra(ROOT / "infra", stage, {}).routes
         ]
+
+
+def kinds(value: object, seen: set[int] | None = None) -> set[str]:
+    """The qualified names of every type a route table holds, its own and its values'."""
+    seen = set() if seen is None else seen
+    if id(value) in seen:
+        return set()
+    seen.add(id(value))
+    kind = type(value)
+    found = {f"{kind.__module__}.{kind.__qualname__}"}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            found |= kinds(getattr(value, f.name), seen)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            found |= kinds(key, seen) | kinds(item, seen)
+    elif isinstance(value, tuple | list | frozenset | set):
+        for item in value:
+            found |= kinds(item, seen)
+    return found
+
+
+def test_a_table_is_made_of_the_same_types_whatever_it_was_loaded_from(tmp_path: Path) -> None:
+    """tollway.table's own types, never a pydantic model (or a stand-in for one), whether the
+    table was compiled from the YAML now or loaded from the build's file."""
+    copy = built(ROOT / "infra", tmp_path / "infra")
+    compiled = kinds(compile_infra(ROOT / "infra", "dev", {}))
+    loaded = kinds(artifact.load(copy, "dev", {}))
+    assert compiled == loaded
+    ours = {k for k in compiled if k.startswith("tollway.")}
+    assert {"tollway.table.plans.Plan", "tollway.table.routes.Retry", "tollway.table.auth.ApiKeys"} <= ours
+    assert not {k for k in ours if k.startswith("tollway.config.")}
+    assert not {k for k in compiled if k.startswith("pydantic")}
 
 
 async def test_an_app_on_the_table_answers_and_forwards_as_one_on_the_yaml(

@@ -12,9 +12,9 @@ import boto3
 import pytest
 import snapshot_restore_py
 from tollway.assemble import build_app
-from tollway.discovery.target import Reference
+from tollway.functions.router import register_after_restore
 from tollway.settings import Settings
-from tollway.snapstart import register
+from tollway.table.targets import Reference
 
 from tests.bench.sqs_sink import sqs_sink
 from tests.infra_files import write_infra
@@ -85,7 +85,7 @@ auth:
     )
     app = build_app(settings)
     renewal = app.renewal
-    register(renewal)
+    register_after_restore(renewal)
     assert any(func is renewal for func, _, _ in snapshot_restore_py.get_after_restore())
 
     # State the init (or a priming request) left behind, which every restored container shares.

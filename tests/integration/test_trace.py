@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from tollway.assemble import build_app
-from tollway.http.trace import parse_traceparent
+from tollway.core.trace import parse_traceparent
 from tollway.settings import Settings
 
 from tests import lambda_router

@@ -58,6 +58,8 @@ async def run_and_scan(aws, moto_url, serve, tmp_path, monkeypatch, capfd, extra
     logging.getLogger().addHandler(root_handler)
     previous_level = logging.getLogger().level
     logging.getLogger().setLevel(logging.INFO)  # as deployed: INFO
+    # This test's own client (httpx, not part of the router) logs each URL it requests at INFO.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     app = gateway_app(infra, aws)
     cookie = "session=cookie-secret-0123456789abcdef"
     basic = "Basic dXNlcjpiYXNpYy1zZWNyZXQ="

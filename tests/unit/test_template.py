@@ -104,7 +104,7 @@ def test_the_usage_path_has_its_alarms() -> None:
 
 
 def test_every_unsent_usage_line_is_counted_and_alarms() -> None:
-    from tollway.usage.emitter import MARKER
+    from tollway.recording.emitter import MARKER
 
     (metric_filter,) = of_type("AWS::Logs::MetricFilter").values()
     props = metric_filter["Properties"]
@@ -135,8 +135,8 @@ def _allowed(function: str) -> set[tuple[str, str]]:
 
 def test_the_usage_function_may_do_exactly_what_it_does(aws: dict[str, str], moto_url: str) -> None:
     """Its calls, recorded while it records events (and an event seen twice), against its policy."""
+    from tollway.functions.usage import build_handler
     from tollway.settings import Settings
-    from tollway.usage.consumer import build_handler
 
     used: set[str] = set()
     dynamodb = boto3.client("dynamodb", endpoint_url=moto_url)

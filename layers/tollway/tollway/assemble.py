@@ -1,9 +1,9 @@
 """Wire one container's gateway: compile config, create clients once, build the app.
 
-Everything created here lives as long as the container: the HTTP transport (one httpx
-client and the exchanger on its pool, shared by backends, JWKS, and the DynamoDB calls of
-key lookups and quotas), the API key MAC (its secret read once), the SQS sender of the
-usage emitter, and the discovery resolvers. Nothing here blocks a request on boto3.
+Everything created here lives as long as the container: the one HTTP exchanger (its pool
+shared by backends, JWKS, and the DynamoDB calls of key lookups and quotas:
+tollway/transport), the API key MAC (its secret read once), the SQS sender of the usage
+emitter, and the discovery resolvers. Nothing here blocks a request on boto3.
 """
 
 from __future__ import annotations
@@ -11,23 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from tollway import aws
 from tollway.auth.authenticator import build_authenticator
 from tollway.aws.clock import AwsClock
-from tollway.config.compile import CompiledConfig
+from tollway.core.steps import UsageRecorder
+from tollway.gateway import Gateway
 from tollway.http.app import GatewayApp
 from tollway.observability import access_log
-from tollway.pipeline import Gateway, UsageRecorder
 from tollway.settings import Settings
 from tollway.snapstart import Renewal
-from tollway.transport.client import exchanger_for, make_client
+from tollway.table.routes import CompiledConfig
+from tollway.transport.exchange import AiohttpExchanger, Exchanger
 from tollway.upstream.dispatch import HttpUpstream
-from tollway.usage.extension import Flusher, chain
-
-if TYPE_CHECKING:
-    from tollway.quota.admission import QuotaAdmission
 
 if TYPE_CHECKING:
     from tollway.quota.admission import QuotaAdmission
@@ -36,35 +31,37 @@ if TYPE_CHECKING:
 def build_app(
     settings: Settings,
     *,
-    http_client: httpx.AsyncClient | None = None,
+    exchanger: Exchanger | None = None,
     config: CompiledConfig | None = None,
     runtime_trace: Callable[[], str | None] | None = None,
 ) -> GatewayApp:
-    """`config`: the route table built for this stage (config/artifact.py); else the sources, compiled.
-    `runtime_trace`: the current invocation's X-Ray trace header, on Lambda (tollway.http.trace)."""
+    """`exchanger`: the container's HTTP stack (default: a new `AiohttpExchanger`; tests pass one
+    that counts what it sends). `config`: the route table built for this stage
+    (config/artifact.py); else the sources, compiled. `runtime_trace`: the current
+    invocation's X-Ray trace header, on Lambda (tollway.core.trace)."""
     if config is None:
         from tollway.config.compile import compile_infra
 
         config = compile_infra(settings.infra, settings.stage, settings.environ)
-    client = http_client or make_client()
+    exchanger = exchanger or AiohttpExchanger()
     on_startup: list = []
-    on_shutdown: list = [client.aclose]
+    on_shutdown: list = [exchanger.close]
     clock = AwsClock()  # every AWS call of the container signs with it, corrected if AWS says so
-    dynamodb = _dynamodb(settings, client, clock) if settings.keys_table or settings.quota_table else None
+    dynamodb = _dynamodb(settings, exchanger, clock) if settings.keys_table or settings.quota_table else None
 
     authenticator = build_authenticator(
-        config, settings, client, keys=_keys(settings, dynamodb), mac=_mac(settings, clock)
+        config, settings, exchanger, keys=_keys(settings, dynamodb), mac=_mac(settings, clock)
     )
     admission = _admission(settings, config, dynamodb) if settings.quota_table else None
     if admission is not None:
         # Metered routes settle after the response: in tasks under uvicorn (this hook runs
-        # only with lifespan on); on Lambda the usage extension flushes them.
+        # only with lifespan on); on Lambda the internal extension flushes them (tollway.functions.router).
         on_startup.append(admission.settlements.start)
         on_shutdown.insert(0, admission.settlements.stop)
     usage = _usage(settings, clock, on_startup, on_shutdown) if settings.usage_queue_url else None
     directory = _directory(config)
 
-    upstream = HttpUpstream(client, directory=directory)
+    upstream = HttpUpstream(exchanger, directory=directory)
     upstream.enable_grpc(config)  # gRPC backends only: their messages built now, not per request
     on_shutdown.append(upstream.close_grpc)
     gateway = Gateway(
@@ -104,13 +101,13 @@ def _directory(config: CompiledConfig) -> Any:
     return build_directory(references(config), aws.client)
 
 
-def _dynamodb(settings: Settings, client: httpx.AsyncClient, clock: AwsClock) -> Any:
+def _dynamodb(settings: Settings, exchanger: Exchanger, clock: AwsClock) -> Any:
     from tollway.aws.dynamodb import DynamoCaller
 
     environ = settings.environ or {}
     region = aws.region(environ)
     endpoint = aws.endpoint("dynamodb", environ, region)
-    return DynamoCaller(exchanger_for(client), endpoint, region, aws.credentials(environ), clock=clock)
+    return DynamoCaller(exchanger, endpoint, region, aws.credentials(environ), clock=clock)
 
 
 def _keys(settings: Settings, dynamodb: Any) -> Any:
@@ -129,13 +126,6 @@ def _mac(settings: Settings, clock: AwsClock) -> Any:
     return load_key_mac(settings.key_secret_id, settings.environ or {}, clock=clock)
 
 
-def after_response(app: GatewayApp) -> Flusher | None:
-    """What the Lambda extension flushes after each response: quota settles, then usage events."""
-    admission = app.gateway.admission
-    settlements = getattr(admission, "settlements", None)  # a QuotaAdmission's; tests inject others
-    return chain(settlements, app.gateway.usage)  # type: ignore[arg-type]
-
-
 def _admission(settings: Settings, config: Any, dynamodb: Any) -> QuotaAdmission:
     from tollway.quota.admission import QuotaAdmission
     from tollway.quota.store import QuotaStore
@@ -147,7 +137,7 @@ def _admission(settings: Settings, config: Any, dynamodb: Any) -> QuotaAdmission
 
 def _usage(settings: Settings, clock: AwsClock, on_startup: list, on_shutdown: list) -> UsageRecorder:
     from tollway.aws.sqs import LeanSqs
-    from tollway.usage.emitter import BackgroundFlusher, UsageEmitter
+    from tollway.recording.emitter import BackgroundFlusher, UsageEmitter
 
     sqs = LeanSqs.from_environment(settings.environ or {}, clock=clock)
     emitter = UsageEmitter(sqs, settings.usage_queue_url)

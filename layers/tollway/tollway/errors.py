@@ -14,7 +14,7 @@ GatewayError
  │    └── IssuerUnavailable     503  (a JWT issuer's keys cannot be had in time)
  └── GatewayTimeout        504
 
-Steps raise these; `tollway.http.problems.problem_response` is the one place that turns
+Steps raise these; `tollway.core.problems.problem_response` is the one place that turns
 them into `application/problem+json`. Anything else that escapes is a 500 with no detail.
 """
 

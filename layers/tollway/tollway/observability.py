@@ -8,7 +8,6 @@ anyway — no extra call, no flush to forget.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,12 +15,10 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from tollway.http.messages import Request, Response
+from tollway.core.messages import Request, Response
 
 NAMESPACE = "Tollway"
 logger = Logger(service="tollway")
-# httpx logs every request URL at INFO: a caller's misplaced key in a query would land in logs.
-logging.getLogger("httpx").setLevel(logging.WARNING)
 
 _EMF_METRICS = [
     {"Name": "Requests", "Unit": "Count"},

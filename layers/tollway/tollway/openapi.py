@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tollway.config.compile import CompiledConfig, CompiledRoute
+from tollway.table.routes import CompiledConfig, CompiledRoute
 
 PROBLEM = {
     "type": "object",

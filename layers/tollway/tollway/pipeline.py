@@ -1,184 +1,80 @@
-"""The request path: match, then per-route steps assembled once, then respond and record.
+"""The steps of a route, and its recipe: only the steps it needs, assembled once.
 
-Each step is a middleware `(next: Handler) -> Handler` around an `Exchange`, in the
-order a request meets them:
+Each step is a middleware `(next: Handler) -> Handler` around the request's `Context`
+(tollway.core), in the order a request meets them:
 
-    ip -> body limit -> authenticate -> authorize -> validate -> prepare -> admit (quota)
-       -> upstream (fan out, compose)
+    cors -> ip -> body limit -> authenticate -> state the plan -> authorize -> validate
+         -> prepare -> admit (quota) -> meter -> upstream (fan out, compose)
+
+A step with work after the answer does it after `await next`, on the response or on the
+error on its way out (tollway.core.steps): CORS fields on every answer of its route; the
+plan's `RateLimit-Policy` on every authenticated answer; admission settles what the
+request cost (a refund when the gateway refused it after admission without calling a
+backend) and states what is left (`RateLimit`); the meter reads what a metered answer
+cost, from its body or from its event stream as it passes.
 
 Admission is the last of the gateway's own checks: everything the gateway refuses by
 itself is refused before it spends anything (`prepare` makes the upstream's own refusals:
-a caller's unusable path value, the deadline already passed, every breaker open). What the
-gateway still refuses after admission without calling a backend is refunded
-(`Gateway._refund`). docs/metering.md, "What is charged", lists every refusal.
-
-`Gateway.handle` is the one place errors become responses (problem+json) and where
-every response gets its request id, RateLimit fields, access-log line and usage event.
+a caller's unusable path value, the deadline already passed, every breaker open).
+docs/metering.md, "What is charged", lists every refusal. `tollway.gateway.Gateway` runs
+the chain: match -> chain -> problem -> finish.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Sequence
 
-from tollway.auth.principal import ANONYMOUS, Principal
-from tollway.config.compile import CompiledConfig, CompiledRoute
+from tollway.core import steps as shapes
+from tollway.core.context import Context
+from tollway.core.messages import Response
+from tollway.core.steps import Admission, Authenticator, Upstream, after
 from tollway.errors import (
     BadRequest,
     Forbidden,
     GatewayError,
-    MethodNotAllowed,
     PayloadTooLarge,
     RequestTimeout,
     Unauthorized,
 )
-from tollway.http.messages import Request, Response, StreamCut
-from tollway.http.problems import problem_response
-from tollway.http.routing import Router
-from tollway.quota.metering import Reading, SseUsage
+from tollway.policy.cors import CorsPolicy
+from tollway.policy.metering import CostSpec, Reading, SseUsage
+from tollway.table.routes import CompiledRoute
 
-if TYPE_CHECKING:
-    from tollway.upstream.request import BackendRequest
-
-
-@dataclass(slots=True)
-class BackendOutcome:
-    name: str
-    status: int | None  # None: no HTTP answer (timeout, refused, breaker open, skipped)
-    latency_ms: float
-    # A gRPC backend's status by name ("OK", "NOT_FOUND"); `status` is the HTTP status it maps to.
-    grpc_status: str | None = None
+Handler = shapes.Handler[CompiledRoute]
+Middleware = shapes.Middleware[CompiledRoute]
 
 
-@dataclass(slots=True)
-class Exchange:
-    request: Request
-    route: CompiledRoute
-    params: dict[str, str]
-    started: float  # time.monotonic() when the request arrived
-    principal: Principal = ANONYMOUS
-    admitted: bool = False
-    cost_units: int = 0  # what is billed: the route's cost, or a metered answer's actual cost
-    reserved_units: int = 0  # what admission spent on the counter
-    spent_on: Any = None  # the quota.store.Budget admission counted on; None: not counted
-    spend: Any = None  # a metered request's admission and the counters it saw (RateLimit restated)
-    # The wall-clock instant a quota counter counted the request (its period is the counter's):
-    # the usage event's timestamp, so that the event is billed in the counter's period.
-    counted_at: float | None = None
-    usage: dict[str, int | float] | None = None  # a metered answer's raw usage fields
-    usage_status: str | None = None  # a metered answer: "read", "missing" or "malformed"
-    # Added to the final response whether it succeeds or fails (RateLimit fields).
-    extra_headers: list[tuple[str, str]] = field(default_factory=list)
-    backends: list[BackendOutcome] = field(default_factory=list)
-    # Backend requests rendered before admission (`prepare`), by backend name.
-    prepared: dict[str, BackendRequest] = field(default_factory=dict)
-    called: bool = False  # a request was handed to a backend's connection (it may have it)
-
-    @property
-    def deadline(self) -> float:
-        return self.started + self.route.timeout_s
-
-    def call_started(self) -> None:
-        self.called = True
+def _state(answer: Response | BaseException, fields: list[tuple[str, str]]) -> None:
+    """Put the gateway's own fields on an answer, or on the error that becomes it, in place of
+    any field of those names it has (a backend's `RateLimit` is not the gateway's word)."""
+    if isinstance(answer, GatewayError):
+        answer.headers.update(fields)
+    elif isinstance(answer, Response) and fields:
+        names = {name for name, _ in fields}
+        answer.headers[:] = [(k, v) for k, v in answer.headers if k not in names] + fields
 
 
-Handler = Callable[[Exchange], Awaitable[Response]]
-Middleware = Callable[[Handler], Handler]
+# ---- the gateway's own checks ------------------------------------------------------------
 
 
-class Authenticator(Protocol):
-    async def authenticate(
-        self, request: Request, route: CompiledRoute, deadline: float | None = None
-    ) -> Principal: ...
+def cors(policy: CorsPolicy) -> Middleware:
+    """Every answer of the route, errors included, carries the CORS fields of an allowed
+    `Origin` (preflights are answered before any route's chain: tollway.gateway)."""
 
-
-class Admission(Protocol):
-    """Spends the principal's plan for this request or raises TooManyRequests."""
-
-    async def admit(self, exchange: Exchange) -> None: ...
-
-    def policy(self, principal: Principal) -> list[tuple[str, str]]:
-        """The plan's RateLimit policy fields, for answers that were not admitted or refused here."""
-        ...
-
-    def settle(self, exchange: Exchange) -> None:
-        """After a metered answer: correct the reservation to `cost_units` (off the caller's path)."""
-        ...
-
-
-class Upstream(Protocol):
-    def prepare(self, exchange: Exchange) -> None:
-        """Before admission: raise what `call` would raise before calling any backend."""
-        ...
-
-    async def call(self, exchange: Exchange) -> Response: ...
-
-
-class UsageRecorder(Protocol):
-    """Buffers a finished exchange's usage event; never blocks on AWS."""
-
-    def record(self, exchange: Exchange, response: Response, latency_ms: float) -> None: ...
-
-
-class AccessLog(Protocol):
-    def __call__(
-        self,
-        request: Request,
-        response: Response,
-        route_id: str | None,
-        latency_ms: float,
-        consumer: str | None,
-    ) -> None: ...
-
-
-# ---- steps --------------------------------------------------------------------------
-
-
-def limit_body(next_: Handler) -> Handler:
-    async def step(ex: Exchange) -> Response:
-        if ex.request.oversize or len(ex.request.body) > ex.route.max_body_bytes:
-            raise PayloadTooLarge(f"request body exceeds {ex.route.max_body_bytes} bytes")
-        if ex.request.truncated:
-            raise BadRequest("the request body ended before its declared end")
-        if ex.request.late:
-            raise RequestTimeout("the request body did not arrive within the route's deadline")
-        return await next_(ex)
-
-    return step
-
-
-def authenticate(authenticator: Authenticator) -> Middleware:
     def wrap(next_: Handler) -> Handler:
-        async def step(ex: Exchange) -> Response:
-            ex.principal = await authenticator.authenticate(ex.request, ex.route, ex.deadline)
-            return await next_(ex)
-
-        return step
-
-    return wrap
-
-
-def authorize(next_: Handler) -> Handler:
-    async def step(ex: Exchange) -> Response:
-        if ex.principal.credential not in ex.route.auth:
-            raise Unauthorized("this route does not accept that kind of credential")
-        missing = ex.route.scopes - ex.principal.scopes
-        if missing:
-            needed = " ".join(sorted(missing))
-            challenge = f'Bearer realm="tollway", error="insufficient_scope", scope="{needed}"'
-            raise Forbidden(f"missing scope: {needed}", headers={"www-authenticate": challenge})
-        return await next_(ex)
-
-    return step
-
-
-def admit(admission: Admission) -> Middleware:
-    def wrap(next_: Handler) -> Handler:
-        async def step(ex: Exchange) -> Response:
-            await admission.admit(ex)
-            return await next_(ex)
+        async def step(ctx: Context[CompiledRoute]) -> Response:
+            origin = ctx.request.headers.get("origin")
+            try:
+                response = await next_(ctx)
+            except GatewayError as error:
+                error.headers.update(policy.fields(origin))
+                raise
+            # The route's policy is the only word: a proxied backend's own grant (one that
+            # reflects any origin, with credentials, say) would stand beside or for the gateway's,
+            # also on an answer to no Origin (a browser's or a CDN's cache may hand it on).
+            response.headers[:] = [(k, v) for k, v in response.headers if not k.startswith("access-control-")]
+            response.headers.extend(policy.fields(origin))
+            return response
 
         return step
 
@@ -186,210 +82,200 @@ def admit(admission: Admission) -> Middleware:
 
 
 def check_ip(next_: Handler) -> Handler:
-    async def step(ex: Exchange) -> Response:
-        ex.route.ip.check(ex.request.client_ip)
-        return await next_(ex)
+    async def step(ctx: Context[CompiledRoute]) -> Response:
+        ctx.route.ip.check(ctx.request.client_ip)
+        return await next_(ctx)
 
     return step
 
 
-def validate(next_: Handler) -> Handler:
-    async def step(ex: Exchange) -> Response:
-        # What the backend receives is the query as validated, never the caller's spelling.
-        ex.request.query_string = ex.route.validator.check(ex.request.body, ex.request.query_string)
-        return await next_(ex)
+def limit_body(next_: Handler) -> Handler:
+    async def step(ctx: Context[CompiledRoute]) -> Response:
+        if ctx.request.oversize or len(ctx.request.body) > ctx.route.max_body_bytes:
+            raise PayloadTooLarge(f"request body exceeds {ctx.route.max_body_bytes} bytes")
+        if ctx.request.truncated:
+            raise BadRequest("the request body ended before its declared end")
+        if ctx.request.late:
+            raise RequestTimeout("the request body did not arrive within the route's deadline")
+        return await next_(ctx)
 
     return step
 
 
-def prepare(upstream: Upstream) -> Middleware:
+def authenticate(authenticator: Authenticator[CompiledRoute]) -> Middleware:
     def wrap(next_: Handler) -> Handler:
-        async def step(ex: Exchange) -> Response:
-            upstream.prepare(ex)
-            return await next_(ex)
+        async def step(ctx: Context[CompiledRoute]) -> Response:
+            ctx.principal = await authenticator.authenticate(ctx.request, ctx.route, ctx.deadline)
+            return await next_(ctx)
 
         return step
 
     return wrap
 
 
+def authorize(next_: Handler) -> Handler:
+    async def step(ctx: Context[CompiledRoute]) -> Response:
+        if ctx.principal.credential not in ctx.route.auth:
+            raise Unauthorized("this route does not accept that kind of credential")
+        missing = ctx.route.scopes - ctx.principal.scopes
+        if missing:
+            needed = " ".join(sorted(missing))
+            challenge = f'Bearer realm="tollway", error="insufficient_scope", scope="{needed}"'
+            raise Forbidden(f"missing scope: {needed}", headers={"www-authenticate": challenge})
+        return await next_(ctx)
+
+    return step
+
+
+def validate(next_: Handler) -> Handler:
+    async def step(ctx: Context[CompiledRoute]) -> Response:
+        # What the backend receives is the query as validated, never the caller's spelling.
+        ctx.request.query_string = ctx.route.validator.check(ctx.request.body, ctx.request.query_string)
+        return await next_(ctx)
+
+    return step
+
+
+def prepare(upstream: Upstream[CompiledRoute]) -> Middleware:
+    def wrap(next_: Handler) -> Handler:
+        async def step(ctx: Context[CompiledRoute]) -> Response:
+            upstream.prepare(ctx)
+            return await next_(ctx)
+
+        return step
+
+    return wrap
+
+
+# ---- the plan: stated, spent, settled ----------------------------------------------------
+
+
+def state_plan(admission: Admission[CompiledRoute]) -> Middleware:
+    """Every authenticated answer states the caller's plan (`RateLimit-Policy`), also one
+    refused before admission counted anything (a missing scope, an invalid body)."""
+
+    def wrap(next_: Handler) -> Handler:
+        async def step(ctx: Context[CompiledRoute]) -> Response:
+            try:
+                response = await next_(ctx)
+            except GatewayError as error:
+                _state(error, admission.policy(ctx.principal))
+                raise
+            _state(response, admission.policy(ctx.principal))
+            return response
+
+        return step
+
+    return wrap
+
+
+def admit(admission: Admission[CompiledRoute]) -> Middleware:
+    """Spend the plan for the request; after the answer (a stream's: at its end) settle what
+    it cost, and state what is left (`RateLimit`)."""
+
+    def wrap(next_: Handler) -> Handler:
+        async def step(ctx: Context[CompiledRoute]) -> Response:
+            spend = admission.spend(ctx)
+            try:
+                await spend.run()
+                response = await next_(ctx)
+            except Exception as error:
+                if ctx.admitted and not ctx.called:
+                    # Refused by the gateway itself after admission, before any backend had
+                    # the request: nothing is charged, what admission spent goes back.
+                    ctx.cost_units = 0
+                    spend.settle()
+                    ctx.admitted = False
+                elif ctx.admitted:
+                    spend.settle()  # to what the meter found the failed answer owes
+                _state(error, _remaining(spend))
+                raise
+            after(response, lambda cut: spend.settle())
+            _state(response, _remaining(spend))  # a stream's: as reserved, its head goes first
+            return response
+
+        return step
+
+    return wrap
+
+
+def _remaining(spend: shapes.Spend) -> list[tuple[str, str]]:
+    remaining = spend.remaining()
+    return [("ratelimit", remaining)] if remaining is not None else []
+
+
+def meter(spec: CostSpec) -> Middleware:
+    """A metered route's cost is what its answer says (tollway.policy.metering): read from its
+    body, or from its event stream as it passes; an error answer pays only the usage it
+    carries, and a request refused before any backend had it is refunded by `admit`."""
+
+    def wrap(next_: Handler) -> Handler:
+        async def step(ctx: Context[CompiledRoute]) -> Response:
+            try:
+                response = await next_(ctx)
+            except Exception:
+                if ctx.called:
+                    _charge(ctx, spec, spec.from_values({}), failed=True)
+                raise
+            if response.stream is None:
+                reading = spec.read(response.body, response.header("content-type"))
+                _charge(ctx, spec, reading, failed=response.status >= 400)
+            else:
+                usage = SseUsage(spec)
+                # Not read to its end (cut, or abandoned): its usage may not have arrived.
+                after(response, lambda cut: _charge(ctx, spec, usage.reading(), cut=cut), usage.feed)
+            return response
+
+        return step
+
+    return wrap
+
+
+def _charge(
+    ctx: Context[CompiledRoute], spec: CostSpec, reading: Reading, *, failed: bool = False, cut: bool = False
+) -> None:
+    ctx.cost_units = spec.charge(reading, ctx.reserved_units, failed=failed, cut=cut)
+    ctx.usage, ctx.usage_status = reading.fields, reading.status
+    if reading.status == "malformed":
+        from tollway.observability import logger
+
+        logger.warning("malformed usage in answer", extra={"route_id": ctx.route.id})
+
+
+# ---- the recipe ------------------------------------------------------------------------
+
+
 def route_steps(
-    route: CompiledRoute, authenticator: Authenticator, admission: Admission | None, upstream: Upstream
+    route: CompiledRoute,
+    authenticator: Authenticator[CompiledRoute],
+    admission: Admission[CompiledRoute] | None,
+    upstream: Upstream[CompiledRoute],
 ) -> list[Middleware]:
     """The recipe for one route, in the order a request meets the steps. Admission comes last:
     nothing the gateway refuses by itself spends the consumer's plan."""
-    steps: list[Middleware] = [check_ip] if route.ip is not None else []
+    steps: list[Middleware] = [cors(route.cors)] if route.cors is not None else []
+    if route.ip is not None:
+        steps.append(check_ip)
     steps.append(limit_body)
     if not route.public:
-        steps += [authenticate(authenticator), authorize]
+        steps.append(authenticate(authenticator))
+        if admission is not None:
+            steps.append(state_plan(admission))
+        steps.append(authorize)
     if route.validator is not None:
         steps.append(validate)
     if not route.public and admission is not None:
         steps += [prepare(upstream), admit(admission)]
+        if route.metering is not None:
+            steps.append(meter(route.metering))
     return steps
 
 
-def build_chain(route: CompiledRoute, upstream: Upstream, steps: Sequence[Middleware]) -> Handler:
+def build_chain(
+    route: CompiledRoute, upstream: Upstream[CompiledRoute], steps: Sequence[Middleware]
+) -> Handler:
     """Wrap the upstream call in `steps`, the first step outermost (Starlette's reversed loop)."""
     handler: Handler = upstream.call
     for step in reversed(steps):
         handler = step(handler)
     return handler
-
-
-# ---- the gateway --------------------------------------------------------------------
-
-
-class Gateway:
-    def __init__(
-        self,
-        config: CompiledConfig,
-        *,
-        authenticator: Authenticator,
-        upstream: Upstream,
-        admission: Admission | None = None,
-        usage: UsageRecorder | None = None,
-        access_log: AccessLog | None = None,
-    ) -> None:
-        self.config = config
-        self.upstream = upstream
-        self.admission = admission
-        self.usage = usage
-        self.access_log = access_log
-        self.router: Router[tuple[CompiledRoute, Handler]] = Router()
-        for route in config.routes:
-            steps = route_steps(route, authenticator, admission, upstream)
-            self.router.add(route.path, route.methods, (route, build_chain(route, upstream, steps)))
-
-    def _preflight(self, request: Request, path: str, origin: str) -> Response | None:
-        """A CORS preflight is answered here: no auth, no quota, no backend."""
-        wanted = request.headers.get("access-control-request-method")
-        if request.method != "OPTIONS" or wanted is None:
-            return None
-        try:
-            route = self.router.match(wanted, path).target[0]
-        except MethodNotAllowed:
-            return Response(204, [("vary", "Origin")])
-        if route.cors is None:
-            return None
-        return route.cors.preflight(origin, wanted, route.methods)
-
-    def _state_plan(self, ex: Exchange, response: Response) -> None:
-        """Every authenticated answer carries the plan's RateLimit policy, also one refused
-        before the quota step counted anything (a missing scope, an invalid body)."""
-        if (
-            self.admission is not None
-            and ex.principal.credential != "anonymous"
-            and response.header("ratelimit-policy") is None
-        ):
-            response.headers.extend(self.admission.policy(ex.principal))
-
-    def _meter(self, ex: Exchange, response: Response) -> None:
-        """A metered route's cost is what its answer says (tollway.quota.metering)."""
-        assert ex.route.metering is not None
-        reading = ex.route.metering.read(response.body, response.header("content-type"))
-        self._metered(ex, reading, failed=response.status >= 400, cut=False)
-
-    def _metered(self, ex: Exchange, reading: Reading, *, failed: bool, cut: bool) -> None:
-        assert ex.route.metering is not None
-        ex.cost_units = ex.route.metering.charge(reading, ex.reserved_units, failed=failed, cut=cut)
-        ex.usage, ex.usage_status = reading.fields, reading.status
-        if reading.status == "malformed":
-            from tollway.observability import logger
-
-            logger.warning("malformed usage in answer", extra={"route_id": ex.route.id})
-        if self.admission is not None:
-            self.admission.settle(ex)
-
-    def _refund(self, ex: Exchange) -> None:
-        """An admitted request the gateway refused before calling any backend: nothing is
-        charged, and what admission spent goes back to the counter."""
-        ex.cost_units = 0
-        if self.admission is not None:
-            self.admission.settle(ex)
-        ex.admitted = False
-
-    def time_limit(self, method: str, path: str) -> float:
-        """Seconds the request's route has from its arrival, its body's included (the
-        gateway's default for a path no route serves)."""
-        try:
-            return self.router.match(method, path).target[0].timeout_s
-        except GatewayError:
-            return self.config.defaults.timeout_ms / 1000
-
-    async def handle(self, request: Request, path: str, started: float | None = None) -> Response:
-        """Answer one request. `path`: the caller's, as `http.routing.canonical_path` spells it;
-        `started`: time.monotonic() when it arrived (its route's deadline runs from then)."""
-        started = time.monotonic() if started is None else started
-        ex: Exchange | None = None
-        origin = request.headers.get("origin")
-        try:
-            preflight = origin is not None and self._preflight(request, path, origin)
-            if preflight:
-                response = preflight
-            else:
-                match = self.router.match(request.method, path)
-                route, handler = match.target
-                ex = Exchange(request, route, match.params, started)
-                response = await handler(ex)
-        except GatewayError as error:
-            response = problem_response(error, request.request_id)
-            if ex is not None and ex.admitted and not ex.called:
-                self._refund(ex)
-        except Exception:
-            from tollway.observability import logger
-
-            logger.exception("unhandled error", extra={"route_id": ex.route.id if ex else None})
-            response = problem_response(GatewayError(), request.request_id)
-            if ex is not None and ex.admitted and not ex.called:
-                self._refund(ex)
-        if ex is not None and ex.admitted and ex.route.metering is not None and response.stream is None:
-            self._meter(ex, response)  # before the headers: RateLimit then shows the actual cost
-        if ex is not None:
-            response.headers.extend(ex.extra_headers)
-            self._state_plan(ex, response)
-        if ex is not None and ex.route.cors is not None:
-            ex.route.cors.decorate(origin, response)
-        response.headers.append(("x-request-id", request.request_id))
-        if response.stream is not None and ex is not None:
-            # Metered, logged and recorded once the stream has passed (see _relay).
-            response.stream = self._relay(ex, response, response.stream, started)
-            return response
-        self._finish(ex, request, response, started)
-        return response
-
-    async def _relay(
-        self, ex: Exchange, response: Response, stream: AsyncIterator[bytes], started: float
-    ) -> AsyncIterator[bytes]:
-        """The backend's event stream on its way to the caller; its usage read as it passes."""
-        metering = ex.route.metering if ex.admitted else None
-        usage = SseUsage(metering) if metering is not None else None
-        ended = False
-        try:
-            async for chunk in stream:
-                response.streamed += len(chunk)
-                if usage is not None:
-                    usage.feed(chunk)
-                yield chunk
-            ended = True
-        except StreamCut:
-            pass  # its end, as far as the caller is concerned: the head is long sent
-        finally:
-            if usage is not None:
-                # Not read to its end (cut, or abandoned): its usage may not have arrived.
-                self._metered(ex, usage.reading(), failed=False, cut=not ended)
-            self._finish(ex, ex.request, response, started)
-
-    def _finish(self, ex: Exchange | None, request: Request, response: Response, started: float) -> None:
-        """Once the whole answer has passed: the access log line and the usage event."""
-        latency_ms = (time.monotonic() - started) * 1000
-        if self.access_log is not None:
-            self.access_log(
-                request,
-                response,
-                ex.route.id if ex else None,
-                latency_ms,
-                ex.principal.consumer_id if ex and ex.principal is not ANONYMOUS else None,
-            )
-        if ex is not None and self.usage is not None:
-            self.usage.record(ex, response, latency_ms)

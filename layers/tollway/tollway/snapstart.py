@@ -4,9 +4,10 @@ that made the snapshot.
 With `SnapStart: {ApplyOn: PublishedVersions}` (template.yaml), Lambda runs the init
 (import, route table, `build_app`) once per published version, snapshots the memory, and
 starts later containers from that snapshot: many containers then share one init's state.
-`Renewal` is built once by `build_app` with the container's parts; the router adapter
-registers it with `snapshot_restore_py.register_after_restore`, AWS's documented hook
-registry, which the Python runtime calls after each restore. It renews:
+`Renewal` is built once by `build_app` with the container's parts; the router's Lambda
+adapter (tollway.functions.router) registers it with
+`snapshot_restore_py.register_after_restore`, AWS's documented hook registry, which the
+Python runtime calls after each restore. It renews:
 
 - randomness: `random` is reseeded (retry jitter, balancer rotation, quota shard choice
   would otherwise repeat across restored containers); `secrets` and `uuid` read the OS
@@ -118,13 +119,3 @@ class Renewal:
         if self.directory is not None:
             self.directory.resolve_all()
 
-
-def register(renewal: Callable[[], None]) -> bool:
-    """Register `renewal` with the runtime's after-restore hooks; False where the package is
-    missing (the layer ships it; a function that is never snapshotted never calls it)."""
-    try:
-        from snapshot_restore_py import register_after_restore
-    except ImportError:
-        return False
-    register_after_restore(renewal)
-    return True

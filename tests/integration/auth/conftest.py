@@ -15,7 +15,8 @@ from tollway.assemble import build_app
 from tollway.cli import main
 from tollway.http.app import GatewayApp
 from tollway.settings import Settings
-from tollway.transport.client import make_client
+
+from tests.exchangers import Counting
 
 DEV_ISSUER = "https://dev.tollway.local/"
 HS_SECRET = "an-integration-secret-of-32-bytes"
@@ -149,23 +150,6 @@ class Stack:
         return json.loads(out)
 
 
-class AwsCalls(httpx.AsyncBaseTransport):
-    """httpx's own transport, noting the `x-amz-target` of every AWS call it carries."""
-
-    def __init__(self, calls: list[str]) -> None:
-        self.calls = calls
-        self.inner = httpx.AsyncHTTPTransport()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        target = request.headers.get("x-amz-target")
-        if target:
-            self.calls.append(target)
-        return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
 @pytest.fixture
 async def stack_factory(aws, serve, tmp_path, monkeypatch) -> AsyncIterator[Callable[..., Stack]]:
     """`stack_factory(cache_ttl_s=1)`: the gateway app, built the way a container builds it."""
@@ -183,7 +167,8 @@ async def stack_factory(aws, serve, tmp_path, monkeypatch) -> AsyncIterator[Call
         # The container's environment: the emulator's endpoint (set by the moto fixture) too.
         endpoint = {"AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"]}
         environ = {**endpoint, **aws, "TEST_JWT_SECRET": HS_SECRET, **(environ or {})}
-        reads: list[str] = []
+        # The container's one exchanger carries the key lookups too: count them on it.
+        counted = Counting()
         settings = Settings(
             infra=infra,
             stage="dev",
@@ -191,10 +176,9 @@ async def stack_factory(aws, serve, tmp_path, monkeypatch) -> AsyncIterator[Call
             key_secret_id=aws["TOLLWAY_KEY_SECRET_ID"],
             environ=environ,
         )
-        # The container's one transport carries the key lookups too: count them on it.
-        app = build_app(settings, http_client=make_client(AwsCalls(reads)))
+        app = build_app(settings, exchanger=counted)
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://gateway.test")
-        stack = Stack(infra, app, client, jwks, environ, reads)
+        stack = Stack(infra, app, client, jwks, environ, counted.targets)
         built.append(stack)
         return stack
 

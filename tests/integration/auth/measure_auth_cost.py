@@ -19,23 +19,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
-import httpx
 import jwt
 from moto.server import ThreadedMotoServer
 from tollway.auth.authenticator import GatewayAuthenticator
 from tollway.auth.jwt import build_jwt_verifier
 from tollway.auth.keys import KeyMac, KeyVerifier, key_hash
-from tollway.auth.store import KeyLookup, KeyStore, new_record
+from tollway.auth.store import KeyLookup, new_record
 from tollway.config.compile import compile_infra
 from tollway.config.models import ApiKeys, JwtIssuer
+from tollway.core.messages import Request
 from tollway.dev.serve import free_port
 from tollway.dev.template import provision, read_template
-from tollway.http.messages import Request
-from tollway.transport.client import make_client
+from tollway.tools.keystore import KeyStore
+from tollway.transport.exchange import AiohttpExchanger
 
 from tests.lean import dynamo_caller
 
 from ...unit.auth.helpers import HS_SECRET, Signer
+from ...unit.auth.test_jwt import JwksServer
 
 ROOT = Path(__file__).resolve().parents[3]
 N = 20_000
@@ -67,21 +68,20 @@ async def main() -> None:
         mac = KeyMac(b"measure-auth-cost-deployment-secret")
         key, key_id = mac.new_key()
         store.put(new_record(key_hash(key), key_id, "acme", "free", ["users:read"], datetime.now(UTC), None))
-        http = make_client()
+        http = AiohttpExchanger()
         caller = dynamo_caller(http, dynamodb)
 
         signers = {alg: Signer(alg, f"k-{alg}") for alg in ("RS256", "ES256", "EdDSA")}
-        jwks = {"keys": [s.jwk() for s in signers.values()]}
-        client = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(200, json=jwks)))
+        jwks = JwksServer(*signers.values())  # on loopback
         issuers = (
-            JwtIssuer(issuer=IDP, audience="tollway", jwks_url="https://idp.example.com/jwks"),
+            JwtIssuer(issuer=IDP, audience="tollway", jwks_url=jwks.url),
             JwtIssuer(issuer=DEV, audience="tollway", hs256_secret_env="S"),
         )
         config = compile_infra(ROOT / "infra", "dev", {})
         route = next(r for r in config.routes if r.id == "users.get")
         auth = GatewayAuthenticator(
             KeyVerifier(KeyLookup(caller, store.table), ApiKeys(cache_ttl_s=60), mac=mac),
-            build_jwt_verifier(issuers, {"S": HS_SECRET}, client),
+            build_jwt_verifier(issuers, {"S": HS_SECRET}, http),
             config.plans,
         )
 
@@ -106,6 +106,8 @@ async def main() -> None:
             print(f"{name:<26} {wall:8.1f} {cpu:8.1f}")
         total = 3 * (N + 500) * len(cases)
         print(f"DynamoDB calls during {total} authentications: {caller.calls} (GetItem)")
+        await http.close()
+        jwks.close()
     finally:
         server.stop()
 

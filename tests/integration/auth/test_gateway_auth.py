@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 import boto3
 import jwt
 from tollway.auth.keys import KeyMac, key_hash, new_legacy_key
-from tollway.auth.store import KeyStore, new_record
+from tollway.auth.store import new_record
+from tollway.tools.keystore import KeyStore
 
 from tests.issued import new_key
 
@@ -167,13 +168,16 @@ async def test_a_key_issued_before_the_mac_works_until_legacy_keys_is_off(stack_
     assert refusing.reads == []
 
 
-async def test_the_dev_demo_key_is_accepted_only_where_tollway_demo_key_names_it(stack_factory):
+async def test_the_production_gateway_refuses_the_demo_key_even_where_tollway_demo_key_names_it(
+    stack_factory,
+):
+    """The router knows no demo: a table holding the demo key's hash and TOLLWAY_DEMO_KEY in
+    its environment do not make `demo-key` a key (`tollway dev` swaps it for a real key in
+    front of the gateway: tests/e2e/test_dev.py)."""
     record = new_record(key_hash("demo-key"), "demo", "demo", "free", [], datetime.now(UTC), None)
     KeyStore(boto3.client("dynamodb"), stack_factory().environ["TOLLWAY_KEYS_TABLE"]).put(record)
-    dev = stack_factory(environ={"TOLLWAY_DEMO_KEY": "demo-key"})
-    response = await dev.client.get("/v1/either", headers={"x-api-key": "demo-key"})
-    assert response.status_code == 200 and response.json()["x-tollway-consumer"] == "demo"
-    deployed = stack_factory()
-    response = await deployed.client.get("/v1/either", headers={"x-api-key": "demo-key"})
-    assert_problem(response, 401, "malformed API key")
-    assert deployed.reads == []
+    named = stack_factory(environ={"TOLLWAY_DEMO_KEY": "demo-key"})
+    for headers in ({"x-api-key": "demo-key"}, {"authorization": "Bearer demo-key"}):
+        response = await named.client.get("/v1/either", headers=headers)
+        assert_problem(response, 401, "malformed API key")
+    assert named.reads == []

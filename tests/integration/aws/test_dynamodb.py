@@ -16,7 +16,7 @@ import orjson
 import pytest
 from tollway.aws.dynamodb import DynamoCaller
 from tollway.quota.store import Budget, QuotaStore, StoreUnavailable
-from tollway.transport.client import exchanger_for, make_client
+from tollway.transport.exchange import AiohttpExchanger
 
 from tests.unit.aws.test_dynamodb import CREDENTIALS
 
@@ -88,14 +88,14 @@ def used(moto_url: str, table: str, pk: str) -> int:
 async def test_a_damaged_counter_is_never_believed(aws, moto_url, front) -> None:
     table = aws["TOLLWAY_QUOTA_TABLE"]
     through = front(damaged=1)
-    client = make_client()
+    exchanger = AiohttpExchanger()
     try:
-        caller = DynamoCaller(exchanger_for(client), through.url, "us-east-1", CREDENTIALS, pause=lambda: 0.0)
+        caller = DynamoCaller(exchanger, through.url, "us-east-1", CREDENTIALS, pause=lambda: 0.0)
         store = QuotaStore(caller, table)
         budget = Budget("D2026-12-07#0#acme", 1_800_000_000, quota=100, rate=None, window=None)
         counters = await store.spend(budget, 1)
     finally:
-        await client.aclose()
+        await exchanger.close()
     assert orjson.loads(through.answers[0])["Attributes"]["used"] == {"N": "0"}  # the damage was made
     # The first write counted, its answer was refused, the retry counted again: the store
     # reports what DynamoDB holds (2, towards rejecting), never the damaged 0.
@@ -106,12 +106,12 @@ async def test_a_damaged_counter_is_never_believed(aws, moto_url, front) -> None
 async def test_an_answer_damaged_every_time_makes_the_store_unavailable(aws, moto_url, front) -> None:
     table = aws["TOLLWAY_QUOTA_TABLE"]
     through = front(damaged=2)
-    client = make_client()
+    exchanger = AiohttpExchanger()
     try:
-        caller = DynamoCaller(exchanger_for(client), through.url, "us-east-1", CREDENTIALS, pause=lambda: 0.0)
+        caller = DynamoCaller(exchanger, through.url, "us-east-1", CREDENTIALS, pause=lambda: 0.0)
         budget = Budget("D2026-12-07#0#acme", 1_800_000_000, quota=100, rate=None, window=None)
         with pytest.raises(StoreUnavailable, match="CRC32Mismatch"):
             await QuotaStore(caller, table).spend(budget, 1)
     finally:
-        await client.aclose()
+        await exchanger.close()
     assert [orjson.loads(a)["Attributes"]["used"] for a in through.answers] == [{"N": "0"}, {"N": "0"}]

@@ -15,7 +15,7 @@ from pathlib import Path
 import boto3
 import pytest
 from tollway.dev.serve import free_port
-from tollway.usage.emitter import UnsentLog
+from tollway.recording.emitter import UnsentLog
 
 from tests.deployed import ROOT, deploy
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tollway.discovery.directory import build_directory
-from tollway.discovery.target import Reference
+from tollway.table.targets import Reference
 
 from tests.integration.discovery.conftest import Clock, Threads, register
 

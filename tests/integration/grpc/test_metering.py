@@ -7,9 +7,10 @@ from pathlib import Path
 
 import httpx
 from tollway.config.compile import compile_infra
+from tollway.core.context import Context
+from tollway.gateway import Gateway
 from tollway.http.app import GatewayApp
-from tollway.pipeline import Exchange, Gateway
-from tollway.transport.client import make_client
+from tollway.transport.exchange import AiohttpExchanger
 from tollway.upstream.dispatch import HttpUpstream
 
 from tests.grpc_backends import ThingsServer, thing
@@ -22,16 +23,30 @@ class CountingAdmission:
 
     def __init__(self) -> None:
         self.settled: list[int] = []
+        self.admitted: list[str] = []
 
-    async def admit(self, exchange: Exchange) -> None:
-        exchange.admitted = True
-        exchange.reserved_units = exchange.cost_units = 10
+    def spend(self, ctx: Context) -> CountingSpend:
+        return CountingSpend(self, ctx)
 
     def policy(self, principal) -> list[tuple[str, str]]:
         return []
 
-    def settle(self, exchange: Exchange) -> None:
-        self.settled.append(exchange.cost_units)
+
+class CountingSpend:
+    def __init__(self, admission: CountingAdmission, ctx: Context) -> None:
+        self.admission = admission
+        self.ctx = ctx
+
+    async def run(self) -> None:
+        self.admission.admitted.append(self.ctx.route.id)
+        self.ctx.admitted = True
+        self.ctx.reserved_units = self.ctx.cost_units = 10
+
+    def settle(self) -> None:
+        self.admission.settled.append(self.ctx.cost_units)
+
+    def remaining(self) -> str | None:
+        return None
 
 
 ROUTES = [
@@ -56,8 +71,8 @@ ROUTES = [
 async def test_the_cost_is_read_from_the_replys_json(tmp_path: Path, things: ThingsServer) -> None:
     config = compile_infra(grpc_infra(tmp_path, {"t": things.url}, ROUTES), "test")
     admission = CountingAdmission()
-    client = make_client()
-    upstream = HttpUpstream(client)
+    exchanger = AiohttpExchanger()
+    upstream = HttpUpstream(exchanger)
     gateway = Gateway(config, authenticator=FakeAuthenticator(), upstream=upstream, admission=admission)
     transport = httpx.ASGITransport(app=GatewayApp(gateway))
     try:
@@ -65,7 +80,7 @@ async def test_the_cost_is_read_from_the_replys_json(tmp_path: Path, things: Thi
             unary = await gw.post("/v1/metered", json={"small": 3, "child": {"small": 4}})
             events = await gw.get("/v1/metered-stream", headers={"accept": "text/event-stream"})
     finally:
-        await client.aclose()
+        await exchanger.close()
     assert unary.status_code == 200 and unary.json() == {"small": 3, "child": {"small": 4}}
     assert events.text.count("data: ") == 4
     # 3 + 2 x 4; the stream's last message says small = 3.
@@ -84,16 +99,8 @@ async def test_a_message_the_callers_input_does_not_fit_is_refused_before_admiss
     ]
     config = compile_infra(grpc_infra(tmp_path, {"t": things.url}, routes), "test")
     admission = CountingAdmission()
-    admitted: list[str] = []
-    admit = admission.admit
-
-    async def recording_admit(exchange: Exchange) -> None:
-        admitted.append(exchange.route.id)
-        await admit(exchange)
-
-    admission.admit = recording_admit  # type: ignore[method-assign]
-    client = make_client()
-    upstream = HttpUpstream(client)
+    exchanger = AiohttpExchanger()
+    upstream = HttpUpstream(exchanger)
     gateway = Gateway(config, authenticator=FakeAuthenticator(), upstream=upstream, admission=admission)
     transport = httpx.ASGITransport(app=GatewayApp(gateway))
     try:
@@ -104,6 +111,6 @@ async def test_a_message_the_callers_input_does_not_fit_is_refused_before_admiss
                 for body in ({"nope": 1}, {"small": "x"}, {"small": 2**70})
             ]
     finally:
-        await client.aclose()
+        await exchanger.close()
     assert [a.status_code for a in answers] == [400] * 6
-    assert admitted == [] and admission.settled == [] and things.calls == []
+    assert admission.admitted == [] and admission.settled == [] and things.calls == []

@@ -8,8 +8,8 @@ counted here, behind uvicorn, so that calls reuse their connection as DynamoDB's
 one container per path, all on the same moto:
 
     boto3        the store on `BotoCaller`: botocore, blocking (the path before tollway.aws.dynamodb)
-    lean         the store on `DynamoCaller` on the container's client: aiohttp directly
-    lean-httpx   the same through the client's httpx transport (`HttpxExchanger`), as tests run it
+    lean         the store on `DynamoCaller` on the container's exchanger (aiohttp)
+    lean-httpx   the same through httpx's own transport (tests/exchangers.py `HttpxExchanger`)
 
 N admissions per path (default 2,000) in interleaved rounds; CPU is `time.process_time`
 per admission (median of the rounds), latency the median admission's wall time.
@@ -28,22 +28,23 @@ from typing import Any
 
 import boto3
 from tollway import aws
-from tollway.auth.principal import Principal
-from tollway.aws.dynamodb import BotoCaller, Caller
+from tollway.aws.dynamodb import Caller
 from tollway.config.compile import compile_infra
 from tollway.config.models import Plan
+from tollway.core.context import Context
+from tollway.core.messages import Request
+from tollway.core.principal import Principal
 from tollway.errors import TooManyRequests
-from tollway.http.messages import Request
-from tollway.pipeline import Exchange
 from tollway.quota.admission import QuotaAdmission
 from tollway.quota.store import QuotaStore
-from tollway.transport.client import make_client
+from tollway.tools.boto import BotoCaller
+from tollway.transport.exchange import AiohttpExchanger
 
 from tests.bench.infra import FAKE_AWS
 from tests.bench.procs import Procs
 from tests.bench.servers import moto_server
 from tests.conftest import INFRA
-from tests.integration.quota.conftest import CountingTransport
+from tests.exchangers import HttpxExchanger
 from tests.lean import dynamo_caller
 
 ROUNDS = 5
@@ -71,10 +72,10 @@ class CountingExchanger:
         return await self.inner.request(method, url, headers, body, **options)
 
 
-def exchange(route: Any, plan: str, consumer: str) -> Exchange:
+def exchange(route: Any, plan: str, consumer: str) -> Context:
     request = Request("GET", "/", b"", {}, b"", "127.0.0.1", "http", "bench")
     principal = Principal(consumer, plan, frozenset(), "api_key")
-    return Exchange(request, route, {}, time.monotonic(), principal=principal)
+    return Context(request, route, {}, time.monotonic(), principal=principal)
 
 
 async def run(
@@ -86,7 +87,7 @@ async def run(
     for _ in range(n):
         started = time.perf_counter()
         with contextlib.suppress(TooManyRequests):
-            await admission.admit(exchange(route, plan, consumer))
+            await admission.spend(exchange(route, plan, consumer)).run()
         samples.append(time.perf_counter() - started)
     return time.process_time() - cpu, samples
 
@@ -109,14 +110,14 @@ async def main(n: int) -> None:
             BillingMode="PAY_PER_REQUEST",
         )
         route = replace(next(r for r in compile_infra(INFRA, "dev").routes if r.id == "profile.get"), cost=1)
-        counted = CountingTransport(make_client()._transport)
-        http = make_client()
+        http = AiohttpExchanger()
+        through_httpx = HttpxExchanger()
         lean = dynamo_caller(http, boto)
         transport = lean.exchanger = CountingExchanger(lean.exchanger)
         callers: dict[str, Caller] = {
             "boto3": BotoCaller(boto),
             "lean": lean,
-            "lean-httpx": dynamo_caller(make_client(counted), boto),
+            "lean-httpx": dynamo_caller(through_httpx, boto),
         }
         admissions = {name: QuotaAdmission(QuotaStore(c, "QuotaTable"), PLANS) for name, c in callers.items()}
         routes = dict.fromkeys(admissions, route)
@@ -145,7 +146,7 @@ async def main(n: int) -> None:
         await run(lean, route, "big", consumers["lean"], 100)
         print(f"lean: {len(transport.calls) / 100:.2f} HTTP requests per admitted request")
         limited = uuid.uuid4().hex
-        await lean.admit(exchange(route, "tiny", limited))
+        await lean.spend(exchange(route, "tiny", limited)).run()
         other_caller = dynamo_caller(http, boto)
         other_caller.exchanger = transport
         other = QuotaAdmission(QuotaStore(other_caller, "QuotaTable"), PLANS)
@@ -166,8 +167,8 @@ async def main(n: int) -> None:
         for _ in range(10_000):
             signer.headers(body, "DynamoDB_20120810.UpdateItem", frozen, time.time())
         print(f"SigV4 of a 400-byte body: {(time.process_time() - started) / 10_000 * 1e6:.1f} µs CPU")
-        await http.aclose()
-        await counted.aclose()
+        await http.close()
+        await through_httpx.close()
 
 
 if __name__ == "__main__":

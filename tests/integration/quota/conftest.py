@@ -1,7 +1,7 @@
 """Two independent DynamoDB implementations on loopback: the moto server and dynalite.
 
 Each test "container" talks to them the way the gateway does: a `tollway.aws.dynamodb` caller on
-the gateway's HTTP client, whose transport counts the requests (`container` fixture).
+the gateway's exchanger, which counts the requests (`container` fixture).
 
 dynalite (npm, pinned in tools/dynalite) is started once per session as
 `node tools/dynalite/node_modules/dynalite/cli.js --port N` and stopped by its pid; the
@@ -22,20 +22,21 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import boto3
-import httpx
 import pytest
 from botocore.config import Config
-from httpx_aiohttp import AiohttpTransport
-from tollway.auth.principal import Principal
+from tollway import pipeline
 from tollway.aws.dynamodb import DynamoCaller
-from tollway.config.compile import CompiledRoute, compile_infra
+from tollway.config.compile import compile_infra
+from tollway.core.context import Context
+from tollway.core.messages import Request, Response
+from tollway.core.principal import Principal
 from tollway.dev.serve import free_port
 from tollway.dev.template import read_template
-from tollway.http.messages import Request
-from tollway.pipeline import Exchange
-from tollway.transport.client import LIMITS, make_client
+from tollway.quota.admission import QuotaAdmission
+from tollway.table.routes import CompiledRoute
 
 from tests.conftest import INFRA, ROOT, TEMPLATE
+from tests.exchangers import Counting
 from tests.lean import dynamo_caller
 
 T = TypeVar("T")
@@ -162,14 +163,26 @@ def consumer() -> str:
 
 
 @pytest.fixture
-def exchange(protected_route: CompiledRoute) -> Callable[..., Exchange]:
-    def make(consumer: str, plan: str, *, cost: int = 1, quota_failure: str = "closed") -> Exchange:
+def exchange(protected_route: CompiledRoute) -> Callable[..., Context]:
+    def make(consumer: str, plan: str, *, cost: int = 1, quota_failure: str = "closed") -> Context:
         request = Request("GET", "/v1/users/1", b"", {}, b"", "127.0.0.1", "http", uuid.uuid4().hex)
         route = replace(protected_route, cost=cost, quota_failure=quota_failure)
         principal = Principal(consumer, plan, frozenset({"users:read"}), "api_key", "k1")
-        return Exchange(request, route, {"user_id": "1"}, time.monotonic(), principal=principal)
+        return Context(request, route, {"user_id": "1"}, time.monotonic(), principal=principal)
 
     return make
+
+
+async def admit(quota: QuotaAdmission, ctx: Context) -> dict[str, str]:
+    """Admit `ctx` as a route's chain does (tollway.pipeline: the plan step, then the admit
+    step, around an answer that calls no backend): the RateLimit fields of that answer. A
+    refusal is raised with the fields the chain puts on it."""
+
+    async def answer(ctx: Context) -> Response:
+        return Response(200)
+
+    handler = pipeline.state_plan(quota)(pipeline.admit(quota)(answer))
+    return dict((await handler(ctx)).headers)
 
 
 class Clock:
@@ -182,38 +195,22 @@ class Clock:
         return self.now
 
 
-class CountingTransport(httpx.AsyncBaseTransport):
-    """The container's HTTP transport, counting the DynamoDB operations sent through it."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self.inner = inner
-        self.calls: list[str] = []  # "UpdateItem", "GetItem", ...: one per HTTP request
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.calls.append(request.headers.get("x-amz-target", "").rpartition(".")[2])
-        return await self.inner.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
 @dataclass
 class Container:
-    """What one warm container holds: its shared HTTP client and the DynamoDB caller on it."""
+    """What one warm container holds: its exchanger (counting the DynamoDB operations it
+    sends) and the DynamoDB caller on it."""
 
-    http: httpx.AsyncClient
-    transport: CountingTransport
+    exchanger: Counting
     caller: DynamoCaller
 
 
 def new_container(dynamo: Dynamo | str) -> Container:
-    """The gateway's own HTTP client (aiohttp transport, counted) and a caller configured the
-    way build_app configures it: from a boto3 client's endpoint, region and credentials."""
-    transport = CountingTransport(AiohttpTransport(limits=LIMITS, trust_env=False))
-    http = make_client(transport)
+    """The gateway's own exchanger (counted) and a caller configured the way build_app
+    configures it: from a boto3 client's endpoint, region and credentials."""
+    exchanger = Counting()
     url = dynamo if isinstance(dynamo, str) else dynamo.url
     boto = boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1")
-    return Container(http, transport, dynamo_caller(http, boto, pause=lambda: 0.0))
+    return Container(exchanger, dynamo_caller(exchanger, boto, pause=lambda: 0.0))
 
 
 @pytest.fixture
@@ -227,7 +224,7 @@ async def container() -> AsyncIterator[Callable[[Dynamo | str], Container]]:
 
     yield make
     for box in made:
-        await box.http.aclose()
+        await box.exchanger.close()
 
 
 def in_containers(serve: Callable[[], Awaitable[T]], count: int) -> list[T]:

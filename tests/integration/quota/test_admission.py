@@ -11,7 +11,9 @@ from tollway.errors import Forbidden, TooManyRequests
 from tollway.quota.admission import QuotaAdmission
 from tollway.quota.store import Budget, QuotaStore
 
-from .conftest import Clock, CountingTransport, Dynamo
+from tests.exchangers import Counting
+
+from .conftest import Clock, Dynamo, admit
 
 PLANS = {
     "free": Plan.model_validate(
@@ -38,9 +40,9 @@ def admission(container):
     """`quota, calls = admission(dynamo, clock)`: a new container's admission step, and the
     DynamoDB operations its HTTP transport carried."""
 
-    def make(dynamo: Dynamo, clock: Clock, **kwargs) -> tuple[QuotaAdmission, CountingTransport]:
+    def make(dynamo: Dynamo, clock: Clock, **kwargs) -> tuple[QuotaAdmission, Counting]:
         box = container(dynamo)
-        return QuotaAdmission(QuotaStore(box.caller, dynamo.table), PLANS, now=clock, **kwargs), box.transport
+        return QuotaAdmission(QuotaStore(box.caller, dynamo.table), PLANS, now=clock, **kwargs), box.exchanger
 
     return make
 
@@ -56,9 +58,9 @@ async def test_admitted_request_carries_ratelimit_fields(
     clock = Clock(epoch("2026-11-27T12:00:00.250"))
     quota, calls = admission(dynamo, clock)
     ex = exchange(consumer, "free")
-    await quota.admit(ex)
+    fields = await admit(quota, ex)
     assert ex.admitted and ex.cost_units == 1
-    assert dict(ex.extra_headers) == {
+    assert fields == {
         "ratelimit-policy": '"rate";q=5;w=1;tollway-burst=10, "quota";q=1000;w=86400',
         # burst 10 at 5/s: a 2 s window, 1.75 s of it left; 12 h of the UTC day left.
         "ratelimit": '"rate";r=9;t=2, "quota";r=999;t=43200',
@@ -76,9 +78,9 @@ async def test_rate_window_rolls_over_and_a_rejection_is_remembered(
     clock = Clock(epoch("2026-11-27T12:00:00.400"))
     quota, calls = admission(dynamo, clock)
     for _ in range(2):
-        await quota.admit(exchange(consumer, "tight"))
+        await admit(quota, exchange(consumer, "tight"))
     with pytest.raises(TooManyRequests) as rejected:
-        await quota.admit(exchange(consumer, "tight"))
+        await admit(quota, exchange(consumer, "tight"))
     error = rejected.value
     assert error.limit == "rate" and "rate limit" in error.detail
     assert error.headers["retry-after"] == "1"
@@ -88,12 +90,12 @@ async def test_rate_window_rolls_over_and_a_rejection_is_remembered(
 
     # Remembered for the rest of the window: no DynamoDB call.
     with pytest.raises(TooManyRequests):
-        await quota.admit(exchange(consumer, "tight"))
+        await admit(quota, exchange(consumer, "tight"))
     assert len(calls.calls) == first_rejection_calls
 
     clock.now += 1.0
     ex = exchange(consumer, "tight")
-    await quota.admit(ex)
+    await admit(quota, ex)
     assert ex.admitted
     assert len(calls.calls) == first_rejection_calls + 1
     [item] = items(dynamo, consumer).values()
@@ -105,7 +107,7 @@ async def test_old_window_attributes_are_removed(admission, dynamo: Dynamo, cons
     quota, _ = admission(dynamo, clock)
     for step in range(5):
         clock.now += 1 + 3 * step  # gaps of 1, 4, 7, 10, 13 windows
-        await quota.admit(exchange(consumer, "tight"))
+        await admit(quota, exchange(consumer, "tight"))
     [item] = items(dynamo, consumer).values()
     windows = sorted(name for name in item if name.startswith("r"))
     assert len(windows) <= 2, windows
@@ -117,19 +119,19 @@ async def test_quota_day_rolls_over_at_utc_midnight(
     clock = Clock(epoch("2026-11-27T23:59:59.900"))
     quota, calls = admission(dynamo, clock)
     for _ in range(10):
-        await quota.admit(exchange(consumer, "metered"))
+        await admit(quota, exchange(consumer, "metered"))
     with pytest.raises(TooManyRequests) as rejected:
-        await quota.admit(exchange(consumer, "metered"))
+        await admit(quota, exchange(consumer, "metered"))
     assert rejected.value.limit == "quota"
     assert "quota exceeded" in rejected.value.detail
     assert rejected.value.headers["retry-after"] == "1"
     calls_before = len(calls.calls)
     with pytest.raises(TooManyRequests):
-        await quota.admit(exchange(consumer, "metered"))
+        await admit(quota, exchange(consumer, "metered"))
     assert len(calls.calls) == calls_before  # remembered until midnight
 
     clock.now = epoch("2026-11-28T00:00:00.100")
-    await quota.admit(exchange(consumer, "metered"))
+    await admit(quota, exchange(consumer, "metered"))
     assert {pk: i["used"]["N"] for pk, i in items(dynamo, consumer).items()} == {
         f"D2026-11-27#0#{consumer}": "10",
         f"D2026-11-28#0#{consumer}": "1",
@@ -140,15 +142,15 @@ async def test_quota_month_is_the_calendar_month(admission, dynamo: Dynamo, cons
     clock = Clock(epoch("2026-12-31T23:00:00"))
     quota, _ = admission(dynamo, clock)
     ex = exchange(consumer, "monthly")
-    await quota.admit(ex)
-    assert dict(ex.extra_headers)["ratelimit-policy"] == f'"quota";q=2;w={31 * 86400}'
-    assert dict(ex.extra_headers)["ratelimit"] == '"quota";r=1;t=3600'
-    await quota.admit(exchange(consumer, "monthly"))
+    fields = await admit(quota, ex)
+    assert fields["ratelimit-policy"] == f'"quota";q=2;w={31 * 86400}'
+    assert fields["ratelimit"] == '"quota";r=1;t=3600'
+    await admit(quota, exchange(consumer, "monthly"))
     with pytest.raises(TooManyRequests) as rejected:
-        await quota.admit(exchange(consumer, "monthly"))
+        await admit(quota, exchange(consumer, "monthly"))
     assert rejected.value.headers["retry-after"] == "3600"
     clock.now = epoch("2027-01-01T00:00:01")
-    await quota.admit(exchange(consumer, "monthly"))
+    await admit(quota, exchange(consumer, "monthly"))
     assert set(items(dynamo, consumer)) == {f"M2026-12#0#{consumer}", f"M2027-01#0#{consumer}"}
 
 
@@ -156,15 +158,15 @@ async def test_cost_units_are_spent_and_checked(admission, dynamo: Dynamo, consu
     quota, calls = admission(dynamo, Clock(epoch("2026-11-27T08:00:00")))
     for _ in range(3):
         ex = exchange(consumer, "metered", cost=3)
-        await quota.admit(ex)
+        await admit(quota, ex)
         assert ex.cost_units == 3
     with pytest.raises(TooManyRequests) as rejected:  # 9 + 3 > 10
-        await quota.admit(exchange(consumer, "metered", cost=3))
+        await admit(quota, exchange(consumer, "metered", cost=3))
     assert rejected.value.headers["ratelimit"].startswith('"quota";r=1;')
-    await quota.admit(exchange(consumer, "metered", cost=1))  # 9 + 1 fits
+    await admit(quota, exchange(consumer, "metered", cost=1))  # 9 + 1 fits
     calls_before = len(calls.calls)
     free = exchange(consumer, "metered", cost=0)
-    await quota.admit(free)  # costs nothing, counts nothing: no call
+    await admit(quota, free)  # costs nothing, counts nothing: no call
     assert free.admitted and free.cost_units == 0
     assert len(calls.calls) == calls_before
     [item] = items(dynamo, consumer).values()
@@ -176,10 +178,10 @@ async def test_plan_without_limits_and_unknown_plan(
 ) -> None:
     quota, calls = admission(moto_dynamo, Clock(epoch("2026-11-27T08:00:00")))
     ex = exchange(consumer, "unlimited")
-    await quota.admit(ex)
-    assert ex.admitted and ex.extra_headers == [] and calls.calls == []
+    fields = await admit(quota, ex)
+    assert ex.admitted and fields == {} and calls.calls == []
     with pytest.raises(Forbidden):
-        await quota.admit(exchange(consumer, "no-such-plan"))
+        await admit(quota, exchange(consumer, "no-such-plan"))
 
 
 async def test_one_http_request_per_admission_none_when_remembered(
@@ -189,18 +191,18 @@ async def test_one_http_request_per_admission_none_when_remembered(
     first, first_calls = admission(moto_dynamo, clock)
     second, second_calls = admission(moto_dynamo, clock)  # another container
     for _ in range(2):
-        await first.admit(exchange(consumer, "tight"))
+        await admit(first, exchange(consumer, "tight"))
     assert first_calls.calls == ["UpdateItem", "UpdateItem"]  # one HTTP request per admitted request
     with pytest.raises(TooManyRequests):
-        await first.admit(exchange(consumer, "tight"))
+        await admit(first, exchange(consumer, "tight"))
     assert len(first_calls.calls) == 2  # its last answer showed the window full: no request
 
     with pytest.raises(TooManyRequests) as rejected:
-        await second.admit(exchange(consumer, "tight"))
+        await admit(second, exchange(consumer, "tight"))
     assert rejected.value.limit == "rate"
     assert second_calls.calls == ["UpdateItem"]  # moto returns the old item: no extra read
     with pytest.raises(TooManyRequests):
-        await second.admit(exchange(consumer, "tight"))
+        await admit(second, exchange(consumer, "tight"))
     assert second_calls.calls == ["UpdateItem"]  # remembered: no request at all
 
 
@@ -209,7 +211,7 @@ async def test_an_admission_writes_one_capacity_unit(
 ) -> None:
     clock = Clock(epoch("2026-11-27T08:00:00.100"))
     quota, _ = admission(moto_dynamo, clock)
-    await quota.admit(exchange(consumer, "tight"))
+    await admit(quota, exchange(consumer, "tight"))
     [item] = items(moto_dynamo, consumer).values()
     [window] = [name for name in item if name.startswith("r")]
     # The store's own UpdateItem on that item, asking DynamoDB to report what it consumed.
@@ -228,10 +230,10 @@ async def test_a_rejection_names_its_limit_on_both_emulators(
     first, _ = admission(dynamo, clock)
     for _ in range(5):
         clock.now += 1  # a new rate window each time: only the quota (5 a day) binds
-        await first.admit(exchange(consumer, "tight"))
+        await admit(first, exchange(consumer, "tight"))
     second, calls = admission(dynamo, clock)  # another container, that knows nothing yet
     with pytest.raises(TooManyRequests) as rejected:
-        await second.admit(exchange(consumer, "tight"))
+        await admit(second, exchange(consumer, "tight"))
     assert rejected.value.limit == "quota"
     assert rejected.value.headers["ratelimit"].endswith('"quota";r=0;t=57595')
     # DynamoDB and moto return the old item with the failed condition; dynalite does not,
@@ -247,7 +249,7 @@ async def test_a_refund_by_another_container_is_seen_after_recheck_s(
     settling container's own memory takes the settle's answer."""
     from dataclasses import replace
 
-    from tollway.quota.metering import CostSpec, Term
+    from tollway.policy.metering import CostSpec, Term
 
     spec = CostSpec(terms=(Term(("usage", "n"), 1),), missing=0, reserve=None, estimate=None)
 
@@ -260,23 +262,25 @@ async def test_a_refund_by_another_container_is_seen_after_recheck_s(
     settling, _ = admission(dynamo, clock, refunds=True)
     watching, calls = admission(dynamo, clock, refunds=True)
     big = metered(10)
-    await settling.admit(big)  # reserves the whole day's 10
+    spend = settling.spend(big)
+    await spend.run()  # reserves the whole day's 10
     with pytest.raises(TooManyRequests):
-        await watching.admit(metered(1))
+        await admit(watching, metered(1))
     seen = len(calls.calls)
 
     big.cost_units = 4  # the answer cost 4: 6 units go back
-    settling.settle(big)
+    spend.settle()
     await settling.settlements.drain()
-    assert int(items(dynamo, consumer)[big.spent_on.pk]["used"]["N"]) == 4
-    assert settling.memory.get(big.spent_on.pk).used == 4
-    await settling.admit(metered(1))  # its memory took the settle's answer
+    assert spend.budget is not None
+    assert int(items(dynamo, consumer)[spend.budget.pk]["used"]["N"]) == 4
+    assert settling.memory.get(spend.budget.pk).used == 4
+    await admit(settling, metered(1))  # its memory took the settle's answer
 
     with pytest.raises(TooManyRequests):
-        await watching.admit(metered(1))
+        await admit(watching, metered(1))
     assert len(calls.calls) == seen  # remembered full: no call within recheck_s
     clock.now += 1.01
-    await watching.admit(metered(1))  # asked again, and admitted
+    await admit(watching, metered(1))  # asked again, and admitted
     assert len(calls.calls) == seen + 1
 
 
@@ -286,10 +290,10 @@ async def test_without_metered_routes_a_full_quota_is_remembered_until_the_perio
     clock = Clock(epoch("2026-11-27T08:00:00.100"))
     quota, calls = admission(moto_dynamo, clock)
     for _ in range(10):
-        await quota.admit(exchange(consumer, "metered"))
+        await admit(quota, exchange(consumer, "metered"))
     for _ in range(2):
         with pytest.raises(TooManyRequests):
-            await quota.admit(exchange(consumer, "metered"))
+            await admit(quota, exchange(consumer, "metered"))
         clock.now += 3600
     assert len(calls.calls) == 10  # the tenth answer showed the quota full: never asked again
 
@@ -302,7 +306,7 @@ async def test_a_reservation_past_dynamodbs_numbers_is_capped_never_a_store_fail
     `quota_failure: open` an uncounted admission. Capped, it is counted (a rate-only plan)."""
     from dataclasses import replace
 
-    from tollway.quota.metering import MAX_UNITS, CostSpec, Estimate, Term
+    from tollway.policy.metering import MAX_UNITS, CostSpec, Estimate, Term
 
     spec = CostSpec(
         terms=(Term(("usage", "n"), 1),), missing=0, reserve=None, estimate=Estimate(("max_tokens",), 3, 0)
@@ -313,9 +317,10 @@ async def test_a_reservation_past_dynamodbs_numbers_is_capped_never_a_store_fail
     ex = exchange(consumer, "rateonly", quota_failure="closed")
     ex.route = replace(ex.route, metering=spec)
     ex.request.body = b'{"max_tokens": 1e300}'
-    await box_admission.admit(ex)
-    assert ex.reserved_units == MAX_UNITS
-    assert int(items(dynamo, consumer)[ex.spent_on.pk]["used"]["N"]) == MAX_UNITS
+    spend = box_admission.spend(ex)
+    await spend.run()
+    assert ex.reserved_units == MAX_UNITS and spend.budget is not None
+    assert int(items(dynamo, consumer)[spend.budget.pk]["used"]["N"]) == MAX_UNITS
 
 
 async def test_a_plans_rate_window_survives_the_writes_of_another_plan_of_the_consumer(
@@ -329,15 +334,15 @@ async def test_a_plans_rate_window_survives_the_writes_of_another_plan_of_the_co
     slow, _ = admission(dynamo, clock)
     fast, _ = admission(dynamo, clock)
     for _ in range(3):
-        await slow.admit(exchange(consumer, "slow"))
+        await admit(slow, exchange(consumer, "slow"))
     with pytest.raises(TooManyRequests):
-        await slow.admit(exchange(consumer, "slow"))
+        await admit(slow, exchange(consumer, "slow"))
     for _ in range(2):  # the second write has seen the slow plan's window in the item
-        await fast.admit(exchange(consumer, "tight"))
+        await admit(fast, exchange(consumer, "tight"))
     clock.now += 1.0  # a new second, and a fresh container: nothing remembered
     fresh, _ = admission(dynamo, clock)
     with pytest.raises(TooManyRequests) as refused:
-        await fresh.admit(exchange(consumer, "slow"))
+        await admit(fresh, exchange(consumer, "slow"))
     assert refused.value.limit == "rate"
     [item] = items(dynamo, consumer).values()
     windows = {name.split("_")[0]: item[name]["N"] for name in item if name.startswith("r")}

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 from tollway.config.models import Plan
+from tollway.core.context import Context
 from tollway.errors import TooManyRequests
-from tollway.pipeline import Exchange
 from tollway.quota.admission import QuotaAdmission
 from tollway.quota.store import QuotaStore
 
@@ -20,7 +20,7 @@ NOON = 1_795_000_000.5  # mid-second, so every request falls in one rate window
 
 
 def race(
-    dynamo: Dynamo, plans: dict[str, Plan], make: Callable[[], Exchange], clock: Clock
+    dynamo: Dynamo, plans: dict[str, Plan], make: Callable[[], Context], clock: Clock
 ) -> tuple[int, int]:
     """Each thread is a container: its own event loop, HTTP client, DynamoDB caller and
     admission step. Returns (admitted, rejected)."""
@@ -34,12 +34,12 @@ def race(
             barrier.wait()  # every container ready: the requests start together
             for _ in range(PER_THREAD):
                 try:
-                    await admission.admit(make())
+                    await admission.spend(make()).run()
                     admitted += 1
                 except TooManyRequests:
                     rejected += 1
         finally:
-            await box.http.aclose()
+            await box.exchanger.close()
         return admitted, rejected
 
     results = in_containers(serve, THREADS)

@@ -9,15 +9,16 @@ from __future__ import annotations
 import json
 
 import httpx
-from tollway.auth.principal import Principal
-from tollway.config.compile import CompiledRoute, compile_infra
+from tollway.config.compile import compile_infra
+from tollway.core.messages import Request
+from tollway.core.principal import Principal
 from tollway.errors import Unauthorized
+from tollway.gateway import Gateway
 from tollway.http.app import GatewayApp
-from tollway.http.messages import Request
-from tollway.pipeline import Gateway
 from tollway.quota.admission import QuotaAdmission
 from tollway.quota.store import QuotaStore
-from tollway.transport.client import make_client
+from tollway.table.routes import CompiledRoute
+from tollway.transport.exchange import AiohttpExchanger
 from tollway.upstream.dispatch import HttpUpstream
 
 from tests.conftest import INFRA
@@ -53,19 +54,19 @@ def test_authenticated_route_spends_quota_and_public_route_does_not(
 ) -> None:
     config = compile_infra(INFRA, "dev", {"TOLLWAY_SERVICE_USERS": serve(backend)})
     dynamodb = moto_dynamo.client()
-    # As build_app wires it: one HTTP client for the backends and for DynamoDB.
-    client = make_client()
-    caller = dynamo_caller(client, dynamodb)
+    # As build_app wires it: one exchanger for the backends and for DynamoDB.
+    exchanger = AiohttpExchanger()
+    caller = dynamo_caller(exchanger, dynamodb)
     gateway = Gateway(
         config,
         authenticator=KeyHolders(),
-        upstream=HttpUpstream(client),
+        upstream=HttpUpstream(exchanger),
         # A frozen clock, mid-window: all eleven requests meet the same 2 s rate window.
         admission=QuotaAdmission(
             QuotaStore(caller, moto_dynamo.table), config.plans, now=Clock(1_795_000_000.5)
         ),
     )
-    url = serve(GatewayApp(gateway, on_shutdown=[client.aclose]))
+    url = serve(GatewayApp(gateway, on_shutdown=[exchanger.close]))
 
     def used() -> list[int]:
         return [int(i["used"]["N"]) for i in dynamodb.scan(TableName=moto_dynamo.table)["Items"]]
@@ -94,3 +95,40 @@ def test_authenticated_route_spends_quota_and_public_route_does_not(
     assert problem["status"] == 429 and "rate limit" in problem["detail"]
     assert problem["violated-policies"] == ["rate"]
     assert used() == [10]
+
+
+async def boasting_backend(scope, receive, send) -> None:
+    """Answers with RateLimit fields of its own, as a backend behind another limiter may."""
+    if scope["type"] != "http":
+        return
+    head = [
+        (b"content-type", b"application/json"),
+        (b"ratelimit-policy", b'"backend";q=1000000;w=1'),
+        (b"ratelimit", b'"backend";r=999999;t=1'),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": head})
+    await send({"type": "http.response.body", "body": b'{"id": "7"}'})
+
+
+def test_the_ratelimit_fields_a_caller_reads_are_the_gateways_alone(
+    moto_dynamo: Dynamo, consumer: str, serve
+) -> None:
+    """The plan and admit steps write the RateLimit fields, in place of a backend's: a caller
+    never reads a backend's limits as its plan's, nor two values of one field."""
+    config = compile_infra(INFRA, "dev", {"TOLLWAY_SERVICE_USERS": serve(boasting_backend)})
+    exchanger = AiohttpExchanger()
+    admission = QuotaAdmission(
+        QuotaStore(dynamo_caller(exchanger, moto_dynamo.client()), moto_dynamo.table),
+        config.plans,
+        now=Clock(1_795_000_000.5),
+    )
+    upstream = HttpUpstream(exchanger)
+    gateway = Gateway(config, authenticator=KeyHolders(), upstream=upstream, admission=admission)
+    url = serve(GatewayApp(gateway, on_shutdown=[exchanger.close]))
+    with httpx.Client(base_url=url) as http:
+        answer = http.get("/v1/users/7", headers={"x-api-key": consumer})
+    assert answer.status_code == 200
+    assert answer.headers.get_list("ratelimit-policy") == [
+        '"rate";q=5;w=1;tollway-burst=10, "quota";q=1000;w=86400'
+    ]
+    assert answer.headers.get_list("ratelimit") == ['"rate";r=9;t=2, "quota";r=999;t=46400']

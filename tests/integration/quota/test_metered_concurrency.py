@@ -24,8 +24,8 @@ import orjson
 import pytest
 from tollway.config.models import Plan
 from tollway.errors import TooManyRequests
+from tollway.policy.metering import CostSpec, Term
 from tollway.quota.admission import QuotaAdmission
-from tollway.quota.metering import CostSpec, Term
 from tollway.quota.store import QuotaStore
 
 from .conftest import Dynamo, in_containers, new_container
@@ -92,8 +92,9 @@ def race(dynamo: Dynamo, consumer: str, exchange, reserve: int, actual: int) -> 
                 ex = exchange(consumer, "tokens", cost=reserve)
                 ex.route = replace(ex.route, metering=SPEC)
                 open_.enter()
+                spend = admission.spend(ex)
                 try:
-                    await admission.admit(ex)
+                    await spend.run()
                 except TooManyRequests:
                     open_.leave()
                     continue
@@ -103,11 +104,11 @@ def race(dynamo: Dynamo, consumer: str, exchange, reserve: int, actual: int) -> 
                 ex.cost_units = SPEC.read(body, "application/json").units
                 if actual == reserve:
                     open_.leave()  # nothing to settle
-                admission.settle(ex)  # as Gateway does once the answer is ready
+                spend.settle()  # as the admit step does once the answer is ready
             await admission.settlements.stop()
             assert admission.settlements.failed == 0
         finally:
-            await box.http.aclose()
+            await box.exchanger.close()
         return admitted
 
     results = in_containers(serve, THREADS)

@@ -23,15 +23,16 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tollway.auth.principal import Principal
-from tollway.config.compile import CompiledRoute, compile_infra
+from tollway.config.compile import compile_infra
+from tollway.core.messages import Request
+from tollway.core.principal import Principal
 from tollway.errors import Unauthorized
+from tollway.gateway import Gateway
 from tollway.http.app import GatewayApp
-from tollway.http.messages import Request
-from tollway.pipeline import Gateway
 from tollway.quota.admission import QuotaAdmission
 from tollway.quota.store import QuotaStore
-from tollway.transport.client import make_client
+from tollway.table.routes import CompiledRoute
+from tollway.transport.exchange import AiohttpExchanger
 from tollway.upstream.dispatch import HttpUpstream
 
 from tests.infra_files import write_infra
@@ -123,20 +124,20 @@ def world(dynamo: Dynamo, serve, tmp_path) -> World:
     backend = Scripted()
     infra = write_infra(tmp_path, {"chat": serve(backend)}, ROUTES, plans=PLANS)
     config = compile_infra(infra, "dev")
-    client = make_client()  # as build_app wires it: one client for backends and DynamoDB
+    exchanger = AiohttpExchanger()  # as build_app wires it: one exchanger for backends and DynamoDB
     started = time.monotonic()
-    store = QuotaStore(dynamo_caller(client, dynamo.client()), dynamo.table)
+    store = QuotaStore(dynamo_caller(exchanger, dynamo.client()), dynamo.table)
     admission = QuotaAdmission(
         store, config.plans, now=lambda: NOON + time.monotonic() - started, refunds=True
     )
     tee = Tee()
     gateway = Gateway(
-        config, authenticator=KeyHolders(), upstream=HttpUpstream(client), admission=admission, usage=tee
+        config, authenticator=KeyHolders(), upstream=HttpUpstream(exchanger), admission=admission, usage=tee
     )
     app = GatewayApp(
         gateway,
         on_startup=[admission.settlements.start],
-        on_shutdown=[admission.settlements.stop, client.aclose],
+        on_shutdown=[admission.settlements.stop, exchanger.close],
     )
     return World(serve(app), app, tee, dynamo, backend)
 

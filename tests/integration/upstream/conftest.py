@@ -14,12 +14,14 @@ import httpx
 import orjson
 import pytest
 import yaml
-from tollway.auth.principal import Principal
-from tollway.config.compile import CompiledRoute, compile_infra
+from tollway.config.compile import compile_infra
+from tollway.core.context import Context
+from tollway.core.messages import Request, Response
+from tollway.core.principal import Principal
+from tollway.gateway import Gateway
 from tollway.http.app import GatewayApp
-from tollway.http.messages import Request, Response
-from tollway.pipeline import Exchange, Gateway
-from tollway.transport.client import make_client
+from tollway.table.routes import CompiledRoute
+from tollway.transport.exchange import AiohttpExchanger
 from tollway.upstream.dispatch import HttpUpstream
 
 from tests.backends import read_body
@@ -126,9 +128,9 @@ class Recorder:
     """Keeps every finished exchange, as the usage step would see it."""
 
     def __init__(self) -> None:
-        self.exchanges: list[Exchange] = []
+        self.exchanges: list[Context] = []
 
-    def record(self, exchange: Exchange, response: Response, latency_ms: float) -> None:
+    def record(self, exchange: Context, response: Response, latency_ms: float) -> None:
         self.exchanges.append(exchange)
 
     def backends(self) -> list[tuple[str, int | None]]:
@@ -145,16 +147,16 @@ async def gateway(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, HttpUpstream]]:
     """`rng` also sets where each service's rotation starts (0.0: at its first instance)."""
     config = compile_infra(infra, "test")
-    backend_client = make_client()
+    exchanger = AiohttpExchanger()
     options: dict[str, Any] = {"clock": clock, "rng": rng}
-    upstream = HttpUpstream(backend_client, **{k: v for k, v in options.items() if v is not None})
+    upstream = HttpUpstream(exchanger, **{k: v for k, v in options.items() if v is not None})
     app = GatewayApp(Gateway(config, authenticator=FakeAuthenticator(), upstream=upstream, usage=usage))
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://gw.test") as caller:
             yield caller, upstream
     finally:
-        await backend_client.aclose()
+        await exchanger.close()
 
 
 class FakeClock:

@@ -16,16 +16,18 @@ from typing import Any
 import pytest
 import yaml
 from tollway import aws
-from tollway.auth.principal import Principal
-from tollway.config.compile import CompiledConfig, CompiledRoute, compile_infra
+from tollway.config.compile import compile_infra
+from tollway.core.context import Context
+from tollway.core.messages import Request
+from tollway.core.principal import Principal
 from tollway.errors import TooManyRequests, Unauthorized
+from tollway.gateway import Gateway
 from tollway.http.app import GatewayApp
-from tollway.http.messages import Request
-from tollway.pipeline import Exchange, Gateway
+from tollway.recording.emitter import BackgroundFlusher, UnsentLog, UsageEmitter
 from tollway.settings import Settings
-from tollway.transport.client import make_client
+from tollway.table.routes import CompiledConfig, CompiledRoute
+from tollway.transport.exchange import AiohttpExchanger
 from tollway.upstream.dispatch import HttpUpstream
-from tollway.usage.emitter import BackgroundFlusher, UnsentLog, UsageEmitter
 
 from tests.lean import SQS_CONFIG, lean_sqs
 
@@ -93,16 +95,33 @@ class LimitAdmission:
     limit: int = 1_000_000
     spent: dict[str, int] = field(default_factory=dict)
 
-    async def admit(self, ex: Exchange) -> None:
-        consumer = ex.principal.consumer_id
-        if self.spent.get(consumer, 0) >= self.limit:
-            raise TooManyRequests("quota exhausted", retry_after=60, limit="quota")
-        self.spent[consumer] = self.spent.get(consumer, 0) + 1
-        ex.admitted = True
-        ex.cost_units = ex.route.cost
+    def spend(self, ctx: Context) -> LimitSpend:
+        return LimitSpend(self, ctx)
 
     def policy(self, principal: Any) -> list[tuple[str, str]]:
         return [("ratelimit-policy", f'"quota";q={self.limit};w=2592000')]
+
+
+@dataclass
+class LimitSpend:
+    """Counts requests per consumer in memory, one unit each."""
+
+    admission: LimitAdmission
+    ctx: Context
+
+    async def run(self) -> None:
+        spent, consumer = self.admission.spent, self.ctx.principal.consumer_id
+        if spent.get(consumer, 0) >= self.admission.limit:
+            raise TooManyRequests("quota exhausted", retry_after=60, limit="quota")
+        spent[consumer] = spent.get(consumer, 0) + 1
+        self.ctx.admitted = True
+        self.ctx.cost_units = self.ctx.route.cost
+
+    def settle(self) -> None:
+        pass
+
+    def remaining(self) -> str | None:
+        return None
 
 
 @dataclass
@@ -141,16 +160,16 @@ def build_stack(
     sqs = sqs or lean_sqs(aws.client("sqs", config=SQS_CONFIG))  # as assemble wires it
     emitter = UsageEmitter(sqs, aws_env["TOLLWAY_USAGE_QUEUE_URL"], unsent=unsent)
     admission = admission or LimitAdmission()
-    client = make_client()
+    exchanger = AiohttpExchanger()
     gateway = Gateway(
         config,
         authenticator=HeaderAuthenticator(),
-        upstream=HttpUpstream(client),
+        upstream=HttpUpstream(exchanger),
         admission=admission,
         usage=emitter,
     )
     flusher = BackgroundFlusher(emitter, interval_s=interval_s)
-    app = GatewayApp(gateway, on_startup=[flusher.start], on_shutdown=[flusher.stop, client.aclose])
+    app = GatewayApp(gateway, on_startup=[flusher.start], on_shutdown=[flusher.stop, exchanger.close])
     return Stack(config, infra, aws_env, emitter, admission, app, aws.client("sqs"), aws.client("dynamodb"))
 
 

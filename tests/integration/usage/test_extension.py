@@ -17,7 +17,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from mangum import Mangum
-from tollway.usage import extension
+from tollway.functions import extension
 
 from .conftest import build_stack, queue_depth, wait_for
 

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from tollway import aws as tollway_aws
 from tollway.aws.errors import AwsError
 from tollway.aws.sqs import LeanSqs
-from tollway.usage.emitter import UnsentLog
+from tollway.recording.emitter import UnsentLog
 from tollway.usage.events import MAX_EVENTS
 from tollway.usage.replay import unsent_events
 

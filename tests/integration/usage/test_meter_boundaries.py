@@ -25,8 +25,8 @@ import httpx
 import pytest
 from tollway.dev.serve import free_port
 from tollway.dev.sqs_poller import start_poller
+from tollway.functions.usage import build_handler
 from tollway.settings import Settings
-from tollway.usage.consumer import build_handler
 from tollway.usage.export import UNATTRIBUTED, rows
 from tollway.usage.report import UsageReader
 from tollway.usage.trueup import build_true_up
@@ -197,8 +197,9 @@ def on_lambda(
 ) -> tuple[Shop, Callable[[str, dict, str], int]]:
     """The shop's app as functions/router/app.py runs it: Mangum (lifespan off), and after each
     invocation the extension's flush (settles, then usage events)."""
-    from tollway.assemble import after_response, build_app
-    from tollway.http.lambda_adapter import lambda_handler
+    from tollway.assemble import build_app
+    from tollway.functions.http_api import lambda_handler
+    from tollway.functions.router import after_response
 
     from tests.lambda_router import Context
 

@@ -21,11 +21,12 @@ import pytest
 from tollway import cli
 from tollway.assemble import build_app
 from tollway.auth.keys import key_hash
-from tollway.auth.store import ACTIVE, KeyRecord, KeyStore
+from tollway.auth.store import ACTIVE, KeyRecord
 from tollway.dev.backends import DEMO_SERVICES
 from tollway.dev.sqs_poller import start_poller
+from tollway.functions.usage import build_handler
 from tollway.settings import Settings
-from tollway.usage.consumer import build_handler
+from tollway.tools.keystore import KeyStore
 
 from tests.backends import read_body
 from tests.conftest import INFRA
@@ -190,9 +191,9 @@ def test_on_lambda_the_settle_runs_in_the_extension_window_json_and_buffered_sse
 ) -> None:
     """Through functions/router/app.py's pieces: Mangum (buffered answers, as API Gateway's
     HTTP API needs them), and the extension flushing settles and events after each return."""
-    from tollway.assemble import after_response
-    from tollway.http.lambda_adapter import lambda_handler
-    from tollway.usage import extension
+    from tollway.functions import extension
+    from tollway.functions.http_api import lambda_handler
+    from tollway.functions.router import after_response
 
     from tests.lambda_router import Context
 

@@ -15,9 +15,10 @@ from tollway import aws as tollway_aws
 from tollway import cli
 from tollway.aws.sqs import LeanSqs
 from tollway.dev.sqs_poller import start_poller
+from tollway.functions.usage import build_handler
+from tollway.recording.emitter import UnsentLog
 from tollway.usage.billing import BatchResult, Ledger, MessageKey, prices
-from tollway.usage.consumer import UsageConsumer, build_handler
-from tollway.usage.emitter import UnsentLog
+from tollway.usage.consumer import UsageConsumer
 
 from tests.lean import SQS_CONFIG, lean_sqs
 

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tollway import cli
 from tollway.config.models import Plan
+from tollway.functions.usage import build_handler
 from tollway.usage import table
 from tollway.usage.billing import Ledger, prices
-from tollway.usage.consumer import build_handler
 from tollway.usage.events import UsageEvent
 from tollway.usage.report import UsageReader
 

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 import httpx
 from tollway import aws as tollway_aws
 from tollway import cli
+from tollway.functions.usage import build_handler
 from tollway.quota.admission import QuotaAdmission
 from tollway.quota.store import QuotaStore
-from tollway.transport.client import make_client
-from tollway.usage.consumer import build_handler
+from tollway.transport.exchange import AiohttpExchanger
 
 from tests.lean import dynamo_caller
 
@@ -31,7 +31,7 @@ def test_reconcile_matches_after_drain_and_shows_unbilled_units(
 
     plans = compile_infra(infra, "dev").plans
     # The production caller; its client's pool is opened on the server's loop at first use.
-    caller = dynamo_caller(make_client(), tollway_aws.client("dynamodb"))
+    caller = dynamo_caller(AiohttpExchanger(), tollway_aws.client("dynamodb"))
     admission = QuotaAdmission(QuotaStore(caller, aws["TOLLWAY_QUOTA_TABLE"]), plans)
     stack = build_stack(aws, infra, backend_url, admission=admission)
     url = serve(stack.app)
@@ -78,7 +78,7 @@ def test_the_true_up_bills_what_the_counters_admitted_when_events_are_lost_and_n
     from tollway.usage.trueup import build_true_up
 
     plans = compile_infra(infra, "dev").plans
-    caller = dynamo_caller(make_client(), tollway_aws.client("dynamodb"))
+    caller = dynamo_caller(AiohttpExchanger(), tollway_aws.client("dynamodb"))
     admission = QuotaAdmission(QuotaStore(caller, aws["TOLLWAY_QUOTA_TABLE"]), plans)
     stack = build_stack(aws, infra, backend_url, admission=admission, interval_s=3600)
     url = serve(stack.app)

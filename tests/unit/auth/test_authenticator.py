@@ -5,19 +5,20 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 
-import httpx
 import jwt
 import pytest
 from tollway.auth.authenticator import GatewayAuthenticator, presented
 from tollway.auth.jwt import build_jwt_verifier
 from tollway.auth.keys import KeyVerifier, key_hash
-from tollway.auth.principal import Principal
 from tollway.auth.store import new_record
 from tollway.config.compile import compile_infra
 from tollway.config.models import ApiKeys, JwtIssuer
+from tollway.core.context import Context
+from tollway.core.messages import Request, Response
+from tollway.core.principal import Principal
 from tollway.errors import Forbidden, Unauthorized
-from tollway.http.messages import Request, Response
-from tollway.pipeline import Exchange, authorize
+from tollway.pipeline import authorize
+from tollway.transport.exchange import AiohttpExchanger
 
 from ...conftest import INFRA
 from .helpers import HS_SECRET, MAC, MemoryStore, claims
@@ -43,7 +44,7 @@ def request(**headers: str) -> Request:
 def authenticator(*records, plans=("free", "pro")) -> tuple[GatewayAuthenticator, MemoryStore]:
     store = MemoryStore(*records)
     issuer = JwtIssuer(issuer=DEV, audience="tollway", hs256_secret_env="S", plan_claim="plan")
-    tokens = build_jwt_verifier((issuer,), {"S": HS_SECRET}, httpx.AsyncClient())
+    tokens = build_jwt_verifier((issuer,), {"S": HS_SECRET}, AiohttpExchanger())
     return GatewayAuthenticator(KeyVerifier(store, ApiKeys(), mac=MAC), tokens, plans), store
 
 
@@ -129,14 +130,14 @@ async def test_an_unknown_plan_is_403():
 
 
 async def test_a_missing_scope_is_403_with_an_insufficient_scope_challenge():
-    async def upstream(ex: Exchange) -> Response:
+    async def upstream(ctx: Context) -> Response:
         return Response(200)
 
     step = authorize(upstream)
-    ex = Exchange(request(), ROUTE, {}, 0.0, principal=Principal("acme", "free", frozenset({"x"}), "api_key"))
+    ctx = Context(request(), ROUTE, {}, 0.0, principal=Principal("acme", "free", frozenset({"x"}), "api_key"))
     with pytest.raises(Forbidden) as caught:
-        await step(ex)
+        await step(ctx)
     assert caught.value.detail == "missing scope: users:read"
     assert 'error="insufficient_scope", scope="users:read"' in caught.value.headers["www-authenticate"]
-    ex.principal = Principal("acme", "free", frozenset({"users:read", "x"}), "api_key")
-    assert (await step(ex)).status == 200
+    ctx.principal = Principal("acme", "free", frozenset({"users:read", "x"}), "api_key")
+    assert (await step(ctx)).status == 200

@@ -1,18 +1,21 @@
-"""Every way a JWT is refused, and JWKS fetching with restraint (httpx MockTransport)."""
+"""Every way a JWT is refused, and JWKS fetching with restraint (a JWKS server on loopback)."""
 
 from __future__ import annotations
 
 import hmac
 import json
+import threading
 import time
+from collections.abc import AsyncIterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from tollway.auth.jwt import Jwks, build_jwt_verifier
 from tollway.config.models import JwtIssuer
 from tollway.errors import ServiceUnavailable, Unauthorized
+from tollway.transport.exchange import AiohttpExchanger
 
 from .helpers import HS_SECRET, Signer, claims, unsigned
 
@@ -21,17 +24,61 @@ DEV = "https://dev.tollway.local/"
 RSA, EC, ED = Signer("RS256", "rsa-1"), Signer("ES256", "ec-1"), Signer("EdDSA", "ed-1")
 
 
+# What a test opened (JWKS servers, exchangers), closed after it.
+_opened: list[JwksServer | AiohttpExchanger] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_what_was_opened() -> AsyncIterator[None]:
+    yield
+    while _opened:
+        opened = _opened.pop()
+        if isinstance(opened, AiohttpExchanger):
+            await opened.close()
+        else:
+            opened.close()
+
+
+def exchanger() -> AiohttpExchanger:
+    made = AiohttpExchanger()
+    _opened.append(made)
+    return made
+
+
 class JwksServer:
-    """A JWKS document behind httpx.MockTransport, counting fetches."""
+    """A JWKS document on loopback, counting fetches."""
 
     def __init__(self, *signers: Signer, status: int = 200) -> None:
         self.keys = [s.jwk() for s in signers]
         self.status = status
         self.hits = 0
+        server = self
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.hits += 1
-        return httpx.Response(self.status, json={"keys": self.keys})
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                server.hits += 1
+                body = json.dumps({"keys": server.keys}).encode()
+                self.send_response(server.status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        # Plain http on loopback, as gateway.yaml allows for development.
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/jwks.json"
+        _opened.append(self)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 class Clock:
@@ -42,12 +89,12 @@ class Clock:
         return self.now
 
 
-def issuers(**idp) -> tuple[JwtIssuer, ...]:
+def issuers(jwks_url: str = "https://idp.example.com/jwks.json", **idp) -> tuple[JwtIssuer, ...]:
     return (
         JwtIssuer(
             issuer=IDP,
             audience=["tollway", "other"],
-            jwks_url="https://idp.example.com/jwks.json",
+            jwks_url=jwks_url,
             plan_claim="plan",
             default_plan="free",
             **idp,
@@ -58,8 +105,8 @@ def issuers(**idp) -> tuple[JwtIssuer, ...]:
 
 def verifier(server: JwksServer | None = None, environ=None, **idp):
     server = server or JwksServer(RSA, EC, ED)
-    client = httpx.AsyncClient(transport=httpx.MockTransport(server))
-    return build_jwt_verifier(issuers(**idp), {"SECRET": HS_SECRET} if environ is None else environ, client)
+    environ = {"SECRET": HS_SECRET} if environ is None else environ
+    return build_jwt_verifier(issuers(server.url, **idp), environ, exchanger())
 
 
 async def refused(verify, token: str) -> str:
@@ -121,8 +168,8 @@ async def test_unknown_kid_refetches_at_most_once_per_interval():
     server = JwksServer(RSA)
     clock = Clock()
     jwks = Jwks(
-        "https://idp.example.com/jwks.json",
-        httpx.AsyncClient(transport=httpx.MockTransport(server)),
+        server.url,
+        exchanger(),
         refresh_s=30,
         max_age_s=3600,
         clock=clock,
@@ -209,8 +256,8 @@ async def test_jwks_unavailable_is_503_but_known_keys_survive_a_failed_refresh()
     server = JwksServer(RSA)
     clock = Clock()
     jwks = Jwks(
-        "https://idp.example.com/jwks.json",
-        httpx.AsyncClient(transport=httpx.MockTransport(server)),
+        server.url,
+        exchanger(),
         refresh_s=1,
         max_age_s=1,
         clock=clock,

@@ -17,8 +17,7 @@ from tollway.aws.clock import CLOCK_SKEW, AwsClock, http_date
 from tollway.aws.dynamodb import DynamoCaller
 from tollway.aws.errors import AwsError
 from tollway.aws.sqs import LeanSqs
-from tollway.transport.client import exchanger_for, make_client
-from tollway.transport.exchange import Exchanger
+from tollway.transport.exchange import AiohttpExchanger, Exchanger
 
 from tests.unit.aws.fake_aws import SKEWED, Answer, late
 
@@ -31,9 +30,9 @@ T = 1_796_000_000.0  # AWS's time in these tests
 
 @pytest.fixture
 async def production() -> AsyncIterator[Exchanger]:
-    client = make_client()
-    yield exchanger_for(client)
-    await client.aclose()
+    exchanger = AiohttpExchanger()
+    yield exchanger
+    await exchanger.close()
 
 
 def dynamodb(exchanger: Exchanger, url: str, clock: AwsClock, **options) -> DynamoCaller:

@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 from tollway.aws.dynamodb import DynamoCaller, _crc32_matches
 from tollway.aws.errors import AwsError
 from tollway.aws.protocol import CONTENT_TYPE, SigV4, canonical_host
-from tollway.transport.client import exchanger_for, make_client
-from tollway.transport.exchange import Exchanger, HttpxExchanger
+from tollway.transport.exchange import AiohttpExchanger, Exchanger
 
-from tests.unit.aws.fake_aws import Answer, late
+from tests.exchangers import HttpxExchanger
+from tests.unit.aws.fake_aws import Answer, FakeAws, late
 
 CREDENTIALS = Credentials("AK", "SK", "TOKEN")
 BODY = orjson.dumps({"TableName": "QuotaTable", "Key": {"pk": {"S": "D2026-11-27#0#acme"}}})
@@ -126,20 +126,6 @@ def test_a_changed_body_changes_the_signature() -> None:
     assert one["authorization"] != two["authorization"]
 
 
-class Script:
-    """Answers requests in order from a list of (status, JSON body) and records them."""
-
-    def __init__(self, *answers: tuple[int, object]) -> None:
-        self.answers = list(answers)
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        status, body = self.answers.pop(0)
-        content = body if isinstance(body, bytes) else orjson.dumps(body)
-        return httpx.Response(status, content=content, headers={"content-type": CONTENT_TYPE})
-
-
 class Rotating:
     """Credentials whose frozen value changes on every read, as refreshed ones do over time."""
 
@@ -152,53 +138,56 @@ class Rotating:
 
 
 @pytest.fixture
-async def caller_for() -> AsyncIterator[Callable[..., DynamoCaller]]:
-    clients: list[httpx.AsyncClient] = []
+def scripted(fake_aws) -> Callable[..., FakeAws]:
+    """`scripted((status, JSON or bytes), ...)`: a DynamoDB on loopback answering in that
+    order (the last answer repeats), recording what it receives."""
+    return lambda *answers: fake_aws(*(Answer(status, body) for status, body in answers))
 
-    def make(transport: httpx.AsyncBaseTransport, endpoint: str = "http://127.0.0.1:8000", **options):
-        http = httpx.AsyncClient(transport=transport)
-        clients.append(http)
+
+@pytest.fixture
+async def caller_for() -> AsyncIterator[Callable[..., DynamoCaller]]:
+    """`caller_for(service, **options)`: a caller on the container's exchanger, aimed at it."""
+    exchanger = AiohttpExchanger()
+
+    def make(service: FakeAws, **options) -> DynamoCaller:
         credentials = options.pop("credentials", CREDENTIALS)
-        return DynamoCaller(
-            exchanger_for(http), endpoint, "us-east-1", credentials, pause=lambda: 0.0, **options
-        )
+        return DynamoCaller(exchanger, service.url, "us-east-1", credentials, pause=lambda: 0.0, **options)
 
     yield make
-    for http in clients:
-        await http.aclose()
+    await exchanger.close()
 
 
 def fault(code: str) -> dict[str, str]:
     return {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "injected"}
 
 
-async def test_a_call_is_one_signed_post_and_returns_the_json(caller_for) -> None:
-    script = Script((200, {"Attributes": {"used": {"N": "1"}}}))
-    caller = caller_for(httpx.MockTransport(script))
+async def test_a_call_is_one_signed_post_and_returns_the_json(caller_for, scripted) -> None:
+    script = scripted((200, {"Attributes": {"used": {"N": "1"}}}))
+    caller = caller_for(script)
     assert await caller.call("UpdateItem", BODY) == {"Attributes": {"used": {"N": "1"}}}
     [request] = script.requests
-    assert request.method == "POST" and str(request.url) == "http://127.0.0.1:8000/"
+    assert request.path == "/"
     assert request.headers["x-amz-target"] == "DynamoDB_20120810.UpdateItem"
     assert request.headers["content-type"] == "application/x-amz-json-1.0"
     assert request.headers["x-amz-security-token"] == "TOKEN"
     assert request.headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=AK/")
-    assert request.content == BODY
+    assert request.body == BODY
 
 
-async def test_credentials_are_frozen_for_every_call(caller_for) -> None:
-    script = Script((200, {}), (200, {}))
+async def test_credentials_are_frozen_for_every_call(caller_for, scripted) -> None:
+    script = scripted((200, {}), (200, {}))
     credentials = Rotating()
-    caller = caller_for(httpx.MockTransport(script), credentials=credentials)
+    caller = caller_for(script, credentials=credentials)
     await caller.call("GetItem", BODY)
     await caller.call("GetItem", BODY)
     keys = [r.headers["authorization"].split("Credential=")[1].split("/")[0] for r in script.requests]
     assert keys == ["AK1", "AK2"]
 
 
-async def test_a_failed_condition_carries_the_old_item_and_is_never_retried(caller_for) -> None:
+async def test_a_failed_condition_carries_the_old_item_and_is_never_retried(caller_for, scripted) -> None:
     old = {"Item": {"pk": {"S": "x"}, "used": {"N": "10"}}}
-    script = Script((400, {**fault("ConditionalCheckFailedException"), **old}), (200, {}))
-    caller = caller_for(httpx.MockTransport(script))
+    script = scripted((400, {**fault("ConditionalCheckFailedException"), **old}), (200, {}))
+    caller = caller_for(script)
     with pytest.raises(AwsError) as failed:
         await caller.call("UpdateItem", BODY)
     assert failed.value.code == "ConditionalCheckFailedException"
@@ -216,14 +205,14 @@ async def test_a_failed_condition_carries_the_old_item_and_is_never_retried(call
         (502, b"", "InternalServerError"),
     ],
 )
-async def test_throttling_and_5xx_are_retried_once(caller_for, status, body, code) -> None:
-    recovers = Script((status, body), (200, {"Item": {}}))
-    assert await caller_for(httpx.MockTransport(recovers)).call("GetItem", BODY) == {"Item": {}}
+async def test_throttling_and_5xx_are_retried_once(caller_for, scripted, status, body, code) -> None:
+    recovers = scripted((status, body), (200, {"Item": {}}))
+    assert await caller_for(recovers).call("GetItem", BODY) == {"Item": {}}
     assert len(recovers.requests) == 2
 
-    persists = Script((status, body), (status, body), (200, {}))
+    persists = scripted((status, body), (status, body), (200, {}))
     with pytest.raises(AwsError) as failed:
-        await caller_for(httpx.MockTransport(persists)).call("GetItem", BODY)
+        await caller_for(persists).call("GetItem", BODY)
     assert (failed.value.code, failed.value.status) == (code, status)
     assert len(persists.requests) == 2
 
@@ -239,18 +228,18 @@ async def test_throttling_and_5xx_are_retried_once(caller_for, status, body, cod
         (200, b"[1, 2]", "BadResponse"),
     ],
 )
-async def test_client_errors_and_garbage_are_not_retried(caller_for, status, body, code) -> None:
-    script = Script((status, body), (200, {}))
+async def test_client_errors_and_garbage_are_not_retried(caller_for, scripted, status, body, code) -> None:
+    script = scripted((status, body), (200, {}))
     with pytest.raises(AwsError) as failed:
-        await caller_for(httpx.MockTransport(script)).call("GetItem", BODY)
+        await caller_for(script).call("GetItem", BODY)
     assert failed.value.code == code and failed.value.status == status
     assert len(script.requests) == 1
 
 
-async def test_missing_credentials_fail_the_call(caller_for) -> None:
-    script = Script((200, {}))
+async def test_missing_credentials_fail_the_call(caller_for, scripted) -> None:
+    script = scripted((200, {}))
     with pytest.raises(AwsError, match="NoCredentials"):
-        await caller_for(httpx.MockTransport(script), credentials=None).call("GetItem", BODY)
+        await caller_for(script, credentials=None).call("GetItem", BODY)
     assert script.requests == []
 
 
@@ -266,15 +255,13 @@ class Counting:
         return await self.inner.request(*args, **options)
 
 
-@pytest.fixture(params=["aiohttp", "aiohttp-transport", "httpx"])
+@pytest.fixture(params=["aiohttp", "httpx"])
 async def counted(request) -> AsyncIterator[Counting]:
-    """The production exchanger (aiohttp directly), and httpx transports that map errors
-    differently: the container's (aiohttp underneath) and httpx's own; counted."""
-    client = make_client(httpx.AsyncHTTPTransport() if request.param == "httpx" else None)
-    # make_client's own transport would be used directly: wrap it to go through httpx.
-    wrapped = request.param == "aiohttp-transport"
-    yield Counting(HttpxExchanger(client._transport) if wrapped else exchanger_for(client))
-    await client.aclose()
+    """The production exchanger, and one on httpx's own transport that maps errors
+    differently (the caller's handling must not depend on either); counted."""
+    exchanger = AiohttpExchanger() if request.param == "aiohttp" else HttpxExchanger()
+    yield Counting(exchanger)
+    await exchanger.close()
 
 
 async def test_a_refused_connection_is_retried_once_then_reported(counted) -> None:
@@ -317,13 +304,12 @@ async def test_a_call_through_aiohttp_directly_is_the_same_post(serve) -> None:
         )
         await send({"type": "http.response.body", "body": answer})
 
-    client = make_client()
+    exchanger = AiohttpExchanger()
     try:
-        exchanger = exchanger_for(client)
         caller = DynamoCaller(exchanger, serve(dynamodb), "us-east-1", CREDENTIALS, pause=lambda: 0.0)
         assert await caller.call("UpdateItem", BODY) == {"Attributes": {"used": {"N": "1"}}}
     finally:
-        await client.aclose()
+        await exchanger.close()
     [request] = seen
     assert request["path"] == "/" and request["body"] == BODY
     assert request["headers"][b"x-amz-target"] == b"DynamoDB_20120810.UpdateItem"
@@ -346,25 +332,25 @@ async def test_a_silent_dynamodb_is_given_only_the_time_left(counted) -> None:
     assert time.monotonic() - started < 0.7
 
 
-async def test_a_call_after_its_deadline_is_not_sent(caller_for) -> None:
-    script = Script((200, {}))
-    caller = caller_for(httpx.MockTransport(script))
+async def test_a_call_after_its_deadline_is_not_sent(caller_for, scripted) -> None:
+    script = scripted((200, {}))
+    caller = caller_for(script)
     with pytest.raises(AwsError, match="Timeout") as failed:
         await caller.call("GetItem", BODY, deadline=time.monotonic() - 0.001)
     assert not failed.value.retryable
     assert script.requests == []
 
 
-async def test_no_retry_when_the_deadline_leaves_no_time_for_it(caller_for) -> None:
+async def test_no_retry_when_the_deadline_leaves_no_time_for_it(caller_for, scripted) -> None:
     clock = [100.0]
-    script = Script((500, fault("InternalServerError")), (200, {}))
-    caller = caller_for(httpx.MockTransport(script), monotonic=lambda: clock[0])
+    script = scripted((500, fault("InternalServerError")), (200, {}))
+    caller = caller_for(script, monotonic=lambda: clock[0])
     with pytest.raises(AwsError, match="InternalServerError"):
         await caller.call("GetItem", BODY, deadline=100.01)  # 10 ms left: less than one attempt
     assert len(script.requests) == 1
     # With time left, the same failure is retried once.
-    script = Script((500, fault("InternalServerError")), (200, {"Item": {}}))
-    caller = caller_for(httpx.MockTransport(script), monotonic=lambda: clock[0])
+    script = scripted((500, fault("InternalServerError")), (200, {"Item": {}}))
+    caller = caller_for(script, monotonic=lambda: clock[0])
     assert await caller.call("GetItem", BODY, deadline=101.0) == {"Item": {}}
     assert len(script.requests) == 2
 
@@ -377,10 +363,10 @@ DAMAGED = orjson.dumps({"Attributes": {"used": {"N": "0"}}})  # what a flipped b
 
 @pytest.fixture
 async def production() -> AsyncIterator[Exchanger]:
-    """The container's exchanger: aiohttp directly, as on Lambda."""
-    client = make_client()
-    yield exchanger_for(client)
-    await client.aclose()
+    """The container's exchanger, as on Lambda."""
+    exchanger = AiohttpExchanger()
+    yield exchanger
+    await exchanger.close()
 
 
 def checked(answer: Answer) -> Answer:

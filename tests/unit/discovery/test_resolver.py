@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 from tollway.discovery.resolver import Resolver
-from tollway.discovery.target import Reference
+from tollway.table.targets import Reference
 
 REF = Reference("ssm", "/tollway/users")
 

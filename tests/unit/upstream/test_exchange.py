@@ -1,23 +1,15 @@
-"""Both exchangers against a real backend on loopback: the same answers, the same errors."""
+"""The container's exchanger against a real backend on loopback: answers, errors, its pool."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
-import httpx
 import orjson
 import pytest
-from tollway.transport.client import exchanger_for, make_client
-from tollway.transport.exchange import (
-    AiohttpExchanger,
-    Exchanger,
-    HttpxExchanger,
-    ReadTimeout,
-    Refused,
-)
+from tollway.transport.exchange import AiohttpExchanger, Exchanger, ReadTimeout, Refused
 
 PLAIN = orjson.dumps({"hello": "world", "padding": "x" * 200})
 
@@ -48,15 +40,11 @@ async def backend(scope, receive, send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-@pytest.fixture(params=["aiohttp", "httpx"])
-async def exchanger(request) -> AsyncIterator[Exchanger]:
-    """The production exchanger (aiohttp directly) and the one tests get (an httpx transport)."""
-    client = make_client() if request.param == "aiohttp" else make_client(httpx.AsyncHTTPTransport())
-    exchanger = exchanger_for(client)
-    kind = AiohttpExchanger if request.param == "aiohttp" else HttpxExchanger
-    assert isinstance(exchanger, kind)
-    yield exchanger
-    await client.aclose()
+@pytest.fixture
+async def exchanger() -> AsyncIterator[Exchanger]:
+    made = AiohttpExchanger()
+    yield made
+    await made.close()
 
 
 async def fetch(exchanger: Exchanger, url: str, **options) -> tuple[int, object, bytes]:
@@ -118,21 +106,19 @@ async def test_no_cookie_is_kept_between_requests(exchanger, serve) -> None:
     assert orjson.loads(body) == {"cookie": ""}
 
 
-async def test_the_exchanger_shares_the_clients_pool(serve) -> None:
-    client = make_client()
-    exchanger = exchanger_for(client)
+async def test_one_pool_keeps_its_connection_until_closed(serve) -> None:
+    exchanger = AiohttpExchanger()
     url = serve(backend)
     try:
-        await fetch(exchanger, url + "/hello")
-        assert (await client.get(url + "/hello")).status_code == 201
-        session = client._transport.client
-        assert session is exchanger._session and len(session.connector._conns) == 1
+        for _ in range(3):
+            assert (await fetch(exchanger, url + "/hello"))[0] == 201
+        session = exchanger._session
+        assert session is not None and len(session.connector._conns) == 1
     finally:
-        await client.aclose()
+        await exchanger.close()
     assert session.closed
-
-
-def test_other_transports_are_wrapped() -> None:
-    mock = httpx.MockTransport(lambda request: httpx.Response(204))
-    pick: Callable[[httpx.AsyncBaseTransport], Exchanger] = lambda t: exchanger_for(make_client(t))  # noqa: E731
-    assert isinstance(pick(mock), HttpxExchanger)
+    # A closed exchanger opens a new pool on its next call (a server that starts again).
+    try:
+        assert (await fetch(exchanger, url + "/hello"))[0] == 201
+    finally:
+        await exchanger.close()

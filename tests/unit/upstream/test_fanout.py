@@ -7,8 +7,8 @@ import time
 
 import pytest
 from tollway.config.models import Breaker, Retry
-from tollway.config.templates import Template
-from tollway.discovery.target import ServiceTarget
+from tollway.table.targets import ServiceTarget
+from tollway.table.templates import Template
 from tollway.upstream.call import BackendFailure
 from tollway.upstream.fanout import DeadlinePassed, RequiredBackendFailed, fan_out
 
@@ -21,7 +21,7 @@ def anyio_backend() -> str:
 
 
 def backend(name: str, *deps: str, required: bool = True):
-    from tollway.config.compile import CompiledBackend
+    from tollway.table.routes import CompiledBackend
 
     return CompiledBackend(
         name=name, service="s", target=ServiceTarget(("http://x",)), path=Template.parse("/"), query=(),

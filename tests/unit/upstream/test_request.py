@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from tollway.config.templates import ParamValueError, Template, TemplateValueError
+from tollway.table.templates import ParamValueError, Template, TemplateValueError
 from tollway.upstream.request import encode_greedy, encode_query, encode_segment
 
 

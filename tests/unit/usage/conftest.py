@@ -3,10 +3,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from tollway.auth.principal import Principal
 from tollway.config.compile import compile_infra
-from tollway.http.messages import Request, Response
-from tollway.pipeline import BackendOutcome, Exchange
+from tollway.core.context import BackendOutcome, Context
+from tollway.core.messages import Request, Response
+from tollway.core.principal import Principal
 
 from tests.conftest import INFRA
 
@@ -17,7 +17,7 @@ def route():
 
 
 @pytest.fixture
-def exchange(route) -> Exchange:
+def exchange(route) -> Context:
     request = Request(
         method="GET",
         path="/v1/users/7",
@@ -28,11 +28,11 @@ def exchange(route) -> Exchange:
         scheme="https",
         request_id="req-1",
     )
-    ex = Exchange(request, route, {"user_id": "7"}, time.monotonic())
-    ex.principal = Principal("acme", "pro", frozenset({"users:read"}), "api_key", key_id="k1")
-    ex.admitted, ex.cost_units = True, 1
-    ex.backends.append(BackendOutcome("user", 200, 3.25))
-    return ex
+    ctx = Context(request, route, {"user_id": "7"}, time.monotonic())
+    ctx.principal = Principal("acme", "pro", frozenset({"users:read"}), "api_key", key_id="k1")
+    ctx.admitted, ctx.cost_units = True, 1
+    ctx.backends.append(BackendOutcome("user", 200, 3.25))
+    return ctx
 
 
 @pytest.fixture

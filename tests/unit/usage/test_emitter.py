@@ -5,7 +5,7 @@ import json
 import time
 from typing import Any
 
-from tollway.usage.emitter import UnsentLog, UsageEmitter
+from tollway.recording.emitter import UnsentLog, UsageEmitter
 from tollway.usage.events import MAX_EVENTS, UsageMessage
 from tollway.usage.replay import unsent_events
 

@@ -4,9 +4,10 @@ import json
 
 import jsonschema
 import pytest
+from tollway.recording.events import from_context
 from tollway.usage import schema
 from tollway.usage.consumer import MalformedEvent, parse
-from tollway.usage.events import UsageEvent, from_exchange
+from tollway.usage.events import UsageEvent
 
 from tests.conftest import ROOT
 
@@ -14,7 +15,7 @@ SCHEMA = ROOT / "schemas" / schema.NAME
 
 
 def test_event_from_an_exchange_has_the_spec_fields_and_no_secret(exchange, response):
-    event = from_exchange(exchange, response, 12.3456)
+    event = from_context(exchange, response, 12.3456)
     assert list(event) == [
         "version", "event_id", "timestamp", "request_id", "consumer_id", "plan", "route_id", "method",
         "status", "latency_ms", "request_bytes", "response_bytes", "cost_units", "admitted", "backends",
@@ -42,14 +43,14 @@ def test_event_from_an_exchange_has_the_spec_fields_and_no_secret(exchange, resp
 
 def test_every_event_has_its_own_id(exchange, response):
     assert (
-        from_exchange(exchange, response, 1)["event_id"] != from_exchange(exchange, response, 1)["event_id"]
+        from_context(exchange, response, 1)["event_id"] != from_context(exchange, response, 1)["event_id"]
     )
 
 
 def test_checked_in_schema_is_current_and_accepts_events(exchange, response):
     assert schema.main([str(SCHEMA.parent), "--check"]) == 0
     document = json.loads(SCHEMA.read_text())
-    jsonschema.validate(json.loads(json.dumps(from_exchange(exchange, response, 1))), document)
+    jsonschema.validate(json.loads(json.dumps(from_context(exchange, response, 1))), document)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"version": 2}, document)
 
@@ -69,7 +70,7 @@ def test_malformed_bodies_are_refused(body):
 
 
 def test_unknown_fields_are_refused(exchange, response):
-    event = from_exchange(exchange, response, 1) | {"api_key": "oops"}
+    event = from_context(exchange, response, 1) | {"api_key": "oops"}
     with pytest.raises(MalformedEvent, match="api_key"):
         parse(json.dumps(event))
 
@@ -84,7 +85,7 @@ def test_a_sent_message_matches_its_checked_in_schema_and_bad_ones_are_refused(e
             self.bodies += [e["MessageBody"] for e in Entries]
             return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
 
-    from tollway.usage.emitter import UsageEmitter
+    from tollway.recording.emitter import UsageEmitter
 
     sqs = Keep()
     emitter = UsageEmitter(sqs, "q")

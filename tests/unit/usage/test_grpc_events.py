@@ -7,17 +7,18 @@ import json
 
 import jsonschema
 import pytest
-from tollway.pipeline import BackendOutcome
+from tollway.core.context import BackendOutcome
+from tollway.recording.events import from_context
 from tollway.usage import schema
 from tollway.usage.consumer import MalformedEvent, parse
-from tollway.usage.events import UsageEvent, from_exchange
+from tollway.usage.events import UsageEvent
 
 from tests.conftest import ROOT
 
 
 def test_a_grpc_backend_carries_its_status_by_name(exchange, response) -> None:
     exchange.backends.append(BackendOutcome("item", 404, 2.5, "NOT_FOUND"))
-    event = from_exchange(exchange, response, 5.0)
+    event = from_context(exchange, response, 5.0)
     assert event["backends"] == [
         {"name": "user", "status": 200, "latency_ms": 3.25},
         {"name": "item", "status": 404, "latency_ms": 2.5, "grpc_status": "NOT_FOUND"},
@@ -29,4 +30,4 @@ def test_a_grpc_backend_carries_its_status_by_name(exchange, response) -> None:
 def test_a_grpc_status_that_is_no_code_is_a_malformed_event(exchange, response) -> None:
     exchange.backends.append(BackendOutcome("item", 200, 1.0, "FINE"))
     with pytest.raises(MalformedEvent):
-        parse(json.dumps(from_exchange(exchange, response, 1.0)))
+        parse(json.dumps(from_context(exchange, response, 1.0)))

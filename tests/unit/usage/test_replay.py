@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import json
 
-from tollway.usage.emitter import MARKER
-from tollway.usage.events import from_exchange
+from tollway.recording.emitter import MARKER
+from tollway.recording.events import from_context
 from tollway.usage.replay import replay, unsent_events
 
 
@@ -17,7 +17,7 @@ class RecordingSqs:
 
 
 def test_replay_reads_prefixed_log_lines_and_skips_others(exchange, response):
-    events = [from_exchange(exchange, response, 1) for _ in range(12)]
+    events = [from_context(exchange, response, 1) for _ in range(12)]
     lines = ["START RequestId: 1", '{"level": "INFO", "message": "access"}']
     lines += [f"2026-11-27T00:00:00Z\tabc\t{json.dumps({MARKER: True, 'usage_event': e})}" for e in events]
     lines.append(lines[-1])  # the same event logged twice
@@ -38,7 +38,7 @@ class DownSqs:
 def test_a_logged_message_is_replayed_as_that_message_and_a_partial_one_is_not(exchange, response):
     import io
 
-    from tollway.usage.emitter import UnsentLog, UsageEmitter
+    from tollway.recording.emitter import UnsentLog, UsageEmitter
 
     log = io.StringIO()
     emitter = UsageEmitter(DownSqs(), "q", unsent=UnsentLog(log), max_events=3)

@@ -11,24 +11,22 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
-import httpx
-
 from tollway.auth.challenge import invalid_token, missing
 from tollway.auth.keys import KeyMac, KeyVerifier
-from tollway.auth.principal import Principal
 from tollway.auth.store import KeyLookup
-from tollway.config.compile import CompiledConfig, CompiledRoute
+from tollway.core.messages import Request
+from tollway.core.principal import Principal
 from tollway.errors import Forbidden
-from tollway.http.messages import Request
 from tollway.observability import logger
 from tollway.settings import Settings
+from tollway.table.routes import CompiledConfig, CompiledRoute
 
 if TYPE_CHECKING:
     from tollway.auth.jwt import Identity, JwtVerifier
+    from tollway.transport.exchange import Exchanger
 
 MAX_CREDENTIAL_CHARS = 8192
 KIND_NAMES = {"api_key": "an API key", "jwt": "a JWT"}
-DEMO_KEY_VARIABLE = "TOLLWAY_DEMO_KEY"
 
 
 def looks_like_jwt(value: str) -> bool:
@@ -104,25 +102,22 @@ class GatewayAuthenticator:
 def build_authenticator(
     config: CompiledConfig,
     settings: Settings,
-    http_client: httpx.AsyncClient,
+    exchanger: Exchanger,
     *,
     keys: KeyLookup | None = None,
     mac: KeyMac | None = None,
 ) -> GatewayAuthenticator:
     """`keys`: the keys table's lookup (None: API keys are refused); `mac`: the deployment's
-    key MAC (None: only legacy and demo keys can be accepted)."""
+    key MAC (None: only legacy keys can be accepted)."""
     environ = settings.environ or {}
     if keys is None:
         logger.warning("no keys table is configured: API keys will be refused")
     elif mac is None:
         logger.warning("no API key secret is configured: issued keys will be refused")
-    demo_key = environ.get(DEMO_KEY_VARIABLE)
-    verifier = KeyVerifier(
-        keys, config.gateway.auth.api_keys, mac=mac, extra_keys=[demo_key] if demo_key else ()
-    )
+    verifier = KeyVerifier(keys, config.api_keys, mac=mac)
     tokens: JwtVerifier | NoIssuers = NoIssuers()
     if config.issuers:
         from tollway.auth.jwt import build_jwt_verifier
 
-        tokens = build_jwt_verifier(config.issuers, environ, http_client)
+        tokens = build_jwt_verifier(config.issuers, environ, exchanger)
     return GatewayAuthenticator(verifier, tokens, config.plans)

@@ -3,7 +3,7 @@
 The issuer is chosen by the token's unverified `iss`; everything else is checked against
 that issuer only: the algorithm against its allow-list (so `none` and HS/RS confusion
 never verify), the signature with PyJWT, then `iss`, `aud`, `exp` and `nbf` with the
-issuer's leeway. JWKS are fetched with the shared HTTP client and kept for
+issuer's leeway. JWKS are fetched through the container's exchanger and kept for
 `jwks_max_age_s`; an unknown `kid` refetches them at most once per `jwks_refresh_s`.
 
 A fetch is one task per issuer, bounded as a whole (`JWKS_TIMEOUT_S`, `JWKS_MAX_BYTES`,
@@ -23,7 +23,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import jwt
 from jwt.exceptions import (
     ExpiredSignatureError,
@@ -40,9 +39,10 @@ from jwt.exceptions import (
 from tollway.auth.challenge import invalid_token
 from tollway.errors import IssuerUnavailable
 from tollway.observability import logger
+from tollway.transport.exchange import ExchangeError, Exchanger
 
 if TYPE_CHECKING:
-    from tollway.config.models import JwtIssuer
+    from tollway.table.auth import JwtIssuer
 
 ASYMMETRIC = ("RS256", "ES256", "EdDSA")
 JWKS_TIMEOUT_S = 2.0
@@ -68,14 +68,14 @@ class Jwks:
     def __init__(
         self,
         url: str,
-        client: httpx.AsyncClient,
+        exchanger: Exchanger,
         *,
         refresh_s: float,
         max_age_s: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url
-        self.client = client
+        self.exchanger = exchanger
         self.refresh_s = refresh_s
         self.max_age_s = max_age_s
         self.clock = clock
@@ -129,7 +129,7 @@ class Jwks:
             keys = json.loads(document)["keys"]
             if not isinstance(keys, list):
                 raise ValueError("'keys' is not a list")
-        except (TimeoutError, httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        except (TimeoutError, ExchangeError, ValueError, KeyError, TypeError) as exc:
             # Keep serving the keys we have: an issuer's hiccup must not log everyone out.
             logger.warning("JWKS fetch failed", extra={"jwks_url": self.url, "error": str(exc)})
             return
@@ -146,14 +146,20 @@ class Jwks:
         self._fetched_at = self._attempted_at
 
     async def _download(self) -> bytes:
-        async with self.client.stream("GET", self.url, timeout=JWKS_TIMEOUT_S) as response:
-            if response.status_code != 200:
-                raise ValueError(f"status {response.status_code}")
+        accept = [("accept", "application/json")]
+        response = await self.exchanger.request(
+            "GET", self.url, accept, None, decode=True, timeout=JWKS_TIMEOUT_S
+        )
+        try:
+            if response.status != 200:
+                raise ValueError(f"status {response.status}")
             document = b""
-            async for chunk in response.aiter_bytes():
+            async for chunk in response.chunks():
                 document += chunk
                 if len(document) > JWKS_MAX_BYTES:
                     raise ValueError(f"more than {JWKS_MAX_BYTES} bytes")
+        finally:
+            await response.close()
         return document
 
     def _prepare(self, kid: str, alg: str) -> jwt.PyJWK | None:
@@ -285,13 +291,13 @@ class JwtVerifier:
 
 
 def build_jwt_verifier(
-    issuers: tuple[JwtIssuer, ...], environ: Mapping[str, str], client: httpx.AsyncClient
+    issuers: tuple[JwtIssuer, ...], environ: Mapping[str, str], exchanger: Exchanger
 ) -> JwtVerifier:
     built: dict[str, IssuerVerifier] = {}
     for issuer in issuers:
         if issuer.jwks_url is not None:
             jwks = Jwks(
-                issuer.jwks_url, client, refresh_s=issuer.jwks_refresh_s, max_age_s=issuer.jwks_max_age_s
+                issuer.jwks_url, exchanger, refresh_s=issuer.jwks_refresh_s, max_age_s=issuer.jwks_max_age_s
             )
             built[issuer.issuer] = IssuerVerifier(issuer, jwks=jwks)
             continue

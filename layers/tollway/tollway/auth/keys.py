@@ -27,7 +27,7 @@ import hmac
 import re
 import secrets
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tollway.auth.challenge import invalid_token
@@ -37,7 +37,7 @@ from tollway.errors import ServiceUnavailable
 from tollway.lru import ExpiringLru
 
 if TYPE_CHECKING:
-    from tollway.config.models import ApiKeys
+    from tollway.table.auth import ApiKeys
 
 PREFIX = "tw1_"
 MAC_CHARS = 16
@@ -105,9 +105,8 @@ class KeyVerifier:
     """Turns a presented key into its active record, or raises a 401.
 
     Only a key whose MAC holds (or, with `legacy_keys`, whose old checksum holds) reaches
-    the caches and the table; `extra_keys` are keys outside the issued format that may
-    still be looked up (the dev server's demo key). Without a `mac` (no key secret is
-    configured) no signed key is accepted.
+    the caches and the table: no string of another shape is ever looked up. Without a `mac`
+    (no key secret is configured) no signed key is accepted.
     """
 
     def __init__(
@@ -116,14 +115,12 @@ class KeyVerifier:
         options: ApiKeys,
         *,
         mac: KeyMac | None = None,
-        extra_keys: Collection[str] = (),
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.mac = mac
         self.legacy = options.legacy_keys
-        self.extra_keys = frozenset(extra_keys)
         self.clock = clock
         self.found: ExpiringLru[KeyRecord] = ExpiringLru(options.cache_size, options.cache_ttl_s, monotonic)
         # A separate map: a flood of unknown keys cannot evict the keys of real consumers.
@@ -135,9 +132,7 @@ class KeyVerifier:
         """Whether `key` may be one the gateway issued: no table read for any other string."""
         if key.startswith(PREFIX):
             return self.mac is not None and self.mac.key_id(key) is not None
-        if self.legacy and legacy_key_id(key) is not None:
-            return True
-        return key in self.extra_keys
+        return self.legacy and legacy_key_id(key) is not None
 
     async def verify(self, key: str, *, deadline: float | None = None) -> KeyRecord:
         digest = key_hash(key)

@@ -1,16 +1,19 @@
 """The keys table (see KeysTable in template.yaml): one item per API key, keyed by its hash.
 
 The key itself is never stored; `key_id` is the public handle that `tollway keys` and the
-logs use. This module is the only one that writes or reads the table's items:
+logs use. This module holds the item's shape and the request path's read:
 
+    KeyRecord   one key's item, both ways
     KeyLookup   the request path: one strongly consistent GetItem through the async
                 DynamoDB caller the quota uses (tollway.aws.dynamodb), within the deadline
-    KeyStore    the tools (`tollway keys`, the dev demo consumer): boto3, blocking
+
+The tools (`tollway keys`, the dev demo consumer) write and list items through boto3, off
+the request path: tollway.tools.keystore.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -87,7 +90,7 @@ class KeyRecord:
         return item
 
 
-def _key(key_hash: str) -> dict[str, Any]:
+def item_key(key_hash: str) -> dict[str, Any]:
     return {"key_hash": {"S": key_hash}}
 
 
@@ -102,67 +105,10 @@ class KeyLookup:
         """The key's record, None if the table has none; raises AwsError."""
         # Strongly consistent: a key used the second after `keys create` must not be
         # read as missing and then held in the negative cache.
-        body = orjson.dumps({"TableName": self.table, "Key": _key(key_hash), "ConsistentRead": True})
+        body = orjson.dumps({"TableName": self.table, "Key": item_key(key_hash), "ConsistentRead": True})
         answer = await self.caller.call("GetItem", body, deadline=deadline)
         item = answer.get("Item")
         return KeyRecord.from_item(item) if item else None
-
-
-class KeyStore:
-    """The keys table for tools, through a boto3 client."""
-
-    def __init__(self, dynamodb: Any, table: str) -> None:
-        self.dynamodb = dynamodb
-        self.table = table
-
-    def get(self, key_hash: str) -> KeyRecord | None:
-        response = self.dynamodb.get_item(TableName=self.table, Key=_key(key_hash), ConsistentRead=True)
-        item = response.get("Item")
-        return KeyRecord.from_item(item) if item else None
-
-    def put(self, record: KeyRecord) -> None:
-        self.dynamodb.put_item(
-            TableName=self.table,
-            Item=record.to_item(),
-            ConditionExpression="attribute_not_exists(key_hash)",
-        )
-
-    def by_key_id(self, key_id: str) -> KeyRecord | None:
-        response = self.dynamodb.query(
-            TableName=self.table,
-            IndexName="by_key_id",
-            KeyConditionExpression="key_id = :id",
-            ExpressionAttributeValues={":id": {"S": key_id}},
-        )
-        items = response.get("Items", [])
-        return KeyRecord.from_item(items[0]) if items else None
-
-    def revoke(self, record: KeyRecord, when: datetime) -> None:
-        self.dynamodb.update_item(
-            TableName=self.table,
-            Key=_key(record.key_hash),
-            UpdateExpression="SET #status = :revoked, revoked_at = :when",
-            ConditionExpression="attribute_exists(key_hash)",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={":revoked": {"S": REVOKED}, ":when": {"S": iso(when)}},
-        )
-
-    def list(self, consumer: str | None = None) -> list[KeyRecord]:
-        records = [KeyRecord.from_item(item) for item in self._items(consumer)]
-        return sorted(records, key=lambda r: (r.consumer, r.created_at, r.key_id))
-
-    def _items(self, consumer: str | None) -> Iterator[dict[str, Any]]:
-        if consumer is None:
-            pages = self.dynamodb.get_paginator("scan").paginate(TableName=self.table)
-        else:
-            pages = self.dynamodb.get_paginator("query").paginate(
-                TableName=self.table,
-                IndexName="by_consumer",
-                KeyConditionExpression="consumer = :c",
-                ExpressionAttributeValues={":c": {"S": consumer}},
-            )
-        for page in pages:
-            yield from page.get("Items", [])
 
 
 def new_record(

@@ -10,7 +10,8 @@
                            answers
     tollway.aws.dynamodb   DynamoCaller (async, on the shared HTTP transport, within a
                            deadline, answers checked against `x-amz-crc32`) for the request
-                           path; BotoCaller (blocking) for tools
+                           path (tollway.tools.boto.BotoCaller: the same calls through boto3,
+                           blocking, for tools)
     tollway.aws.blocking   BlockingCaller: one service's calls on one kept connection,
                            synchronous (the usage sender's thread, the init)
     tollway.aws.sqs        LeanSqs: SendMessageBatch

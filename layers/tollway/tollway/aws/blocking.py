@@ -2,9 +2,13 @@
 
 For the calls made outside the event loop: the usage sender (`tollway.aws.sqs`: the Lambda
 extension's thread, `BackgroundFlusher`'s worker thread) and the key secret read at init
-(`tollway.aws.secrets`), where there is no running loop for the container's shared
-transport. A call is one orjson body, the SigV4 of `tollway.aws.protocol`, one POST with
-`http.client` and one orjson parse: no botocore.
+(`tollway.aws.secrets`). Why not the container's exchanger (tollway/transport), the one
+stack of the request path: its aiohttp session belongs to the event loop it was made in,
+and neither caller has that loop. The extension's thread runs while the router's loop is
+idle between invocations (running a coroutine there would mean running that loop from a
+second thread), and the init runs before any loop exists. A call is one orjson body, the
+SigV4 of `tollway.aws.protocol`, one POST with the standard library's `http.client` and
+one orjson parse: no botocore, no second HTTP library.
 
 One connection per caller (a lock serializes callers); connect timeout 1 s, read 2 s by
 default. A request that fails on a connection already used before (the service or a proxy

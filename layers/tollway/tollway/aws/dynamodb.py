@@ -29,8 +29,8 @@ can make the retry count a request twice: counters then err towards rejecting, n
 towards admitting.
 
 Credentials are the session's credential chain (`tollway.aws.credentials(environ)`), frozen per
-call, so refreshable ones stay valid. `BotoCaller` makes the same calls through botocore
-(blocking): for tools and tests, not the request path.
+call, so refreshable ones stay valid. `tollway.tools.boto.BotoCaller` makes the same calls
+through botocore (blocking): for tools and tests, not the request path.
 """
 
 from __future__ import annotations
@@ -42,8 +42,6 @@ import zlib
 from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import urlsplit
-
-import orjson
 
 from tollway.aws.clock import AwsClock
 from tollway.aws.errors import CRC32_MISMATCH, TRANSIENT, AwsError
@@ -153,30 +151,3 @@ def _crc32_matches(content: bytes, checksum: str) -> bool:
         return zlib.crc32(content) == int(checksum)
     except ValueError:  # botocore fails the call with it: a damaged header is a damaged answer
         return False
-
-
-class BotoCaller:
-    """The same calls through a boto3 client: blocking, botocore's cost; for tools and tests."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-
-    async def call(
-        self, operation: str, body: bytes, *, deadline: float | None = None, resend: bool = True
-    ) -> dict[str, Any]:
-        from botocore import xform_name
-        from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
-
-        method = getattr(self.client, xform_name(operation))
-        try:
-            return method(**orjson.loads(body))
-        except ClientError as error:
-            response: dict[str, Any] = error.response  # type: ignore[assignment]
-            code = response.get("Error", {}).get("Code", "BadResponse")
-            raise AwsError(
-                code, response, response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            ) from error
-        except ReadTimeoutError as error:
-            raise AwsError("Timeout") from error
-        except BotoCoreError as error:
-            raise AwsError("ConnectionError") from error

@@ -18,9 +18,10 @@ from pathlib import Path
 
 from tollway import aws
 from tollway.auth.keys import KeyMac, key_hash
-from tollway.auth.store import REVOKED, KeyRecord, KeyStore, new_record
+from tollway.auth.store import REVOKED, KeyRecord, new_record
 from tollway.commands.common import CommandError, add_stack_flags, need, use_target
 from tollway.config.load import load_infra
+from tollway.tools.keystore import KeyStore
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 _DURATION = re.compile(r"^(\d+)([smhdw])$")

@@ -4,9 +4,11 @@ runs pydantic validation.
 `sam build` runs `tollway routes check --write-table` (build.mk): the sources are checked
 for every stage, and each stage's `CompiledConfig` is pickled into the function's copy of
 the infra folder (`TABLE_NAME`). Pickle, because it carries whatever fields the compiled
-dataclasses have, with no schema of its own to keep in step; a value that cannot be
-pickled as is says how to rebuild itself (`RequestValidator.__reduce__` recompiles its
-JSON Schemas; a read-only mapping becomes one again, see `_Pickler`).
+dataclasses have, with no schema of its own to keep in step: the table holds only the
+route table's own types (tollway.table; no pydantic model), so what is loaded is exactly
+what `compile_infra` returns. A value that cannot be pickled as is says how to rebuild
+itself (`RequestValidator.__reduce__` recompiles its JSON Schemas; a read-only mapping
+becomes one again, see `_Pickler`).
 
 The first line of the file is a header: a format version and a fingerprint of everything
 the pickle depends on, i.e. every file of the infra folder and every module of the
@@ -34,10 +36,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from tollway.config.compile import CompiledConfig, service_overrides
+from tollway.config.compile import service_overrides
 from tollway.config.errors import ConfigError, ConfigProblem
 from tollway.config.protos import COMPILED, PROTOS, write_compiled
-from tollway.config.record import from_model
+from tollway.table.routes import CompiledConfig
 
 TABLE_NAME = ".compiled-routes.pickle"
 FORMAT = b"tollway-route-table/1"
@@ -73,17 +75,11 @@ def _read_only(items: dict[Any, Any]) -> MappingProxyType:
 class _Pickler(pickle.Pickler):
     def __init__(self, file: Any) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
-        from pydantic import BaseModel  # only the writer (build time) needs it
-
-        self.model_type = BaseModel
 
     def reducer_override(self, obj: Any) -> Any:
         # The compiled tables are read-only views, which pickle cannot name: rebuild them.
         if type(obj) is MappingProxyType:
             return _read_only, (dict(obj),)
-        # Validated models become records: loading them needs no pydantic (config/record.py).
-        if isinstance(obj, self.model_type):
-            return from_model(obj).__reduce__()
         return NotImplemented
 
 

@@ -1,105 +1,63 @@
-"""Cross-file rules, then the immutable tables the request path reads.
+"""Cross-file rules, then the immutable route table the request path reads (tollway.table).
 
 `compile_infra` is the only entry: it loads, validates and compiles an infra folder for
 one stage, and raises `ConfigError` listing every problem. Nothing at request time
-re-reads or re-validates config.
+re-reads or re-validates config. The table holds no pydantic model: each validated model
+becomes the table's own type of it (`tabled`), so a table compiled here and one loaded
+from the build's file (config/artifact.py) are made of the same types.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from tollway.config.errors import ConfigError, ConfigProblem
-from tollway.discovery.target import ServiceTarget, is_grpc, parse_target
+from tollway.table.auth import ApiKeys, JwtIssuer
+from tollway.table.plans import Plan, Price, Quota, Rate, StripeMeter
+from tollway.table.routes import (
+    Breaker,
+    Cache,
+    CompiledBackend,
+    CompiledConfig,
+    CompiledRoute,
+    Defaults,
+    Retry,
+)
+from tollway.table.targets import ServiceTarget, is_grpc, parse_target
 
 if TYPE_CHECKING:
     # Only the compiler needs these: a Lambda loading the built table (config/artifact.py)
     # imports neither the YAML loader nor the models it does not hold, nor the policies.
+    from tollway.config import models
     from tollway.config.load import Loaded, LoadedRoute
-    from tollway.config.models import (
-        Backend,
-        Breaker,
-        Cache,
-        Defaults,
-        Gateway,
-        JwtIssuer,
-        Metering,
-        Plan,
-        Retry,
-        Route,
-    )
-    from tollway.config.protos import GrpcMethod, ProtoSet
-    from tollway.config.templates import Template
-    from tollway.policy.cors import CorsPolicy
-    from tollway.policy.ip import IpPolicy
-    from tollway.policy.validation import RequestValidator
-    from tollway.quota.metering import CostSpec
+    from tollway.config.models import Backend, Metering, Route
+    from tollway.config.protos import ProtoSet
+    from tollway.policy.metering import CostSpec
+    from tollway.table.grpc import GrpcMethod
+
+# The route table's type of each validated model (by the model's class name).
+TABLE_TYPES: dict[str, type] = {
+    kind.__name__: kind
+    for kind in (Plan, Rate, Quota, Price, StripeMeter, JwtIssuer, ApiKeys, Defaults, Retry, Breaker, Cache)
+}
 
 
-@dataclass(frozen=True, slots=True)
-class CompiledBackend:
-    name: str
-    service: str
-    target: ServiceTarget | None  # None: the service has no URL in this stage
-    path: Template
-    query: tuple[tuple[str, Template], ...]
-    method: str | None  # None: the caller's method
-    headers: tuple[tuple[str, Template], ...]
-    body: Any  # a JSON template, or None to forward the caller's body
-    timeout_s: float
-    required: bool
-    pick: tuple[str, ...] | None
-    rename: Mapping[str, str]
-    depends_on: frozenset[str]
-    retry: Retry
-    breaker: Breaker
-    cache: Cache | None
-    pinned: frozenset[str] = frozenset()  # query names the config sets, case-folded: the caller's are dropped
-    grpc: GrpcMethod | None = None  # a gRPC backend's method (SPEC §7); None: an HTTP backend
-    idempotent: bool = False  # a gRPC call may be retried
+def tabled(model: Any) -> Any:
+    """A validated model as the route table's type of it, nested models and lists included."""
+    kind = TABLE_TYPES[type(model).__name__]
+    return kind(**{f.name: _tabled_value(getattr(model, f.name)) for f in dataclasses.fields(kind)})
 
 
-@dataclass(frozen=True, slots=True)
-class CompiledRoute:
-    id: str
-    team: str
-    path: str
-    methods: frozenset[str]
-    auth: frozenset[str]
-    public: bool
-    scopes: frozenset[str]
-    cost: int
-    timeout_s: float
-    compose: str
-    backends: tuple[CompiledBackend, ...]  # in an order where dependencies come first
-    quota_failure: str
-    max_body_bytes: int
-    max_response_bytes: int
-    forward_scopes: bool
-    cache: Cache | None
-    ip: IpPolicy | None = None
-    cors: CorsPolicy | None = None
-    validator: RequestValidator | None = None
-    greedy: str | None = None  # the `{name+}` parameter: its value may hold `/`
-    metering: CostSpec | None = None  # cost read from the answer (tollway.quota.metering)
-
-
-@dataclass(frozen=True, slots=True)
-class CompiledConfig:
-    stage: str
-    routes: tuple[CompiledRoute, ...]
-    plans: Mapping[str, Plan]
-    issuers: tuple[JwtIssuer, ...]
-    gateway: Gateway
-    services: Mapping[str, str]  # each service's URLs (comma-separated) or discovery reference
-
-    @property
-    def defaults(self) -> Defaults:
-        return self.gateway.defaults
+def _tabled_value(value: Any) -> Any:
+    if hasattr(type(value), "model_fields"):  # a pydantic model (not imported here: see above)
+        return tabled(value)
+    if isinstance(value, list):
+        return tuple(_tabled_value(v) for v in value)
+    return value
 
 
 def greedy_param(path: str) -> str | None:
@@ -257,7 +215,7 @@ def _compile(
                     max_body_bytes=gateway.defaults.max_body_bytes,
                     max_response_bytes=gateway.defaults.max_response_bytes,
                     forward_scopes=route.forward_scopes,
-                    cache=route.cache,
+                    cache=tabled(route.cache) if route.cache is not None else None,
                     ip=ip,
                     cors=cors,
                     validator=validator,
@@ -268,15 +226,16 @@ def _compile(
     return CompiledConfig(
         stage=stage,
         routes=tuple(compiled),
-        plans=MappingProxyType(dict(plans.plans)),
-        issuers=tuple(gateway.auth.jwt),
-        gateway=gateway,
+        plans=MappingProxyType({name: tabled(plan) for name, plan in plans.plans.items()}),
+        issuers=tuple(tabled(issuer) for issuer in gateway.auth.jwt),
+        defaults=tabled(gateway.defaults),
+        api_keys=tabled(gateway.auth.api_keys),
         services=MappingProxyType({name: str(target) for name, target in services.items()}),
     )
 
 
 def cost_spec(metering: Metering) -> CostSpec:
-    from tollway.quota.metering import CostSpec, Estimate, Term
+    from tollway.policy.metering import CostSpec, Estimate, Term
 
     estimate = metering.estimate
     return CostSpec(
@@ -291,8 +250,8 @@ def cost_spec(metering: Metering) -> CostSpec:
     )
 
 
-def _check_vary(cache: Cache | None, where: str, problem, at: tuple) -> None:
-    from tollway.http.headers import to_backend
+def _check_vary(cache: models.Cache | None, where: str, problem, at: tuple) -> None:
+    from tollway.core.headers import to_backend
 
     for name in cache.vary if cache is not None else ():
         if not to_backend(name.lower()):
@@ -302,7 +261,7 @@ def _check_vary(cache: Cache | None, where: str, problem, at: tuple) -> None:
 def _compile_backends(
     lr, services, known_services, defaults, problem, protos=None
 ) -> tuple[CompiledBackend, ...] | None:
-    from tollway.config.templates import Template, json_template_refs, parse_json_template
+    from tollway.table.templates import Template, json_template_refs, parse_json_template
 
     route: Route = lr.route
     params = {s[1:-1].removesuffix("+") for s in route.path.split("/") if s.startswith("{")}
@@ -391,9 +350,9 @@ def _compile_backends(
             pick=tuple(b.pick) if b.pick is not None else None,
             rename=MappingProxyType(dict(b.rename)),
             depends_on=frozenset(deps[b.name]),
-            retry=b.retry,
-            breaker=b.breaker,
-            cache=b.cache,
+            retry=tabled(b.retry),
+            breaker=tabled(b.breaker),
+            cache=tabled(b.cache) if b.cache is not None else None,
             grpc=method,
             idempotent=b.idempotent,
         )

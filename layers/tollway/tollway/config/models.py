@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tollway.config.protos import METHOD_NAME
-from tollway.discovery.target import parse_target
+from tollway.table.targets import parse_target
 
 # API Gateway's HTTP API integration limit is the ceiling for any deadline.
 MAX_TIMEOUT_MS = 30_000

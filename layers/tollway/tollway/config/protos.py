@@ -20,16 +20,16 @@ Nothing here imports protobuf or grpcio-tools at module level: a route table tha
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib.util
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tollway.config.errors import ConfigProblem
+from tollway.table.grpc import GrpcMethod, pool_of
 
 PROTOS = "protos"  # the folder under infra/
 COMPILED = ".compiled-protos.binpb"  # in a built function's infra/protos (config/artifact.py)
@@ -49,22 +49,6 @@ WELL_KNOWN = frozenset(
         *("BoolValue", "StringValue", "BytesValue"),
     )
 )
-
-
-@dataclass(frozen=True, slots=True)
-class GrpcMethod:
-    """One unary or server-streaming method, with the descriptors that define its messages."""
-
-    name: str  # "acme.catalog.v1.Catalog/GetItem"
-    request: str  # the request message's full name
-    response: str  # the reply message's full name
-    server_streaming: bool
-    descriptors: bytes = field(repr=False)  # the serialized FileDescriptorSet of infra/protos
-
-    @property
-    def path(self) -> str:
-        """The HTTP/2 path a call goes to: /<package>.<Service>/<Method>."""
-        return "/" + self.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,18 +154,6 @@ def compile_protos(root: Path, files: list[str]) -> tuple[bytes | None, list[tup
         line = int(m.groupdict().get("line") or 1)
         errors.append((file, line, m.group("message")))
     return None, errors or [("", 1, f"protoc failed (exit {done.returncode})")]
-
-
-@functools.lru_cache(maxsize=8)
-def pool_of(descriptors: bytes) -> Any:
-    """A protobuf DescriptorPool of the FileDescriptorSet (its own pool: never the default
-    one, whose names a deployment's protos could clash with)."""
-    from google.protobuf import descriptor_pb2, descriptor_pool
-
-    pool = descriptor_pool.DescriptorPool()
-    for file in descriptor_pb2.FileDescriptorSet.FromString(descriptors).file:
-        pool.Add(file)
-    return pool
 
 
 def resolve(protos: ProtoSet | None, name: str) -> GrpcMethod | str:

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from tollway.config import artifact
-from tollway.config.compile import CompiledConfig
 from tollway.deploy.probes import Probe, probes
 from tollway.deploy.routes import summary
+from tollway.table.routes import CompiledConfig
 
 # Probes run side by side: a deploy should not wait a second per route.
 PARALLEL = 8

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from tollway.config.compile import CompiledConfig, CompiledRoute
+from tollway.table.routes import CompiledConfig, CompiledRoute
 
 PARAM_VALUE = "tollway-probe"
 USER_AGENT = "tollway-pre-traffic-hook"

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tollway.config.compile import CompiledConfig, CompiledRoute
-from tollway.config.templates import Template
+from tollway.table.routes import CompiledConfig, CompiledRoute
+from tollway.table.templates import Template
 
 Summary = dict[str, dict[str, Any]]
 

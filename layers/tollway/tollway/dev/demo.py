@@ -2,12 +2,14 @@
 
 The dev key secret is made by `provision` (a random value in the emulator's Secrets
 Manager, `TOLLWAY_KEY_SECRET_ID` in dev.env), so keys from `tollway keys create` verify
-exactly as on a stack; the demo key itself is outside the signed format and accepted only
-where `TOLLWAY_DEMO_KEY` is set.
+exactly as on a stack. The demo consumer's key is one of them, issued at each start
+(`issue_demo_key`); callers name it `demo-key` (`$TOLLWAY_DEMO_KEY`), which only
+`tollway dev`'s front (tollway.dev.front) knows.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,25 +18,24 @@ from typing import Any
 import boto3
 
 from tollway.auth.keys import key_hash
-from tollway.auth.store import ACTIVE, KeyRecord, KeyStore
+from tollway.auth.secret import load_key_mac
+from tollway.auth.store import new_record
+from tollway.tools.keystore import KeyStore
 
 DEMO_CONSUMER = "demo"
 DEMO_PLAN = "free"
 DEMO_SCOPES = ("users:read", "profile:read", "chat:write")
 
 
-def create_demo_consumer(env: dict[str, str], infra: Path, key: str) -> None:
-    """The demo consumer's key, stored the way `tollway keys create` stores one (hashed)."""
-    record = KeyRecord(
-        key_hash=key_hash(key),
-        key_id="demo",
-        consumer=DEMO_CONSUMER,
-        plan=DEMO_PLAN,
-        scopes=DEMO_SCOPES,
-        status=ACTIVE,
-        created_at=datetime.now(UTC).isoformat(),
-    )
+def issue_demo_key(env: dict[str, str]) -> str:
+    """A real key for the demo consumer, issued as `tollway keys create` issues one: signed
+    under the dev key secret, stored hashed. The gateway knows no demo: `tollway dev` puts
+    this key in place of the demo key's name in front of it (tollway.dev.front)."""
+    environ = {**os.environ, **env}
+    key, key_id = load_key_mac(env["TOLLWAY_KEY_SECRET_ID"], environ).new_key()
+    record = new_record(key_hash(key), key_id, DEMO_CONSUMER, DEMO_PLAN, DEMO_SCOPES, datetime.now(UTC), None)
     KeyStore(boto3.client("dynamodb"), env["TOLLWAY_KEYS_TABLE"]).put(record)
+    return key
 
 
 # How often `tollway dev` runs the usage true-up (on AWS: every 5 minutes).
@@ -48,8 +49,8 @@ def start_usage_pipeline(env: dict[str, str], infra: Path, sqs: Any = None) -> C
     `tollway dev` runs it in a sidecar process of its own (tollway.dev.sidecar).
     """
     from tollway.dev.sqs_poller import start_poller
+    from tollway.functions.usage import build_handler
     from tollway.settings import Settings
-    from tollway.usage.consumer import build_handler
     from tollway.usage.trueup import Every, build_true_up
 
     settings = Settings.from_environ(env, infra)

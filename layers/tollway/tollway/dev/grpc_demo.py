@@ -15,7 +15,7 @@ from concurrent import futures
 from typing import Any
 from urllib.parse import urlsplit
 
-from tollway.config.compile import CompiledConfig
+from tollway.table.routes import CompiledConfig
 
 SERVICE = "acme.catalog.v1.Catalog"
 DEMO_GRPC_SERVICES = {"catalog": SERVICE}
@@ -75,7 +75,7 @@ def serve(spec: dict[str, Any]) -> tuple[dict[str, Any], Callable[[], None]]:
     import grpc
     from google.protobuf import json_format, message_factory
 
-    from tollway.config.protos import pool_of
+    from tollway.table.grpc import pool_of
 
     pool = pool_of(base64.b64decode(spec["descriptors"]))
 

@@ -17,9 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tollway.config.compile import CompiledConfig, compile_infra
+from tollway.config.compile import compile_infra
 from tollway.config.errors import ConfigError
 from tollway.http.app import GatewayApp
+from tollway.table.routes import CompiledConfig
 
 WATCHED = {".yaml", ".yml", ".json", ".proto"}  # what the loader reads; not an editor's swap files
 POLL_S = 0.5

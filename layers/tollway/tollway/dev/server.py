@@ -34,7 +34,7 @@ from tollway.dev.preflight import check_infra, check_ports, check_template, find
 from tollway.dev.serve import free_port, server_config
 from tollway.dev.sidecar import launch
 from tollway.dev.template import provision
-from tollway.discovery.target import parse_target
+from tollway.table.targets import parse_target
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "dev",
@@ -80,6 +80,7 @@ class DevStack:
     gateway_url: str
     template: Path
     stoppers: list[Callable[[], None]] = field(default_factory=list)
+    demo_key: str | None = None  # the real key issued to the demo consumer at start
 
     def stop(self) -> None:
         while self.stoppers:
@@ -235,9 +236,9 @@ def _start_sidecars(
         "usage", {"env": env, "infra": str(options.infra), "name": "usage function"}, name="usage function"
     )
     stack.stoppers.append(usage.stop)
-    from tollway.dev.demo import create_demo_consumer
+    from tollway.dev.demo import issue_demo_key
 
-    create_demo_consumer(env, options.infra, options.demo_key)
+    stack.demo_key = issue_demo_key(env)
     if served is not None:
         served.wait_ready()
     if catalog is not None:
@@ -250,8 +251,6 @@ def _gateway(options: DevOptions, stack: DevStack) -> uvicorn.Server:
     from tollway.dev.reload import ReloadingApp
     from tollway.settings import Settings
 
-    # The router accepts the demo key only where this is set: `tollway dev`, never a stack.
-    os.environ["TOLLWAY_DEMO_KEY"] = options.demo_key
     say(f"starting the gateway on {stack.gateway_url}")
     settings = Settings.from_environ(os.environ, options.infra)
     app = ReloadingApp(
@@ -262,6 +261,12 @@ def _gateway(options: DevOptions, stack: DevStack) -> uvicorn.Server:
         dict(os.environ),
         say=say,
     )
+    if stack.demo_key is not None:
+        # The gateway is the production one and knows no demo key: the front swaps the demo
+        # key's name for the real key issued at start (tollway/dev/front.py).
+        from tollway.dev.front import DemoKeyFront
+
+        app = DemoKeyFront(app, options.demo_key, stack.demo_key)
     # uvloop and httptools, as the bare worker of `make bench`, with an edge's limits on what
     # a caller may send and hold (tollway/dev/serve.py; README, "Serving the gateway").
     return uvicorn.Server(server_config(app, options.host, options.port, lifespan="on"))

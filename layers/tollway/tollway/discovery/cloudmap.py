@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tollway.discovery.target import parse_urls
+from tollway.table.targets import parse_urls
 
 
 def instance_url(attributes: Mapping[str, str]) -> str | None:

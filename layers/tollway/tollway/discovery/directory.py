@@ -2,6 +2,12 @@
 
 Built once per container by `build_app`, which resolves every reference before the first
 request (one blocking lookup each); after that, the request path only reads.
+
+The lookups use boto3 (SSM's GetParameter, Cloud Map's DiscoverInstances), not the
+container's exchanger: they run at init and in background threads (resolver.py), never on
+a request's path, where no event loop is theirs; they are rare (one per reference every
+30 s) and read paginated answers botocore already parses. boto3 is loaded only for a route
+table with `ssm:` or `cloudmap:` services.
 """
 
 from __future__ import annotations
@@ -10,9 +16,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from tollway.config.compile import CompiledConfig
 from tollway.discovery.resolver import Resolver, Spawn, in_thread
-from tollway.discovery.target import Reference
+from tollway.table.routes import CompiledConfig
+from tollway.table.targets import Reference
 
 TTL_S = 30.0
 RETRY_S = 5.0

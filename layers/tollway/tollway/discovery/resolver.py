@@ -16,8 +16,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from tollway.discovery.target import Reference
 from tollway.observability import logger
+from tollway.table.targets import Reference
 
 Lookup = Callable[[str], tuple[str, ...]]  # blocking: a reference's name -> its instance URLs
 Spawn = Callable[[Callable[[], None]], None]

@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.parameters import SSMProvider
 
-from tollway.discovery.target import parse_urls
+from tollway.table.targets import parse_urls
 
 
 class SsmLookup:

@@ -13,14 +13,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
+from tollway.core.headers import request_id, well_formed
+from tollway.core.messages import Request, Response
+from tollway.core.problems import problem_response
+from tollway.core.trace import trace_context
 from tollway.errors import BadRequest, PayloadTooLarge
-from tollway.http.headers import request_id, well_formed
-from tollway.http.messages import Request, Response
-from tollway.http.problems import problem_response
-from tollway.http.routing import canonical_path
-from tollway.http.trace import trace_context
+from tollway.gateway import Gateway
 from tollway.observability import bind_request_id
-from tollway.pipeline import Gateway
+from tollway.routing import canonical_path
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]

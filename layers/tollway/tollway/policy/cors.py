@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tollway.http.messages import Response
+from tollway.core.messages import Response
 
 # Fields a browser script may read on top of the CORS-safelisted ones.
 ALWAYS_EXPOSED = ("x-request-id", "ratelimit", "ratelimit-policy", "retry-after", "tollway-partial")
@@ -49,13 +49,12 @@ class CorsPolicy:
         fields.append(("access-control-max-age", str(self.max_age_s)))
         return Response(204, fields)
 
-    def decorate(self, origin: str | None, response: Response) -> None:
-        # The route's policy is the only word: a proxied backend's own grant (one that
-        # reflects any origin, with credentials, say) would stand beside or for the gateway's.
-        # Also on an answer to no Origin: a browser's or a CDN's cache may hand it to a script.
-        response.headers = [(k, v) for k, v in response.headers if not k.startswith("access-control-")]
+    def fields(self, origin: str | None) -> list[tuple[str, str]]:
+        """What an answer (errors included) to a request from `origin` carries: the grant for an
+        allowed origin; for another origin, or none, only `Vary: Origin` (another Origin gets
+        another answer: a browser's or a CDN's cache must not hand this one to a script)."""
         if origin is not None and self.allows(origin):
-            response.headers.extend(self._origin_fields(origin))
-            response.headers.append(("access-control-expose-headers", ", ".join(self.expose)))
-        elif not ("*" in self.origins and not self.credentials):
-            response.headers.append(("vary", "Origin"))  # another Origin gets another answer
+            return [*self._origin_fields(origin), ("access-control-expose-headers", ", ".join(self.expose))]
+        if "*" in self.origins and not self.credentials:
+            return []
+        return [("vary", "Origin")]

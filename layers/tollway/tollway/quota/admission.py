@@ -1,11 +1,16 @@
-"""The admit step: spend the principal's plan for one request, in one DynamoDB round trip.
+"""Admission: spend the principal's plan for one request, in one DynamoDB round trip.
+
+`QuotaAdmission.spend(ctx)` is one request's `Spend`. The admit step (tollway.pipeline) runs
+it, and after the answer settles it and states what is left (`remaining`: the `RateLimit`
+field); the plan step states the plan (`policy`: `RateLimit-Policy`) on every authenticated
+answer. Those two are the only writers of the RateLimit fields.
 
 The round trip is awaited (tollway.aws.dynamodb, on the container's shared HTTP transport)
 within the route's deadline, so under uvicorn other requests run while it is on the wire.
 
     remembered exhausted? -> 429, no call
     pick a shard          -> one conditional UpdateItem (tollway.quota.store)
-    admitted              -> RateLimit fields on the response
+    admitted              -> the item's counters, stated as `RateLimit`
     condition failed      -> remember it until the window ends; 429 naming the limit
     DynamoDB unavailable  -> the route's quota_failure: closed 503, open admit uncounted
 
@@ -20,9 +25,9 @@ plan are estimates (the shard's remaining times S).
 Admission comes last among the gateway's own checks (pipeline.route_steps): what the gateway
 refuses by itself is refused before this step spends anything. A request it still refuses
 after admission without calling any backend (the deadline passed during the quota call, a
-breaker opened meanwhile) is refunded exactly: `settle` with a cost of 0.
+breaker opened meanwhile) is refunded exactly: the admit step settles it at a cost of 0.
 
-Metered routes (`metering`, tollway.quota.metering): admission spends the request's
+Metered routes (`metering`, tollway.policy.metering): admission spends the request's
 reservation, and `settle` queues the difference to the answer's actual cost
 (tollway.quota.settle), sent after the response. Since that can return units, a
 remembered full quota is trusted for `recheck_s` only when the config has metered routes.
@@ -37,17 +42,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from tollway.auth.principal import Principal
+from tollway.core.context import Context
+from tollway.core.principal import Principal
 from tollway.errors import Forbidden, ServiceUnavailable, TooManyRequests
 from tollway.observability import count, logger
-from tollway.pipeline import Exchange
 from tollway.quota import limits
 from tollway.quota.memory import CounterMemory
 from tollway.quota.settle import Settlement, Settlements
 from tollway.quota.store import Budget, Counters, Exhausted, QuotaStore, StoreUnavailable, counter_pk
 
 if TYPE_CHECKING:
-    from tollway.config.models import Plan
+    from tollway.table.plans import Plan
+    from tollway.table.routes import CompiledRoute
 
 # How long a remembered full quota is believed when settles can return units.
 RECHECK_S = 1.0
@@ -56,10 +62,10 @@ RECHECK_S = 1.0
 LATE_ANSWER_S = 2.0
 
 
-def reservation(ex: Exchange) -> int:
+def reservation(ctx: Context[CompiledRoute]) -> int:
     """Units admission spends for this request: the route's cost, or a metered route's reservation."""
-    route = ex.route
-    return route.metering.reservation(ex.request.body, route.cost) if route.metering else route.cost
+    route = ctx.route
+    return route.metering.reservation(ctx.request.body, route.cost) if route.metering else route.cost
 
 
 class QuotaAdmission:
@@ -81,64 +87,28 @@ class QuotaAdmission:
         # Metered routes can return units: a remembered full quota is then rechecked.
         self.recheck_s = RECHECK_S if refunds else None
         self.settlements = Settlements(store, self.memory, now=now)
+        # Each plan's `RateLimit-Policy`, made for the quota period it was made in.
+        self._policies: dict[str, tuple[float, float, list[tuple[str, str]]]] = {}
 
-    async def admit(self, ex: Exchange) -> None:
-        plan = self.plans.get(ex.principal.plan)
-        if plan is None:
-            raise Forbidden(f"plan {ex.principal.plan!r} is not offered")
-        cost = reservation(ex)
-        # A request known to cost nothing needs no write on a plan without a rate limit; a metered
-        # one is known only after its answer, so it always gets one (its settle corrects that item).
-        if plan.rate is None and (plan.quota is None or (cost == 0 and ex.route.metering is None)):
-            self._admit(ex, cost, [])  # nothing to count
-            if plan.quota is not None:
-                policy = limits.policy_field(None, plan.quota, limits.period(self.now(), plan.quota.per))
-                ex.extra_headers.append(("ratelimit-policy", policy))
-            return
-        await Spend(self, plan, ex).run()
+    def spend(self, ctx: Context[CompiledRoute]) -> Spend:
+        """This request's admission, not yet run (the admit step runs it: tollway.pipeline)."""
+        return Spend(self, ctx)
 
     def policy(self, principal: Principal) -> list[tuple[str, str]]:
-        """`RateLimit-Policy` of the principal's plan, for an authenticated answer that never
-        reached this step (a missing scope, an invalid body): the plan, without a count."""
+        """`RateLimit-Policy` of the principal's plan, stated on every authenticated answer
+        (the plan step, tollway.pipeline): the plan, without a count. Made once per plan and
+        quota period."""
         plan = self.plans.get(principal.plan)
         if plan is None or (plan.rate is None and plan.quota is None):
             return []
-        counter = limits.counter_period(self.now(), plan)
-        return [
-            ("ratelimit-policy", limits.policy_field(plan.rate, plan.quota, counter if plan.quota else None))
-        ]
-
-    def settle(self, ex: Exchange) -> None:
-        """After the answer: queue the correction of what admission spent to `cost_units` (a
-        metered answer's actual cost, or 0 for a request the gateway refused without calling
-        a backend)."""
-        budget = ex.spent_on
-        delta = ex.cost_units - ex.reserved_units
-        if budget is None or delta == 0:
-            return  # not counted (no quota, or the store failed open), or exact already
-        if ex.spend is not None:
-            spend, counters = ex.spend
-            settled = replace(counters, used=counters.used + delta)
-            field = ("ratelimit", spend._limit_field(budget, settled))
-            ex.extra_headers[:] = [field if k == "ratelimit" else (k, v) for k, v in ex.extra_headers]
-        self.settlements.add(
-            Settlement(
-                pk=budget.pk,
-                delta=delta,
-                expires_at=budget.expires_at,
-                window=budget.window,
-                route_id=ex.route.id,
-                consumer_id=ex.principal.consumer_id,
-                request_id=ex.request.request_id,
-            )
-        )
-
-    @staticmethod
-    def _admit(ex: Exchange, cost: int, headers: list[tuple[str, str]]) -> None:
-        ex.admitted = True
-        ex.cost_units = cost
-        ex.reserved_units = cost
-        ex.extra_headers.extend(headers)
+        now = self.now()
+        made = self._policies.get(principal.plan)
+        if made is None or not made[0] <= now < made[1]:
+            counter = limits.counter_period(now, plan)
+            value = limits.policy_field(plan.rate, plan.quota, counter if plan.quota else None)
+            made = (counter.start, counter.end, [("ratelimit-policy", value)])
+            self._policies[principal.plan] = made
+        return made[2]
 
 
 async def _finished_by(task: asyncio.Task[Counters], seconds: float) -> bool:
@@ -162,27 +132,78 @@ async def _finished_by(task: asyncio.Task[Counters], seconds: float) -> bool:
 
 
 class Spend:
-    """One request's admission: the plan's windows at one instant, and the call."""
+    """One request's admission: the plan's windows at one instant, the call, and its settle.
 
-    def __init__(self, admission: QuotaAdmission, plan: Plan, ex: Exchange) -> None:
+    `budget` and `counters` are the counter item the request was counted on (or refused on)
+    and what it held as last seen: `remaining` states them as the `RateLimit` field."""
+
+    def __init__(self, admission: QuotaAdmission, ctx: Context[CompiledRoute]) -> None:
         self.admission = admission
-        self.plan = plan
-        self.ex = ex
-        self.cost = reservation(ex)
+        self.ctx = ctx
+        self.plan = admission.plans.get(ctx.principal.plan)
+        self.cost = reservation(ctx)
         self.now = admission.now()
-        self.counter = limits.counter_period(self.now, plan)
-        self.window = limits.window(self.now, plan.rate) if plan.rate is not None else None
-        self.policy = limits.policy_field(plan.rate, plan.quota, self.counter if plan.quota else None)
+        self.budget: Budget | None = None
+        self.counters: Counters | None = None
+        self._charged = 0  # what the counter holds for this request, as queued
+        if self.plan is not None:
+            self.counter = limits.counter_period(self.now, self.plan)
+            self.window = limits.window(self.now, self.plan.rate) if self.plan.rate is not None else None
 
     async def run(self) -> None:
+        plan = self.plan
+        if plan is None:
+            raise Forbidden(f"plan {self.ctx.principal.plan!r} is not offered")
+        # A request known to cost nothing needs no write on a plan without a rate limit; a metered
+        # one is known only after its answer, so it always gets one (its settle corrects that item).
+        if plan.rate is None and (plan.quota is None or (self.cost == 0 and self.ctx.route.metering is None)):
+            self._admitted()  # nothing to count
+            return
+        await self._count()
+
+    def settle(self) -> None:
+        """After the answer: queue the correction of what was spent to `ctx.cost_units` (a
+        metered answer's actual cost, or 0 for a request the gateway refused without calling
+        a backend); `remaining` then states the counter as it will be."""
+        delta = self.ctx.cost_units - self._charged
+        if not self.ctx.admitted or self.budget is None or delta == 0:
+            return  # not counted (no quota, or the store failed open), or exact already
+        self._charged = self.ctx.cost_units
+        if self.counters is not None:
+            self.counters = replace(self.counters, used=self.counters.used + delta)
+        budget, ctx = self.budget, self.ctx
+        self.admission.settlements.add(
+            Settlement(
+                pk=budget.pk,
+                delta=delta,
+                expires_at=budget.expires_at,
+                window=budget.window,
+                route_id=ctx.route.id,
+                consumer_id=ctx.principal.consumer_id,
+                request_id=ctx.request.request_id,
+            )
+        )
+
+    def remaining(self) -> str | None:
+        if self.budget is None:
+            return None
+        return self._limit_field(self.budget, self.counters)
+
+    def _admitted(self) -> None:
+        self.ctx.admitted = True
+        self.ctx.cost_units = self.ctx.reserved_units = self._charged = self.cost
+
+    async def _count(self) -> None:
+        assert self.plan is not None
         memory = self.admission.memory
         budgets = [self._budget(shard) for shard in range(self.plan.shards)]
         verdicts = [self._remembered(budget) for budget in budgets]
         open_ = [budget for budget, verdict in zip(budgets, verdicts, strict=True) if verdict is None]
         if not open_:
             limit = "rate" if "rate" in verdicts else "quota"
-            shown = budgets[verdicts.index(limit)]
-            raise self._rejection(limit, shown, memory.get(shown.pk))
+            self.budget = budgets[verdicts.index(limit)]
+            self.counters = memory.get(self.budget.pk)
+            raise self._rejection(limit)
         budget = open_[self.admission.choose(len(open_))] if len(open_) > 1 else open_[0]
         seen = memory.get(budget.pk)
         try:
@@ -193,19 +214,15 @@ class Spend:
                 memory.put(budget.pk, counters, self.now)
             limit = self._verdict(budget, counters) if counters is not None else None
             limit = limit or ("quota" if self.plan.rate is None else "rate")
-            raise self._rejection(limit, budget, counters) from None
+            self.budget, self.counters = budget, counters
+            raise self._rejection(limit) from None
         except StoreUnavailable as failure:
             self._unavailable(failure)
             return
         memory.put(budget.pk, counters, self.now)
-        QuotaAdmission._admit(
-            self.ex,
-            self.cost,
-            [("ratelimit-policy", self.policy), ("ratelimit", self._limit_field(budget, counters))],
-        )
-        self.ex.spent_on = budget
-        self.ex.counted_at = self.now  # the event's period is the counter's (usage/events.py)
-        self.ex.spend = (self, counters)  # `settle` restates RateLimit with the actual cost
+        self.budget, self.counters = budget, counters
+        self._admitted()
+        self.ctx.counted_at = self.now  # the event's period is the counter's (usage/events.py)
 
     async def _spend(self, budget: Budget, seen: Counters | None) -> Counters:
         """The conditional write, waited for until the deadline. A write whose answer comes
@@ -234,9 +251,9 @@ class Spend:
             delta=-self.cost,
             expires_at=budget.expires_at,
             window=budget.window,
-            route_id=self.ex.route.id,
-            consumer_id=self.ex.principal.consumer_id,
-            request_id=self.ex.request.request_id,
+            route_id=self.ctx.route.id,
+            consumer_id=self.ctx.principal.consumer_id,
+            request_id=self.ctx.request.request_id,
         )
         self.admission.settlements.add_if_counted(write, refund)
 
@@ -244,8 +261,8 @@ class Spend:
         """How long the quota call may wait: what is left of the route's deadline, or, on a
         route that fails open, half of it, so that the backends keep time for the answer the
         route promises when DynamoDB is silent."""
-        deadline = self.ex.deadline
-        if self.ex.route.quota_failure != "open":
+        deadline = self.ctx.deadline
+        if self.ctx.route.quota_failure != "open":
             return deadline
         now = time.monotonic()
         return now + max(deadline - now, 0.0) / 2
@@ -253,12 +270,12 @@ class Spend:
     def _budget(self, shard: int) -> Budget:
         plan, shards = self.plan, self.plan.shards
         return Budget(
-            pk=counter_pk(self.counter.key, shard, self.ex.principal.consumer_id),
+            pk=counter_pk(self.counter.key, shard, self.ctx.principal.consumer_id),
             expires_at=limits.expires_at(self.counter),
             quota=limits.share(plan.quota.limit, shards, shard) if plan.quota is not None else None,
             rate=limits.share(limits.burst(plan.rate), shards, shard) if plan.rate is not None else None,
             window=self.window.attribute if self.window is not None else None,
-            plan=self.ex.principal.plan,
+            plan=self.ctx.principal.plan,
         )
 
     def _remembered(self, budget: Budget) -> str | None:
@@ -313,13 +330,14 @@ class Spend:
             fields.append(("quota", remaining, limits.seconds_until(self.now, self.counter.end)))
         return limits.limit_field(fields)
 
-    def _rejection(self, limit: str, budget: Budget, counters: Counters | None) -> TooManyRequests:
-        plan = self.plan
+    def _rejection(self, limit: str) -> TooManyRequests:
+        plan, budget = self.plan, self.budget
+        assert plan is not None and budget is not None
         if limit == "quota":
             assert plan.quota is not None and budget.quota is not None
             end = self.counter.end
             if self.cost > budget.quota:
-                what = "request reserves" if self.ex.route.metering else "route costs"
+                what = "request reserves" if self.ctx.route.metering else "route costs"
                 detail = f"quota exceeded: this {what} {self.cost} units, more than the plan allows"
             else:
                 detail = (
@@ -332,15 +350,12 @@ class Spend:
             detail = (
                 f"rate limit exceeded: the plan allows {limits.burst(plan.rate)} requests per {length:g} s"
             )
-        headers = {"ratelimit-policy": self.policy, "ratelimit": self._limit_field(budget, counters)}
-        error = TooManyRequests(
-            detail, retry_after=limits.retry_after(self.now, end), limit=limit, headers=headers
-        )
+        error = TooManyRequests(detail, retry_after=limits.retry_after(self.now, end), limit=limit)
         error.extensions["violated-policies"] = [limit]
         return error
 
     def _unavailable(self, failure: StoreUnavailable) -> None:
-        route = self.ex.route
+        route = self.ctx.route
         count("QuotaStoreFailures", route.id)
         logger.warning(
             "quota store unavailable",
@@ -348,15 +363,14 @@ class Spend:
                 "reason": failure.reason,
                 "quota_failure": route.quota_failure,
                 "route_id": route.id,
-                "consumer_id": self.ex.principal.consumer_id,
-                "request_id": self.ex.request.request_id,
+                "consumer_id": self.ctx.principal.consumer_id,
+                "request_id": self.ctx.request.request_id,
             },
         )
         if route.quota_failure == "open":
             count("QuotaFailedOpen", route.id)
-            QuotaAdmission._admit(self.ex, self.cost, [("ratelimit-policy", self.policy)])
+            self._admitted()  # uncounted: nothing to settle, nothing left to state
             return
         raise ServiceUnavailable(
-            "the quota store is unavailable; try again shortly",
-            headers={"retry-after": "1", "ratelimit-policy": self.policy},
+            "the quota store is unavailable; try again shortly", headers={"retry-after": "1"}
         )

@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tollway.config.models import Plan, Quota, Rate
+    from tollway.table.plans import Plan, Quota, Rate
 
 
 PER_SECONDS = {"second": 1, "minute": 60}

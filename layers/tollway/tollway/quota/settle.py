@@ -1,14 +1,14 @@
 """Settling metered requests: after the answer, the counter is corrected to the actual cost.
 
 Admission spent the request's reservation; the answer said what it really cost
-(tollway.quota.metering). The difference is one unconditional UpdateItem (`ADD used :delta`)
+(tollway.policy.metering). The difference is one unconditional UpdateItem (`ADD used :delta`)
 on the counter item the reservation went to, sent after the response, never on the
 caller's path:
 
 - under uvicorn (`tollway dev`, any ASGI server with lifespan): `eager`, each settlement is
   a task of the server's event loop, started when the response is ready;
 - on Lambda (Mangum, lifespan off): settlements are buffered, and the usage extension
-  (tollway.usage.extension) calls `flush` after the handler has returned, in the window
+  (tollway.functions.extension) calls `flush` after the handler has returned, in the window
   where it also sends usage events. The router's event loop is idle then, and Lambda
   sends no next invocation until the extension asks for it, so `flush` runs the loop
   itself, on the container's shared HTTP client and its kept connection.

@@ -1,15 +1,21 @@
-"""One HTTP request and its raw response, without an HTTP client's model layer.
+"""The container's one HTTP stack: an exchange is one request and its raw response.
 
-The gateway's own calls (backends, DynamoDB) need a status, headers, the body in chunks
-and nothing else; building `httpx.Request`/`httpx.Response` objects around each one cost
-more CPU than the I/O underneath. An `Exchanger` sends one request:
+Everything the router sends on the request path goes through one `Exchanger`, built once
+per container by `tollway.assemble.build_app` and injected into each part: backend calls
+(tollway.upstream), DynamoDB (tollway.aws.dynamodb: key lookups, quota admissions and
+settles) and JWKS fetches (tollway.auth.jwt). They need a status, headers, the body in
+chunks and nothing else, so there is no client model layer around a call:
 
-    AiohttpExchanger   production: one shared `aiohttp.ClientSession` (no cookie jar, no
-                       redirects), created on first use inside the running event loop
-    HttpxExchanger     any `httpx.AsyncBaseTransport` (tests: `httpx.MockTransport`, a
-                       counting wrapper, httpx's own transport)
+    AiohttpExchanger   one `aiohttp.ClientSession` (its pool of keep-alive connections, no
+                       cookie jar, no redirects), made on first use inside the running
+                       event loop, so a SnapStart snapshot holds none of its connections
 
-Both raise the same errors, each `from` the client's own:
+Tests pass a wrapper of it (counting what it sends) to `build_app`; nothing in the router
+imports another HTTP client. The two other ways out of the container are blocking on
+purpose, each justified where it lives: `tollway.aws.blocking` (the usage sender's thread,
+the key secret at init: no event loop there) and the Lambda extension's Runtime API calls.
+
+An exchanger raises these errors, each `from` aiohttp's own:
 
     ExchangeError      no usable response: the connection broke, the answer was malformed
       Refused          the connection could not be made: nothing was sent
@@ -18,19 +24,17 @@ Both raise the same errors, each `from` the client's own:
 
 Header values are text standing for latin-1 bytes: a response's arrive exactly as sent;
 a request's go out as those bytes (aiohttp writes UTF-8, so a value whose bytes are not
-UTF-8 goes out as the UTF-8 of its text, as it did through httpx-aiohttp).
+UTF-8 goes out as the UTF-8 of its text).
 """
 
 from __future__ import annotations
 
 import re
-import ssl
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 from urllib.parse import quote
 
 import aiohttp
-import httpx
 from yarl import URL
 
 
@@ -59,7 +63,7 @@ class ResponseHeaders:
         self._raw = raw
 
     def get(self, name: str) -> str | None:
-        """All values of `name`, joined with ", " (as httpx.Headers.get), or None."""
+        """All values of `name`, joined with ", ", or None."""
         key = name.lower().encode("latin-1")
         found = [v.decode("latin-1") for k, v in self._raw if k.lower() == key]
         return ", ".join(found) if found else None
@@ -94,41 +98,19 @@ class Exchanger(Protocol):
         for connecting and for each read (None: the caller bounds the whole call)."""
         ...
 
+    async def close(self) -> None:
+        """Close its connections (the server's shutdown)."""
+        ...
+
 
 # --- aiohttp ---------------------------------------------------------------------------
 
 
 # The caller bounds the whole call (asyncio.timeout): no limit of aiohttp's own.
 UNBOUNDED = aiohttp.ClientTimeout()
-
-
-class SharedSession:
-    """One `aiohttp.ClientSession` per container, made on first call (inside the running
-    loop, where aiohttp must create it); also `AiohttpTransport(client=...)`'s factory, so
-    httpx's own requests (JWKS) and the direct calls share one pool."""
-
-    def __init__(self, limits: httpx.Limits, ssl_context: ssl.SSLContext) -> None:
-        self.limits = limits
-        self.ssl_context = ssl_context
-        self.session: aiohttp.ClientSession | None = None
-
-    def __call__(self) -> aiohttp.ClientSession:
-        if self.session is None:
-            # aiohttp has no separate keep-alive cap: `max_keepalive_connections` has no say.
-            connector = aiohttp.TCPConnector(
-                limit=self.limits.max_connections or 0,
-                keepalive_timeout=self.limits.keepalive_expiry,
-                ssl=self.ssl_context,
-            )
-            self.session = aiohttp.ClientSession(
-                connector=connector,
-                # A shared jar would send one caller's cookies with the next caller's request.
-                cookie_jar=aiohttp.DummyCookieJar(),
-                auto_decompress=False,
-                timeout=UNBOUNDED,
-                trust_env=False,
-            )
-        return self.session
+# One container's pool: connections open at once, and how long an idle one is kept.
+MAX_CONNECTIONS = 512
+KEEPALIVE_S = 30.0
 
 
 def _aiohttp_error(exc: Exception) -> ExchangeError:
@@ -193,14 +175,33 @@ class AiohttpResponse:
 
 
 class AiohttpExchanger:
-    def __init__(self, session: Callable[[], aiohttp.ClientSession]) -> None:
-        self.factory = session
+    """`max_connections` bounds the pool (aiohttp has no separate keep-alive cap);
+    an idle connection is closed after `keepalive_s`. TLS is verified against the system's
+    trust store (aiohttp's default context, made when aiohttp is imported)."""
+
+    def __init__(self, *, max_connections: int = MAX_CONNECTIONS, keepalive_s: float = KEEPALIVE_S) -> None:
+        self.max_connections = max_connections
+        self.keepalive_s = keepalive_s
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def _open(self) -> aiohttp.ClientSession:
-        self._session = self.factory()
+        connector = aiohttp.TCPConnector(limit=self.max_connections, keepalive_timeout=self.keepalive_s)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            # A shared jar would send one caller's cookies with the next caller's request.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            timeout=UNBOUNDED,
+            trust_env=False,
+        )
         return self._session
+
+    async def close(self) -> None:
+        """Close the pool (server shutdown); the next call opens a new one."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
     def _timeout(self, seconds: float | None) -> aiohttp.ClientTimeout:
         if seconds is None:
@@ -236,73 +237,3 @@ class AiohttpExchanger:
         except (aiohttp.ClientError, OSError) as exc:
             raise _aiohttp_error(exc) from exc
         return AiohttpResponse(response)
-
-
-# --- httpx -----------------------------------------------------------------------------
-
-
-def _httpx_error(exc: Exception) -> ExchangeError:
-    # httpx-aiohttp reports aiohttp's ClientConnectorError (refused, DNS, TLS handshake) as
-    # httpx.ConnectTimeout: the cause tells what happened.
-    refused = (httpx.ConnectError, aiohttp.ClientConnectorError, ConnectionRefusedError)
-    if isinstance(exc, refused) or isinstance(exc.__cause__, refused):
-        return Refused(str(exc))
-    if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
-        return ConnectTimeout(str(exc))
-    if isinstance(exc, httpx.TimeoutException):
-        return ReadTimeout(str(exc))
-    return ExchangeError(f"{type(exc).__name__}: {exc}")
-
-
-class HttpxResponse:
-    __slots__ = ("status", "headers", "_response", "_decode")
-
-    def __init__(self, response: httpx.Response, decode: bool) -> None:
-        self.status = response.status_code
-        self.headers = ResponseHeaders(response.headers.raw)
-        self._response = response
-        self._decode = decode
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        response = self._response
-        try:
-            # The stream itself for the raw body: a response built with its content
-            # (MockTransport) has already been read, and its stream can be read again.
-            async for chunk in response.aiter_bytes() if self._decode else response.stream:
-                yield chunk
-        except (httpx.HTTPError, aiohttp.ClientError, OSError) as exc:
-            raise _httpx_error(exc) from exc
-
-    async def read(self) -> bytes:
-        return b"".join([chunk async for chunk in self.chunks()])
-
-    async def close(self) -> None:
-        await self._response.aclose()
-
-
-class HttpxExchanger:
-    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
-        self.transport = transport
-
-    async def request(
-        self,
-        method: str,
-        url: str,
-        headers: list[tuple[str, str]],
-        body: bytes | None,
-        *,
-        decode: bool = False,
-        timeout: float | None = None,
-    ) -> HttpxResponse:
-        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-        extensions = (
-            {}
-            if timeout is None
-            else {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), timeout)}
-        )
-        request = httpx.Request(method, url, headers=raw, content=body, extensions=extensions)
-        try:
-            response = await self.transport.handle_async_request(request)
-        except (httpx.HTTPError, aiohttp.ClientError, OSError) as exc:
-            raise _httpx_error(exc) from exc
-        return HttpxResponse(response, decode)

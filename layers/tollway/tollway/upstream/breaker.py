@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tollway.config.models import Breaker as BreakerConfig
+    from tollway.table.routes import Breaker as BreakerConfig
 
 
 Clock = Callable[[], float]

@@ -24,11 +24,11 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tollway.http.headers import connection_tokens
+from tollway.core.headers import connection_tokens
 from tollway.lru import ExpiringLru
 
 if TYPE_CHECKING:
-    from tollway.config.models import Cache
+    from tollway.table.routes import Cache
 
 Clock = Callable[[], float]
 

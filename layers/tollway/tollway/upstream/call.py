@@ -12,8 +12,7 @@ whose breaker is open; each instance URL has its own breaker. Two ways to try ag
 A POST or PATCH is sent once: a refused connection is its 502 (over a pooled connection
 the client cannot always tell "refused" from "sent, then lost"). All within the deadline.
 
-Requests go through the container's `Exchanger` (`tollway/transport/exchange.py`): aiohttp directly in
-production, any httpx transport in tests.
+Requests go through the container's one `Exchanger` (`tollway/transport/exchange.py`).
 """
 
 from __future__ import annotations
@@ -25,16 +24,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-import httpx
-
-from tollway.config.compile import CompiledBackend
-from tollway.discovery.target import Reference
-from tollway.http.messages import StreamCut
-from tollway.transport.client import exchanger_for
-from tollway.transport.exchange import ExchangeError, RawResponse, Refused, ResponseHeaders
+from tollway.core.messages import BackendRequest, StreamCut
+from tollway.table.routes import CompiledBackend
+from tollway.table.targets import Reference
+from tollway.transport.exchange import ExchangeError, Exchanger, RawResponse, Refused, ResponseHeaders
 from tollway.upstream.balancer import Balancers
 from tollway.upstream.breaker import Breakers
-from tollway.upstream.request import BackendRequest
 from tollway.upstream.retry import IDEMPOTENT, RETRY_STATUSES, attempts_for, backoff_s
 
 
@@ -89,12 +84,12 @@ def is_event_stream(content_type: str | None) -> bool:
 class BackendCaller:
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        exchanger: Exchanger,
         breakers: Breakers,
         rng: Callable[[], float] = random.random,
         directory: Directory | None = None,
     ) -> None:
-        self.exchanger = exchanger_for(client)
+        self.exchanger = exchanger
         self.breakers = breakers
         self.rng = rng
         self.balancers = Balancers(rng)

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from tollway.config.compile import CompiledBackend
-from tollway.config.templates import TemplateValueError
+from tollway.core.context import BackendOutcome, Context
+from tollway.core.messages import Response
 from tollway.errors import BadGateway, GatewayTimeout
-from tollway.http.messages import Response
-from tollway.pipeline import BackendOutcome, Exchange
+from tollway.table.routes import CompiledBackend, CompiledRoute
+from tollway.table.templates import TemplateValueError
 from tollway.upstream.cache import CACHEABLE, PER_FILL, Caches, storable_ttl
 from tollway.upstream.call import BackendCaller, BackendFailure
 from tollway.upstream.compose import NotAnObject, merge, read_json, shape, write_json
@@ -57,7 +57,7 @@ class Composite:
         self.caches = caches
         self.grpc = grpc
 
-    async def respond(self, ex: Exchange) -> tuple[Response, list[str | None]]:
+    async def respond(self, ctx: Context[CompiledRoute]) -> tuple[Response, list[str | None]]:
         """The composed response and the backends' Cache-Control values (for a route cache)."""
         cache_controls: list[str | None] = []
         recorded: set[str] = set()
@@ -67,7 +67,7 @@ class Composite:
             status: int | None = None
             grpc_status = None
             try:
-                value, status, cache_control = await self._call(backend, ex, results)
+                value, status, cache_control = await self._call(backend, ctx, results)
                 grpc_status = "OK" if backend.grpc is not None else None
                 cache_controls.append(cache_control)
                 return value
@@ -77,13 +77,13 @@ class Composite:
             finally:
                 recorded.add(backend.name)
                 latency_ms = (time.monotonic() - started) * 1000
-                ex.backends.append(BackendOutcome(backend.name, status, latency_ms, grpc_status))
+                ctx.backends.append(BackendOutcome(backend.name, status, latency_ms, grpc_status))
 
-        route = ex.route
+        route = ctx.route
         if self.grpc is not None and any(b.grpc is not None for b in route.backends):
-            self.grpc().check(ex)  # a message the caller's input does not fit: 400, nothing sent
+            self.grpc().check(ctx)  # a message the caller's input does not fit: 400, nothing sent
         try:
-            results, failures = await fan_out(route.backends, call, ex.deadline)
+            results, failures = await fan_out(route.backends, call, ctx.deadline)
         except RequiredBackendFailed as error:
             if error.failure.timed_out:
                 raise GatewayTimeout(f"backend {error.backend} did not answer in time") from error
@@ -95,7 +95,7 @@ class Composite:
         finally:
             for backend in route.backends:
                 if backend.name not in recorded:
-                    ex.backends.append(BackendOutcome(backend.name, None, 0.0))
+                    ctx.backends.append(BackendOutcome(backend.name, None, 0.0))
 
         shaped: dict[str, Any] = {}
         for backend in route.backends:
@@ -129,17 +129,17 @@ class Composite:
         return Response(200, headers, body), cache_controls
 
     async def _call(
-        self, backend: CompiledBackend, ex: Exchange, results: dict[str, Any]
+        self, backend: CompiledBackend, ctx: Context[CompiledRoute], results: dict[str, Any]
     ) -> tuple[Any, int | None, str | None]:
         if backend.grpc is not None and self.grpc is not None:
-            return await self.grpc().value(backend, ex, results)
+            return await self.grpc().value(backend, ctx, results)
         try:
-            request = ex.prepared.get(backend.name) or build_request(backend, ex, results, composed=True)
+            request = ctx.prepared.get(backend.name) or build_request(backend, ctx, results, composed=True)
         except TemplateValueError as exc:
             raise BackendFailure(str(exc)) from exc
         cache = key = None
-        if backend.cache is not None and ex.request.method in CACHEABLE:
-            cache = self.caches.for_((ex.route.id, backend.name), backend.cache)
+        if backend.cache is not None and ctx.request.method in CACHEABLE:
+            cache = self.caches.for_((ctx.route.id, backend.name), backend.cache)
             # The request carries only what the entry may depend on (upstream/request.py):
             # it is the key, but for the ids of the one request that fills it.
             fields = tuple((k, v) for k, v in request.headers if k not in PER_FILL)
@@ -148,7 +148,7 @@ class Composite:
             if hit is not None:
                 return hit[0], hit[1], None
         answer = await self.caller.send(
-            backend, request, ex.deadline, ex.route.max_response_bytes, raw=False, on_call=ex.call_started
+            backend, request, ctx.deadline, ctx.route.max_response_bytes, raw=False, on_call=ctx.call_started
         )
         if answer.status >= 400:
             raise BackendFailure(f"it answered {answer.status}", status=answer.status)

@@ -1,6 +1,6 @@
 """The pipeline's innermost step: call the route's backends and compose one response.
 
-One `HttpUpstream` per container holds what outlives a request: the shared HTTP client,
+One `HttpUpstream` per container holds what outlives a request: the container's exchanger,
 the circuit breakers (one per instance URL), the round-robin rotations (one per service),
 the discovered services' instances and the response caches; and, for a route table with
 gRPC backends, the gRPC side (`tollway.upstream.grpc`: channels and message classes),
@@ -14,10 +14,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import httpx
-
-from tollway.http.messages import Response
-from tollway.pipeline import Exchange
+from tollway.core.context import Context
+from tollway.core.messages import Response
+from tollway.transport.exchange import Exchanger
 from tollway.upstream.breaker import Breakers
 from tollway.upstream.cache import (
     CACHEABLE,
@@ -35,14 +34,14 @@ from tollway.upstream.prepare import prepare
 from tollway.upstream.proxy import proxy
 
 if TYPE_CHECKING:
-    from tollway.config.compile import CompiledConfig
+    from tollway.table.routes import CompiledConfig, CompiledRoute
     from tollway.upstream.grpc import GrpcUpstream
 
 
 class HttpUpstream:
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        exchanger: Exchanger,
         *,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
@@ -50,10 +49,9 @@ class HttpUpstream:
     ) -> None:
         """`clock` drives breaker cool-downs and cache expiry; `rng` the retry jitter and
         where each rotation starts; `directory` resolves `ssm:` and `cloudmap:` services."""
-        self.client = client
         self.breakers = Breakers(clock)
         self.caches = Caches(clock)
-        self.caller = BackendCaller(client, self.breakers, rng, directory)
+        self.caller = BackendCaller(exchanger, self.breakers, rng, directory)
         self.composite = Composite(self.caller, self.caches, grpc=self.grpc)
         self._grpc: GrpcUpstream | None = None
 
@@ -75,30 +73,30 @@ class HttpUpstream:
         if any(b.grpc is not None for route in config.routes for b in route.backends):
             self.grpc().prepare(config)
 
-    def prepare(self, exchange: Exchange) -> None:
+    def prepare(self, ctx: Context[CompiledRoute]) -> None:
         """Before admission: what the call would refuse without calling a backend (prepare.py),
         and a gRPC message the caller's input does not fit."""
-        prepare(self.caller, exchange)
-        if any(b.grpc is not None for b in exchange.route.backends):
-            self.grpc().check(exchange)
+        prepare(self.caller, ctx)
+        if any(b.grpc is not None for b in ctx.route.backends):
+            self.grpc().check(ctx)
 
-    async def call(self, exchange: Exchange) -> Response:
-        route = exchange.route
-        if route.cache is None or exchange.request.method not in CACHEABLE:
-            return (await self._respond(exchange))[0]
+    async def call(self, ctx: Context[CompiledRoute]) -> Response:
+        route = ctx.route
+        if route.cache is None or ctx.request.method not in CACHEABLE:
+            return (await self._respond(ctx))[0]
         cache = self.caches.for_(route.id, route.cache)
-        request = exchange.request
+        request = ctx.request
         fill = fill_for(request.method, route.cache)
         assert fill is not None
         # Everything the backend requests may carry (upstream/request.py): nothing else.
-        principal = exchange.principal
+        principal = ctx.principal
         who = None
         if not fill.shared:
             who = (principal.consumer_id, tuple(sorted(principal.scopes)) if route.forward_scopes else ())
         fields = end_to_end(request.headers)  # as the backend gets them
         key = (
             request.method,
-            tuple(sorted(exchange.params.items())),
+            tuple(sorted(ctx.params.items())),
             request.query_string,
             request.host,
             who,
@@ -108,7 +106,7 @@ class HttpUpstream:
         if hit is not None and matches(hit[3], fields):
             status, headers, body, _ = hit
             return Response(status, [*headers, ("tollway-cache", "hit")], body)
-        response, cache_controls = await self._respond(exchange)
+        response, cache_controls = await self._respond(ctx)
         # A partial answer, or one that sets a cookie, is for this caller and this moment only.
         if (
             response.status == 200
@@ -123,10 +121,10 @@ class HttpUpstream:
         response.headers.append(("tollway-cache", "miss"))
         return response
 
-    async def _respond(self, exchange: Exchange) -> tuple[Response, list[str | None]]:
-        if exchange.route.compose == "proxy":
-            if exchange.route.backends[0].grpc is not None:
-                return await self.grpc().proxy(exchange), []
-            response, answer = await proxy(self.caller, exchange)
+    async def _respond(self, ctx: Context[CompiledRoute]) -> tuple[Response, list[str | None]]:
+        if ctx.route.compose == "proxy":
+            if ctx.route.backends[0].grpc is not None:
+                return await self.grpc().proxy(ctx), []
+            response, answer = await proxy(self.caller, ctx)
             return response, [answer.headers.get("cache-control")]
-        return await self.composite.respond(exchange)
+        return await self.composite.respond(ctx)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from tollway.config.compile import CompiledBackend
+from tollway.table.routes import CompiledBackend
 from tollway.upstream.call import BackendFailure
 
 Call = Callable[[CompiledBackend, dict[str, Any]], Awaitable[Any]]

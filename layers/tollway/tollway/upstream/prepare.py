@@ -19,50 +19,51 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tollway.config.compile import CompiledBackend
-from tollway.config.templates import TemplateValueError, json_template_refs
+from tollway.core.context import BackendOutcome, Context
+from tollway.core.messages import BackendRequest
 from tollway.errors import BadGateway, GatewayTimeout
-from tollway.pipeline import BackendOutcome, Exchange
+from tollway.table.routes import CompiledBackend, CompiledRoute
+from tollway.table.templates import TemplateValueError, json_template_refs
 from tollway.upstream.call import BackendCaller, BackendFailure
-from tollway.upstream.request import BackendRequest, build_request
+from tollway.upstream.request import build_request
 
 # What a field of another backend's answer is taken to be while only the caller's values are
 # judged: a value every encoder accepts.
 STAND_IN = "0"
 
 
-def prepare(caller: BackendCaller, ex: Exchange) -> None:
-    composed = ex.route.compose != "proxy"
-    for backend in ex.route.backends:
+def prepare(caller: BackendCaller, ctx: Context[CompiledRoute]) -> None:
+    composed = ctx.route.compose != "proxy"
+    for backend in ctx.route.backends:
         if backend.depends_on:
-            _render(backend, ex, stand_ins(backend), composed)
+            _render(backend, ctx, stand_ins(backend), composed)
         else:
-            request = _render(backend, ex, {}, composed)
+            request = _render(backend, ctx, {}, composed)
             if request is not None:
-                ex.prepared[backend.name] = request
-    if time.monotonic() >= ex.deadline:
+                ctx.prepared[backend.name] = request
+    if time.monotonic() >= ctx.deadline:
         raise GatewayTimeout("the route's deadline passed before any backend was called")
-    for backend in ex.route.backends:
+    for backend in ctx.route.backends:
         if backend.required or not composed:
-            _callable(caller, backend, ex)
+            _callable(caller, backend, ctx)
 
 
 def _render(
-    backend: CompiledBackend, ex: Exchange, results: dict[str, Any], composed: bool
+    backend: CompiledBackend, ctx: Context[CompiledRoute], results: dict[str, Any], composed: bool
 ) -> BackendRequest | None:
     try:
-        return build_request(backend, ex, results, composed=composed)
+        return build_request(backend, ctx, results, composed=composed)
     except TemplateValueError:
         return None  # not the caller's value: the call fails this backend, as before
 
 
-def _callable(caller: BackendCaller, backend: CompiledBackend, ex: Exchange) -> None:
+def _callable(caller: BackendCaller, backend: CompiledBackend, ctx: Context[CompiledRoute]) -> None:
     try:
         instances = caller.instances(backend)
         if not any(caller.breakers.get(url, backend.breaker).permits for url in instances):
             raise BackendFailure("circuit open")
     except BackendFailure as failure:
-        ex.backends.append(BackendOutcome(backend.name, None, 0.0))
+        ctx.backends.append(BackendOutcome(backend.name, None, 0.0))
         raise BadGateway(f"backend {backend.name} failed: {failure.reason}") from None
 
 

@@ -13,28 +13,29 @@ from __future__ import annotations
 
 import time
 
+from tollway.core.context import BackendOutcome, Context
+from tollway.core.headers import connection_tokens, to_caller
+from tollway.core.messages import Response
 from tollway.errors import BadGateway, GatewayTimeout
-from tollway.http.headers import connection_tokens, to_caller
-from tollway.http.messages import Response
-from tollway.pipeline import BackendOutcome, Exchange
+from tollway.table.routes import CompiledRoute
 from tollway.upstream.call import Answer, BackendCaller, BackendFailure
 from tollway.upstream.request import build_request
 
 
-async def proxy(caller: BackendCaller, ex: Exchange) -> tuple[Response, Answer]:
-    backend = ex.route.backends[0]
-    request = ex.prepared.get(backend.name) or build_request(backend, ex, {}, composed=False)
+async def proxy(caller: BackendCaller, ctx: Context[CompiledRoute]) -> tuple[Response, Answer]:
+    backend = ctx.route.backends[0]
+    request = ctx.prepared.get(backend.name) or build_request(backend, ctx, {}, composed=False)
     started = time.monotonic()
     status: int | None = None
     try:
         answer = await caller.send(
             backend,
             request,
-            ex.deadline,
-            ex.route.max_response_bytes,
+            ctx.deadline,
+            ctx.route.max_response_bytes,
             raw=True,
             stream=True,
-            on_call=ex.call_started,
+            on_call=ctx.call_started,
         )
         status = answer.status
     except BackendFailure as failure:
@@ -42,7 +43,7 @@ async def proxy(caller: BackendCaller, ex: Exchange) -> tuple[Response, Answer]:
             raise GatewayTimeout(f"backend {backend.name} did not answer in time") from failure
         raise BadGateway(f"backend {backend.name} failed: {failure.reason}") from failure
     finally:
-        ex.backends.append(BackendOutcome(backend.name, status, (time.monotonic() - started) * 1000))
+        ctx.backends.append(BackendOutcome(backend.name, status, (time.monotonic() - started) * 1000))
     if answer.status >= 500:
         raise BadGateway(f"backend {backend.name} failed: it answered {answer.status}")
     named = connection_tokens(answer.headers.get("connection"))

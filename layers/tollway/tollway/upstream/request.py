@@ -10,30 +10,22 @@ from __future__ import annotations
 
 import unicodedata
 import uuid
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, unquote_plus
 
-from tollway.config.compile import CompiledBackend
-from tollway.config.templates import ParamValueError, TemplateValueError, render_json_template
+from tollway.core.context import Context
+from tollway.core.headers import connection_tokens, field_value_ok, to_backend
+from tollway.core.messages import BackendRequest
+from tollway.core.trace import W3C_FIELDS
 from tollway.errors import BadRequest
-from tollway.http.headers import connection_tokens, field_value_ok, to_backend
-from tollway.http.trace import W3C_FIELDS
-from tollway.pipeline import Exchange
+from tollway.table.routes import CompiledBackend, CompiledRoute
+from tollway.table.templates import ParamValueError, TemplateValueError, render_json_template
 from tollway.upstream.cache import Fill, fill_for
 from tollway.upstream.compose import write_json
 
 # Headers of the caller's request that describe its body or its wishes for the answer's
 # encoding: wrong for a backend whose body the gateway writes or whose JSON it must read.
 NOT_TO_COMPOSED = frozenset({"content-type", "content-encoding", "accept", "accept-encoding", "range"})
-
-
-@dataclass(frozen=True, slots=True)
-class BackendRequest:
-    method: str
-    path: str  # with its query: the balancer prefixes an instance's base URL per try
-    headers: list[tuple[str, str]]
-    body: bytes | None
 
 
 # How many more times a backend (or a proxy in front of it) may percent-decode a path.
@@ -82,33 +74,33 @@ def encode_query_value(value: str) -> str:
     return quote(value, safe="")
 
 
-def backend_method(backend: CompiledBackend, ex: Exchange, composed: bool) -> str:
+def backend_method(backend: CompiledBackend, ctx: Context[CompiledRoute], composed: bool) -> str:
     if backend.method:
         return backend.method
     # A composed route needs a body from every backend, so a caller's HEAD becomes a GET.
-    if composed and ex.request.method == "HEAD":
+    if composed and ctx.request.method == "HEAD":
         return "GET"
-    return ex.request.method
+    return ctx.request.method
 
 
 def build_request(
-    backend: CompiledBackend, ex: Exchange, results: dict[str, Any], *, composed: bool
+    backend: CompiledBackend, ctx: Context[CompiledRoute], results: dict[str, Any], *, composed: bool
 ) -> BackendRequest:
     # A request whose answer a cache may store carries only what that entry's key covers.
-    fill = fill_for(ex.request.method, ex.route.cache, backend.cache if composed else None)
+    fill = fill_for(ctx.request.method, ctx.route.cache, backend.cache if composed else None)
     try:
-        path = backend_path(backend, ex, results, forward_query=not composed)
-        headers = backend_headers(backend, ex, results, fill)
+        path = backend_path(backend, ctx, results, forward_query=not composed)
+        headers = backend_headers(backend, ctx, results, fill)
         body: bytes | None
         if backend.body is not None:
-            body = write_json(render_json_template(backend.body, ex.params, results))
+            body = write_json(render_json_template(backend.body, ctx.params, results))
         else:
-            body = None if fill is not None else ex.request.body or None
+            body = None if fill is not None else ctx.request.body or None
     except ParamValueError as exc:
         raise BadRequest(str(exc)) from exc
     if (
         not composed
-        and "accept-encoding" not in ex.request.headers
+        and "accept-encoding" not in ctx.request.headers
         and not _templated(backend, "accept-encoding")
     ):
         # A proxied body passes as the backend encoded it: without this the HTTP client's
@@ -121,27 +113,29 @@ def build_request(
             headers.append(("accept", "application/json"))
         if backend.body is not None and not _templated(backend, "content-type"):
             headers.append(("content-type", "application/json"))
-    if ex.route.metering is not None and not composed:
+    if ctx.route.metering is not None and not composed:
         # The gateway reads a metered answer's usage: it must come uncompressed.
         headers = [(k, v) for k, v in headers if k != "accept-encoding"]
         headers.append(("accept-encoding", "identity"))
-    return BackendRequest(backend_method(backend, ex, composed), path, headers, body)
+    return BackendRequest(backend_method(backend, ctx, composed), path, headers, body)
 
 
 def _templated(backend: CompiledBackend, name: str) -> bool:
     return any(k == name for k, _ in backend.headers)
 
 
-def backend_path(backend: CompiledBackend, ex: Exchange, results: dict[str, Any], forward_query: bool) -> str:
-    greedy = ex.route.greedy
+def backend_path(
+    backend: CompiledBackend, ctx: Context[CompiledRoute], results: dict[str, Any], forward_query: bool
+) -> str:
+    greedy = ctx.route.greedy
     path = backend.path.render(
-        ex.params, results, encode_segment, {greedy: encode_greedy} if greedy else None
+        ctx.params, results, encode_segment, {greedy: encode_greedy} if greedy else None
     )
     pairs = [
-        f"{encode_query(k)}={t.render(ex.params, results, encode_query_value)}" for k, t in backend.query
+        f"{encode_query(k)}={t.render(ctx.params, results, encode_query_value)}" for k, t in backend.query
     ]
-    if forward_query and ex.request.query_string:
-        caller = ex.request.query_string.decode("latin-1")
+    if forward_query and ctx.request.query_string:
+        caller = ctx.request.query_string.decode("latin-1")
         if backend.query:
             # Split as the gateway reads it, and sent so that a backend that also splits on
             # `;` reads the same pairs: `a=1;fixed=evil` is a's value, never a pinned name's.
@@ -159,13 +153,13 @@ def _name(piece: str) -> str:
 
 
 def backend_headers(
-    backend: CompiledBackend, ex: Exchange, results: dict[str, Any], fill: Fill | None = None
+    backend: CompiledBackend, ctx: Context[CompiledRoute], results: dict[str, Any], fill: Fill | None = None
 ) -> list[tuple[str, str]]:
     """`fill`: the request may fill a cache entry, so it carries only the caller fields the
     key covers, not the caller's address, and who is asking only to a per-consumer cache."""
-    request = ex.request
+    request = ctx.request
     named = connection_tokens(request.headers.get("connection"))
-    # The trace the backend joins replaces the caller's fields of it (tollway.http.trace).
+    # The trace the backend joins replaces the caller's fields of it (tollway.core.trace).
     trace = request.trace.headers() if request.trace is not None else []
     named |= W3C_FIELDS | {name for name, _ in trace}
     headers = [
@@ -191,14 +185,14 @@ def backend_headers(
     headers.append(("x-forwarded-proto", request.scheme))
     if request.host:
         headers.append(("x-forwarded-host", request.host))
-    principal = ex.principal
+    principal = ctx.principal
     if principal.credential != "anonymous" and (fill is None or not fill.shared):
         # Header text stands for latin-1 bytes: a (JWT) consumer id goes as its UTF-8 bytes.
         headers.append(("x-tollway-consumer", principal.consumer_id.encode().decode("latin-1")))
-        if ex.route.forward_scopes:
+        if ctx.route.forward_scopes:
             headers.append(("x-tollway-scopes", " ".join(sorted(principal.scopes))))
     for name, template in backend.headers:
-        value = template.render(ex.params, results)
+        value = template.render(ctx.params, results)
         if not field_value_ok(value):
             from_caller = all(ref.backend is None for ref in template.refs)
             error = ParamValueError if from_caller else TemplateValueError

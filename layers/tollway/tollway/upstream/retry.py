@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tollway.config.models import Retry
+    from tollway.table.routes import Retry
 
 
 # RFC 9110 §9.2.2: repeating these has the same effect as sending them once.

@@ -53,8 +53,8 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from typing import Any
 
-from tollway.config.models import Plan
 from tollway.observability import logger
+from tollway.table.plans import Plan
 from tollway.usage import table
 from tollway.usage.events import UsageEvent
 

@@ -1,4 +1,5 @@
-"""The UsageFunction's work: an SQS batch of usage messages -> Ledger, with partial failures.
+"""The UsageFunction's work: an SQS batch of usage messages -> Ledger, with partial failures
+(its Lambda adapter, which builds this for a container: tollway.functions.usage).
 
 The whole batch is recorded together (billing.Ledger.record_batch: one transaction per
 consumer and day, not per event). A malformed message is logged and reported as a batch
@@ -10,19 +11,14 @@ batch are recorded once and both reported done.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 from pydantic import ValidationError
 
 from tollway.observability import logger
-from tollway.settings import Settings
 from tollway.usage.billing import BatchResult, MessageKey
 from tollway.usage.events import UsageEvent, UsageMessage
-
-LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
 class MalformedEvent(ValueError):
@@ -86,19 +82,3 @@ class UsageConsumer:
                 failed = set(messages)
             failures += [message_id for message_id, key in keys.items() if key in failed]
         return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failures]}
-
-
-def build_handler(settings: Settings, dynamodb: Any = None, config: Any = None) -> LambdaHandler:
-    """The UsageFunction's handler: plans from infra (or `config`, the built route table of
-    the stage), the table from settings, one client."""
-    from tollway import aws
-    from tollway.usage.billing import Ledger, prices
-
-    if not settings.usage_table:
-        raise ValueError("TOLLWAY_USAGE_TABLE is not set")
-    if config is None:
-        from tollway.config.compile import compile_infra
-
-        config = compile_infra(Path(settings.infra), settings.stage, settings.environ)
-    ledger = Ledger(dynamodb or aws.client("dynamodb"), settings.usage_table, prices(config.plans))
-    return UsageConsumer(ledger).handle

@@ -1,8 +1,8 @@
-"""The usage event (SPEC §6), version 1: one per request that reached a route; and the
-SQS message that carries events.
+"""The schema of the usage event (SPEC §6), version 1: one per request that reached a route;
+and of the SQS message that carries events.
 
-The router builds events as plain dicts (`from_exchange`, a few µs, no validation on
-the response path); the usage function validates every message against `UsageMessage`
+The router builds events as plain dicts (tollway.recording.events: no pydantic on its
+path); the usage function validates every message against `UsageMessage`
 (or, for a message that is one bare event, as routers before messages sent them and
 `tollway usage replay` of old log lines does, `UsageEvent`).
 An event carries no credential, header or body: only who, what, when and how much.
@@ -16,22 +16,14 @@ function records it once (tollway.usage.billing).
 
 from __future__ import annotations
 
-import time
-import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-if TYPE_CHECKING:  # the usage function validates events without importing the request path
-    from tollway.http.messages import Response
-    from tollway.pipeline import BackendOutcome, Exchange
+from tollway.recording.events import MAX_EVENTS, VERSION
 
-VERSION = 1
-# Events per message: bounds the routes one consumer's part of a message can touch, so that
-# a part always fits one DynamoDB transaction (tollway.usage.billing), and ~40 events of
-# ~0.5 KB stay under 64 KB, one SQS request.
-MAX_EVENTS = 40
+__all__ = ["MAX_EVENTS", "VERSION", "BackendUsage", "UsageEvent", "UsageMessage"]
 
 
 GrpcStatus = Literal[
@@ -134,46 +126,3 @@ class UsageMessage(BaseModel):
     )
     seq: Annotated[int, Field(ge=0, lt=2**53)] = Field(description="The message's number from that container")
     events: Annotated[list[UsageEvent], Field(min_length=1, max_length=MAX_EVENTS)]
-
-
-def from_exchange(ex: Exchange, response: Response, latency_ms: float) -> dict[str, Any]:
-    """The event of one finished exchange, as the JSON-ready dict that goes on the queue."""
-    # A request a quota counter counted is dated when it was counted: a request that arrived
-    # before midnight and was admitted after it is billed in one period, not in both (its event
-    # in the old one, the true-up's reading of its counter in the new one).
-    arrived = ex.counted_at if ex.counted_at is not None else time.time() - latency_ms / 1000
-    event: dict[str, Any] = {
-        "version": VERSION,
-        "event_id": uuid.uuid4().hex,
-        "timestamp": datetime.fromtimestamp(arrived, UTC).isoformat(timespec="milliseconds"),
-        "request_id": ex.request.request_id,
-        "consumer_id": ex.principal.consumer_id,
-        "plan": ex.principal.plan,
-        "route_id": ex.route.id,
-        "method": ex.request.method,
-        "status": response.status,
-        "latency_ms": round(latency_ms, 3),
-        "request_bytes": len(ex.request.body),
-        "response_bytes": response.size,
-        "cost_units": ex.cost_units,
-        "admitted": ex.admitted,
-        "backends": [_backend(b) for b in ex.backends],
-    }
-    if ex.admitted and ex.spent_on is None:
-        event["counted"] = False
-    if ex.usage_status is not None:
-        event["reserved_units"] = ex.reserved_units
-        event["usage"] = ex.usage
-        event["usage_status"] = ex.usage_status
-    return event
-
-
-def _backend(outcome: BackendOutcome) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "name": outcome.name,
-        "status": outcome.status,
-        "latency_ms": round(outcome.latency_ms, 3),
-    }
-    if outcome.grpc_status is not None:
-        entry["grpc_status"] = outcome.grpc_status
-    return entry

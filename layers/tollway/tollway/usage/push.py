@@ -51,8 +51,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from tollway.config.models import Plan, StripeMeter
 from tollway.settings import Settings
+from tollway.table.plans import Plan, StripeMeter
 from tollway.usage import table
 from tollway.usage.customers import StripeCustomers
 from tollway.usage.report import ConsumerUsage, UsageReader

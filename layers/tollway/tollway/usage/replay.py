@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tollway.usage.emitter import BATCH, MARKER, MAX_CALL_BYTES
+from tollway.recording.emitter import BATCH, MARKER, MAX_CALL_BYTES
 from tollway.usage.events import VERSION, UsageEvent
 
 

@@ -26,7 +26,7 @@ from typing import TypeVar
 
 import grpc
 
-from tollway.config.compile import CompiledBackend
+from tollway.table.routes import CompiledBackend
 from tollway.upstream.breaker import CircuitBreaker
 from tollway.upstream.call import BackendCaller, BackendFailure, ResponseTooLarge
 from tollway.upstream.grpc.channels import Channels

@@ -16,7 +16,7 @@ from typing import Any
 from google.protobuf import json_format, message_factory
 from google.protobuf.message import DecodeError, EncodeError
 
-from tollway.config.protos import GrpcMethod, pool_of
+from tollway.table.grpc import GrpcMethod, pool_of
 
 # How deep a caller's JSON may nest inside a message (json_format's own default).
 MAX_DEPTH = 100

@@ -21,17 +21,17 @@ from typing import Any
 
 import orjson
 
-from tollway.config.compile import CompiledBackend, CompiledConfig
-from tollway.config.templates import (
+from tollway.core.context import BackendOutcome, Context
+from tollway.core.messages import Response
+from tollway.core.problems import problem_response
+from tollway.errors import BadGateway, BadRequest, GatewayError, GatewayTimeout
+from tollway.table.routes import CompiledBackend, CompiledConfig, CompiledRoute
+from tollway.table.templates import (
     ParamValueError,
     TemplateValueError,
     json_template_refs,
     render_json_template,
 )
-from tollway.errors import BadGateway, BadRequest, GatewayError, GatewayTimeout
-from tollway.http.messages import Response
-from tollway.http.problems import problem_response
-from tollway.pipeline import BackendOutcome, Exchange
 from tollway.upstream.cache import CACHEABLE, PER_FILL, Caches, fill_for
 from tollway.upstream.call import BackendCaller, BackendFailure
 from tollway.upstream.grpc.caller import GrpcCaller, StatusFailure, Stream
@@ -82,23 +82,25 @@ class GrpcUpstream:
             known = self._from_caller[id(backend)] = (backend, alone)
         return known[1]
 
-    def message(self, backend: CompiledBackend, ex: Exchange, results: dict[str, Any]) -> bytes:
+    def message(
+        self, backend: CompiledBackend, ctx: Context[CompiledRoute], results: dict[str, Any]
+    ) -> bytes:
         """The serialized request message; `BadRequest` when the caller's input does not fit,
         `BackendFailure` when another backend's answer does not."""
         assert backend.grpc is not None
         codec = self.codecs.for_(backend.grpc)
         if backend.body is not None:
             try:
-                value = render_json_template(backend.body, ex.params, results)
+                value = render_json_template(backend.body, ctx.params, results)
             except ParamValueError as exc:
                 raise BadRequest(str(exc)) from None
             except TemplateValueError as exc:
                 raise BackendFailure(str(exc)) from None
-        elif ex.request.method in NO_BODY or not ex.request.body:
+        elif ctx.request.method in NO_BODY or not ctx.request.body:
             value = {}
         else:
             try:
-                value = orjson.loads(ex.request.body)
+                value = orjson.loads(ctx.request.body)
             except orjson.JSONDecodeError:
                 raise BadRequest("the request body is not JSON") from None
         try:
@@ -108,19 +110,21 @@ class GrpcUpstream:
                 raise BadRequest(f"the request does not fit {codec.request_name}: {exc}") from None
             raise BackendFailure(f"its request message could not be built: {exc}") from None
 
-    def check(self, ex: Exchange) -> None:
+    def check(self, ctx: Context[CompiledRoute]) -> None:
         """Before a composed route calls anything: every message made from the caller's input fits."""
-        for backend in ex.route.backends:
+        for backend in ctx.route.backends:
             if backend.grpc is not None and self._caller_only(backend):
-                self.message(backend, ex, {})
+                self.message(backend, ctx, {})
 
-    def _metadata(self, backend: CompiledBackend, ex: Exchange, results: dict[str, Any]) -> Metadata:
+    def _metadata(
+        self, backend: CompiledBackend, ctx: Context[CompiledRoute], results: dict[str, Any]
+    ) -> Metadata:
         # A call whose answer a cache may store carries only what the entry's key covers
         # (upstream/cache.py Fill), exactly as an HTTP backend's request does.
-        composed = ex.route.compose != "proxy"
-        fill = fill_for(ex.request.method, ex.route.cache, backend.cache if composed else None)
+        composed = ctx.route.compose != "proxy"
+        fill = fill_for(ctx.request.method, ctx.route.cache, backend.cache if composed else None)
         try:
-            return grpc_metadata(backend_headers(backend, ex, results, fill))
+            return grpc_metadata(backend_headers(backend, ctx, results, fill))
         except ParamValueError as exc:
             raise BadRequest(str(exc)) from None
         except TemplateValueError as exc:
@@ -128,28 +132,28 @@ class GrpcUpstream:
 
     # ---- proxy ---------------------------------------------------------------------------
 
-    async def proxy(self, ex: Exchange) -> Response:
-        backend = ex.route.backends[0]
+    async def proxy(self, ctx: Context[CompiledRoute]) -> Response:
+        backend = ctx.route.backends[0]
         assert backend.grpc is not None
-        message = self.message(backend, ex, {})
-        metadata = self._metadata(backend, ex, {})
+        message = self.message(backend, ctx, {})
+        metadata = self._metadata(backend, ctx, {})
         codec = self.codecs.for_(backend.grpc)
         outcome = BackendOutcome(backend.name, None, 0.0)
-        ex.backends.append(outcome)
+        ctx.backends.append(outcome)
         started = time.monotonic()
-        limit = ex.route.max_response_bytes
+        limit = ctx.route.max_response_bytes
         try:
             if not backend.grpc.server_streaming:
-                reply = await self.caller.unary(backend, message, metadata, ex.deadline, limit)
+                reply = await self.caller.unary(backend, message, metadata, ctx.deadline, limit)
                 body = orjson.dumps(codec.decode(reply))
-            elif wants_events(ex.request.headers.get("accept")):
-                stream = await self.caller.stream(backend, message, metadata, ex.deadline, limit)
+            elif wants_events(ctx.request.headers.get("accept")):
+                stream = await self.caller.stream(backend, message, metadata, ctx.deadline, limit)
                 outcome.status = 200
-                events = self._events(backend, ex, codec, stream, outcome, started)
+                events = self._events(backend, ctx, codec, stream, outcome, started)
                 head = [("content-type", EVENT_STREAM), ("cache-control", "no-cache"), ("vary", "Accept")]
                 return Response(200, head, stream=events)
             else:
-                stream = await self.caller.stream(backend, message, metadata, ex.deadline, limit)
+                stream = await self.caller.stream(backend, message, metadata, ctx.deadline, limit)
                 body = orjson.dumps(await self._collect(codec, stream, limit))
         except BackendFailure as failure:
             _record(outcome, failure, started)
@@ -184,7 +188,7 @@ class GrpcUpstream:
     async def _events(
         self,
         backend: CompiledBackend,
-        ex: Exchange,
+        ctx: Context[CompiledRoute],
         codec: Codec,
         stream: Stream,
         outcome: BackendOutcome,
@@ -199,11 +203,11 @@ class GrpcUpstream:
                     yield _event(orjson.dumps(codec.decode(raw)))
         except BackendFailure as exc:
             failure = exc
-            yield _event(problem_response(_problem(backend, exc), ex.request.request_id).body, "error")
+            yield _event(problem_response(_problem(backend, exc), ctx.request.request_id).body, "error")
         except NotAMessage as exc:
             failure = BackendFailure(str(exc), status=200, grpc_status="OK")
             error = BadGateway(f"backend {backend.name} failed: {exc}")
-            yield _event(problem_response(error, ex.request.request_id).body, "error")
+            yield _event(problem_response(error, ctx.request.request_id).body, "error")
         finally:
             stream.cancel()
             _record(outcome, failure, started)
@@ -211,15 +215,15 @@ class GrpcUpstream:
     # ---- group and merge -----------------------------------------------------------------
 
     async def value(
-        self, backend: CompiledBackend, ex: Exchange, results: dict[str, Any]
+        self, backend: CompiledBackend, ctx: Context[CompiledRoute], results: dict[str, Any]
     ) -> tuple[Any, int, str | None]:
         """The reply's JSON for a composed route: (value, HTTP status, cache-control)."""
         assert backend.grpc is not None
-        message = self.message(backend, ex, results)
-        metadata = self._metadata(backend, ex, results)
+        message = self.message(backend, ctx, results)
+        metadata = self._metadata(backend, ctx, results)
         cache = key = None
-        if backend.cache is not None and ex.request.method in CACHEABLE:
-            cache = self.caches.for_((ex.route.id, backend.name), backend.cache)
+        if backend.cache is not None and ctx.request.method in CACHEABLE:
+            cache = self.caches.for_((ctx.route.id, backend.name), backend.cache)
             # Keyed by what the call sends (who is asking is in the metadata of a per-consumer
             # cache), less the ids of the one call that fills it.
             sent = tuple((name, value) for name, value in metadata if name not in PER_FILL)
@@ -228,13 +232,13 @@ class GrpcUpstream:
             if hit is not None:
                 return hit, 200, None
         codec = self.codecs.for_(backend.grpc)
-        limit = ex.route.max_response_bytes
+        limit = ctx.route.max_response_bytes
         try:
             if backend.grpc.server_streaming:
-                stream = await self.caller.stream(backend, message, metadata, ex.deadline, limit)
+                stream = await self.caller.stream(backend, message, metadata, ctx.deadline, limit)
                 value: Any = await self._collect(codec, stream, limit)
             else:
-                value = codec.decode(await self.caller.unary(backend, message, metadata, ex.deadline, limit))
+                value = codec.decode(await self.caller.unary(backend, message, metadata, ctx.deadline, limit))
         except NotAMessage as exc:
             raise BackendFailure(str(exc), status=200, grpc_status="OK") from None
         if cache is not None:

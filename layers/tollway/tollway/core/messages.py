@@ -1,4 +1,5 @@
-"""The one request and one response type every step of the pipeline speaks."""
+"""The one request and one response type every step of the pipeline speaks, and the request
+a backend is sent."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from tollway.http.trace import TraceContext
+    from tollway.core.trace import TraceContext
 
 
 @dataclass(slots=True)
@@ -22,7 +23,7 @@ class Request:
     request_id: str
     oversize: bool = False  # the body was over the gateway's limit and was not read
     truncated: bool = False  # the caller went away before the body's end: never forwarded
-    trace: TraceContext | None = None  # the trace backends join (tollway.http.trace)
+    trace: TraceContext | None = None  # the trace backends join (tollway.core.trace)
     late: bool = False  # the body had not arrived by the route's deadline: never forwarded
 
     @property
@@ -33,7 +34,17 @@ class Request:
 class StreamCut(Exception):
     """A `Response.stream` ended before the backend's end of it: the route's deadline passed,
     or the connection broke. Raised after the last chunk it did deliver, so that the meter
-    knows the usage it read may be incomplete (tollway.quota.metering, `charge`)."""
+    knows the usage it read may be incomplete (tollway.policy.metering, `charge`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BackendRequest:
+    """What one backend is sent; `path` holds the query."""
+
+    method: str
+    path: str  # with its query: the balancer prefixes an instance's base URL per try
+    headers: list[tuple[str, str]]
+    body: bytes | None
 
 
 @dataclass(slots=True)

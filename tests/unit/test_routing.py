@@ -1,6 +1,6 @@
 import pytest
 from tollway.errors import MethodNotAllowed, NotFound
-from tollway.http.routing import Router
+from tollway.routing import Router
 
 
 @pytest.fixture
@@ -76,14 +76,14 @@ def test_a_greedy_parameter_takes_the_rest_of_the_path_after_literals_and_parame
     ],
 )
 def test_the_canonical_path_decodes_unreserved_escapes_once(raw: bytes, canonical: str) -> None:
-    from tollway.http.routing import canonical_path
+    from tollway.routing import canonical_path
 
     assert canonical_path(raw) == canonical
     assert canonical_path(canonical.encode()) == canonical  # canonical is a fixed point
 
 
 def test_a_literal_segment_matches_its_every_spelling_and_a_parameter_only_other_values() -> None:
-    from tollway.http.routing import canonical_path
+    from tollway.routing import canonical_path
 
     router: Router[str] = Router()
     router.add("/items/admin", frozenset({"GET"}), "admin")

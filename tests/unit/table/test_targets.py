@@ -8,7 +8,7 @@ import pytest
 import yaml
 from tollway.config.compile import compile_infra
 from tollway.config.errors import ConfigError
-from tollway.discovery.target import Reference, ServiceTarget, parse_target, parse_urls
+from tollway.table.targets import Reference, ServiceTarget, parse_target, parse_urls
 
 
 @pytest.mark.parametrize(

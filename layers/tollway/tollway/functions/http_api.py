@@ -6,7 +6,7 @@
   problem, never an exception out of the handler (API Gateway's bare 500). The path is
   handed over as the event spells it (`raw_path`), not decoded first as Mangum does, so
   the app routes it exactly as it routes the same request under uvicorn
-  (`http.routing.canonical_path`). The scheme is https: an HTTP API serves nothing else,
+  (`routing.canonical_path`). The scheme is https: an HTTP API serves nothing else,
   and a caller's `X-Forwarded-Proto` does not say otherwise.
 - Lambda refuses a response over 6 MB, and API Gateway turns that into a bare 500. The
   size that counts is the serialized result, after Mangum base64-encodes a binary body
@@ -26,9 +26,9 @@ from mangum import Mangum
 from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 from mangum.handlers import HTTPGateway
 
+from tollway.core.headers import request_id
+from tollway.core.problems import PROBLEM_TYPE, problem_response
 from tollway.errors import BadGateway, BadRequest, GatewayError
-from tollway.http.headers import request_id
-from tollway.http.problems import PROBLEM_TYPE, problem_response
 from tollway.observability import logger
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
+from tollway.core.messages import Response
 from tollway.errors import GatewayError
-from tollway.http.messages import Response
 
 PROBLEM_TYPE = "application/problem+json"
 

@@ -1,9 +1,9 @@
 """Buffer usage events on the response path; send them to SQS after it, packed in messages.
 
 `record` costs a few microseconds and makes no AWS call. `flush` runs after the
-response: from the Lambda extension thread (tollway.usage.extension) or, under uvicorn,
+response: from the Lambda extension thread (tollway.functions.extension) or, under uvicorn,
 from `BackgroundFlusher` every ~200 ms. It packs what was recorded since the last flush
-into messages of up to `MAX_EVENTS` events (`tollway.usage.events.UsageMessage`: this
+into messages of up to `MAX_EVENTS` events (the schema: `tollway.usage.events.UsageMessage`; this
 emitter's producer id and the message's number), and sends ten messages per
 SendMessageBatch through any object with boto3's `send_message_batch` signature: in the
 router, `tollway.aws.sqs.LeanSqs` (a fraction of botocore's CPU per flush); in tools, a
@@ -33,9 +33,9 @@ from typing import Any, TextIO
 
 import orjson
 
-from tollway.http.messages import Response
-from tollway.pipeline import Exchange
-from tollway.usage.events import MAX_EVENTS, VERSION, from_exchange
+from tollway.core.context import Context
+from tollway.core.messages import Response
+from tollway.recording.events import MAX_EVENTS, VERSION, from_context
 
 MARKER = "usage_event_unsent"
 BATCH = 10  # SendMessageBatch's limit
@@ -125,8 +125,8 @@ class UsageEmitter:
         self._inflight = 0
         self._lock = threading.Lock()  # one flush at a time; `record` never takes it
 
-    def record(self, exchange: Exchange, response: Response, latency_ms: float) -> None:
-        self._new.append(from_exchange(exchange, response, latency_ms))
+    def record(self, ctx: Context, response: Response, latency_ms: float) -> None:
+        self._new.append(from_context(ctx, response, latency_ms))
         self.stats.recorded += 1
         if self.pending() > self.max_buffer:
             with contextlib.suppress(IndexError):  # a flush may have drained it meanwhile

@@ -1,4 +1,4 @@
-"""Cost read from the answer (tollway.quota.metering), and its config checked with file:line."""
+"""Cost read from the answer (tollway.policy.metering), and its config checked with file:line."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tollway.config.compile import compile_infra, cost_spec
 from tollway.config.models import Metering
-from tollway.quota.metering import Reading, SseUsage
+from tollway.policy.metering import Reading, SseUsage
 
 from tests.unit.config.test_check import problems, write_infra
 
@@ -247,7 +247,7 @@ def test_routes_list_shows_how_a_route_is_metered(capsys: pytest.CaptureFixture[
 
 
 def test_numbers_past_what_dynamodb_holds_are_capped() -> None:
-    from tollway.quota.metering import MAX_UNITS
+    from tollway.policy.metering import MAX_UNITS
 
     s = spec(OPENAI, estimate={"field": "max_tokens", "weight": 3})
     assert s.reservation(b'{"max_tokens": 1e300}', cost=1) == MAX_UNITS
