@@ -55,3 +55,24 @@ def test_a_bug_after_admission_is_refunded_and_its_500_keeps_the_routes_fields(s
     settled(shop.app)
     assert shop.used() == 0
     assert shop.backend.bodies == []
+
+
+def _timeouts() -> int:
+    import gc
+
+    import aiohttp
+
+    return sum(isinstance(o, aiohttp.ClientTimeout) for o in gc.get_objects())
+
+
+def test_the_exchanger_keeps_no_state_per_request(shop: Shop) -> None:
+    """The container's one exchanger lives as long as the container: what it keeps must not
+    grow with the requests it carries. Each admission's DynamoDB call is bounded by what is
+    left of its request's deadline, a different number every time."""
+    key = shop.key()
+    with httpx.Client(base_url=shop.url, timeout=10) as http:
+        http.get("/v1/free/1", headers={"x-api-key": key})
+        before = _timeouts()
+        answers = [http.get("/v1/free/1", headers={"x-api-key": key}).status_code for _ in range(120)]
+    assert set(answers) == {200}
+    assert _timeouts() - before < 20
