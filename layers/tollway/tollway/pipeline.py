@@ -58,14 +58,17 @@ def _problem(error: Exception, ctx: Context[CompiledRoute]) -> GatewayError:
     return problem
 
 
-def _state(answer: Response | BaseException, fields: list[tuple[str, str]]) -> None:
-    """Put the gateway's own fields on an answer, or on the error that becomes it, in place of
-    any field of those names it has (a backend's `RateLimit` is not the gateway's word)."""
+def _state(answer: Response | BaseException, name: str, fields: list[tuple[str, str]]) -> None:
+    """Put the gateway's own fields (named `name`, or none: nothing to state) on an answer, or
+    on the error that becomes it, in place of any field of that name it has: a backend's
+    `RateLimit` is not the gateway's word, also when the gateway has none (a plan without
+    limits, a quota store failed open)."""
     if isinstance(answer, GatewayError):
         answer.headers.update(fields)
-    elif isinstance(answer, Response) and fields:
-        names = {name for name, _ in fields}
-        answer.headers[:] = [(k, v) for k, v in answer.headers if k not in names] + fields
+    elif isinstance(answer, Response):
+        if any(k == name for k, _ in answer.headers):
+            answer.headers[:] = [(k, v) for k, v in answer.headers if k != name]
+        answer.headers += fields
 
 
 # ---- the gateway's own checks ------------------------------------------------------------
@@ -177,11 +180,11 @@ def state_plan(admission: Admission[CompiledRoute]) -> Middleware:
                 response = await next_(ctx)
             except Exception as error:
                 problem = _problem(error, ctx)
-                _state(problem, admission.policy(ctx.principal))
+                _state(problem, "ratelimit-policy", admission.policy(ctx.principal))
                 if problem is error:
                     raise
                 raise problem from error
-            _state(response, admission.policy(ctx.principal))
+            _state(response, "ratelimit-policy", admission.policy(ctx.principal))
             return response
 
         return step
@@ -209,12 +212,12 @@ def admit(admission: Admission[CompiledRoute]) -> Middleware:
                 elif ctx.admitted:
                     spend.settle()  # to what the meter found the failed answer owes
                 problem = _problem(error, ctx)
-                _state(problem, _remaining(spend))
+                _state(problem, "ratelimit", _remaining(spend))
                 if problem is error:
                     raise
                 raise problem from error
             after(response, lambda cut: spend.settle())
-            _state(response, _remaining(spend))  # a stream's: as reserved, its head goes first
+            _state(response, "ratelimit", _remaining(spend))  # a stream's: as reserved, its head goes first
             return response
 
         return step
