@@ -44,14 +44,31 @@ Handler = shapes.Handler[CompiledRoute]
 Middleware = shapes.Middleware[CompiledRoute]
 
 
-def _state(answer: Response | BaseException, fields: list[tuple[str, str]]) -> None:
-    """Put the gateway's own fields on an answer, or on the error that becomes it, in place of
-    any field of those names it has (a backend's `RateLimit` is not the gateway's word)."""
+def _problem(error: Exception, ctx: Context[CompiledRoute]) -> GatewayError:
+    """`error` as the GatewayError the caller's answer is made from. Anything else (a bug) is
+    logged here, where it is first caught, and becomes a bare 500 that the steps outside still
+    finish like any refusal: CORS fields, the plan, what is left, a refund if nothing was called."""
+    if isinstance(error, GatewayError):
+        return error
+    from tollway.observability import logger
+
+    logger.exception("unhandled error", extra={"route_id": ctx.route.id})
+    problem = GatewayError()
+    problem.__cause__ = error
+    return problem
+
+
+def _state(answer: Response | BaseException, name: str, fields: list[tuple[str, str]]) -> None:
+    """Put the gateway's own fields (named `name`, or none: nothing to state) on an answer, or
+    on the error that becomes it, in place of any field of that name it has: a backend's
+    `RateLimit` is not the gateway's word, also when the gateway has none (a plan without
+    limits, a quota store failed open)."""
     if isinstance(answer, GatewayError):
         answer.headers.update(fields)
-    elif isinstance(answer, Response) and fields:
-        names = {name for name, _ in fields}
-        answer.headers[:] = [(k, v) for k, v in answer.headers if k not in names] + fields
+    elif isinstance(answer, Response):
+        if any(k == name for k, _ in answer.headers):
+            answer.headers[:] = [(k, v) for k, v in answer.headers if k != name]
+        answer.headers += fields
 
 
 # ---- the gateway's own checks ------------------------------------------------------------
@@ -66,9 +83,12 @@ def cors(policy: CorsPolicy) -> Middleware:
             origin = ctx.request.headers.get("origin")
             try:
                 response = await next_(ctx)
-            except GatewayError as error:
-                error.headers.update(policy.fields(origin))
-                raise
+            except Exception as error:
+                problem = _problem(error, ctx)
+                problem.headers.update(policy.fields(origin))
+                if problem is error:
+                    raise
+                raise problem from error
             # The route's policy is the only word: a proxied backend's own grant (one that
             # reflects any origin, with credentials, say) would stand beside or for the gateway's,
             # also on an answer to no Origin (a browser's or a CDN's cache may hand it on).
@@ -158,10 +178,13 @@ def state_plan(admission: Admission[CompiledRoute]) -> Middleware:
         async def step(ctx: Context[CompiledRoute]) -> Response:
             try:
                 response = await next_(ctx)
-            except GatewayError as error:
-                _state(error, admission.policy(ctx.principal))
-                raise
-            _state(response, admission.policy(ctx.principal))
+            except Exception as error:
+                problem = _problem(error, ctx)
+                _state(problem, "ratelimit-policy", admission.policy(ctx.principal))
+                if problem is error:
+                    raise
+                raise problem from error
+            _state(response, "ratelimit-policy", admission.policy(ctx.principal))
             return response
 
         return step
@@ -188,10 +211,13 @@ def admit(admission: Admission[CompiledRoute]) -> Middleware:
                     ctx.admitted = False
                 elif ctx.admitted:
                     spend.settle()  # to what the meter found the failed answer owes
-                _state(error, _remaining(spend))
-                raise
+                problem = _problem(error, ctx)
+                _state(problem, "ratelimit", _remaining(spend))
+                if problem is error:
+                    raise
+                raise problem from error
             after(response, lambda cut: spend.settle())
-            _state(response, _remaining(spend))  # a stream's: as reserved, its head goes first
+            _state(response, "ratelimit", _remaining(spend))  # a stream's: as reserved, its head goes first
             return response
 
         return step

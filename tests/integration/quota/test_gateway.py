@@ -132,3 +132,23 @@ def test_the_ratelimit_fields_a_caller_reads_are_the_gateways_alone(
         '"rate";q=5;w=1;tollway-burst=10, "quota";q=1000;w=86400'
     ]
     assert answer.headers.get_list("ratelimit") == ['"rate";r=9;t=2, "quota";r=999;t=46400']
+
+
+def test_a_plan_without_limits_passes_no_backends_ratelimit_fields(moto_dynamo: Dynamo, consumer: str, serve) -> None:
+    """A plan with no rate and no quota has nothing to state: the caller reads no RateLimit
+    fields at all, never the backend's as if they were its plan's."""
+    from dataclasses import replace
+
+    config = compile_infra(INFRA, "dev", {"TOLLWAY_SERVICE_USERS": serve(boasting_backend)})
+    exchanger = AiohttpExchanger()
+    plans = {**config.plans, "free": replace(config.plans["free"], rate=None, quota=None)}
+    admission = QuotaAdmission(
+        QuotaStore(dynamo_caller(exchanger, moto_dynamo.client()), moto_dynamo.table), plans
+    )
+    gateway = Gateway(config, authenticator=KeyHolders(), upstream=HttpUpstream(exchanger), admission=admission)
+    url = serve(GatewayApp(gateway, on_shutdown=[exchanger.close]))
+    with httpx.Client(base_url=url) as http:
+        answer = http.get("/v1/users/7", headers={"x-api-key": consumer})
+    assert answer.status_code == 200
+    assert answer.headers.get_list("ratelimit-policy") == []
+    assert answer.headers.get_list("ratelimit") == []

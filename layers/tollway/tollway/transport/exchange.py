@@ -111,6 +111,8 @@ UNBOUNDED = aiohttp.ClientTimeout()
 # One container's pool: connections open at once, and how long an idle one is kept.
 MAX_CONNECTIONS = 512
 KEEPALIVE_S = 30.0
+# Distinct timeouts an exchanger keeps made (made again past that: about 1 µs).
+KEPT_TIMEOUTS = 8
 
 
 def _aiohttp_error(exc: Exception) -> ExchangeError:
@@ -209,7 +211,10 @@ class AiohttpExchanger:
         timeout = self._timeouts.get(seconds)
         if timeout is None:
             timeout = aiohttp.ClientTimeout(connect=seconds, sock_connect=seconds, sock_read=seconds)
-            self._timeouts[seconds] = timeout
+            # Kept for the constant ones (JWKS'); a DynamoDB call's is what is left of its
+            # request's deadline, new every time: kept, they grew with the container's requests.
+            if len(self._timeouts) < KEPT_TIMEOUTS:
+                self._timeouts[seconds] = timeout
         return timeout
 
     async def request(
