@@ -15,7 +15,7 @@ import boto3
 import orjson
 import pytest
 from tollway.aws.dynamodb import DynamoCaller
-from tollway.quota.store import Budget, QuotaStore, StoreUnavailable
+from tollway.quota.store import Budget, Exhausted, QuotaStore
 from tollway.transport.exchange import AiohttpExchanger
 
 from tests.unit.aws.test_dynamodb import CREDENTIALS
@@ -31,11 +31,13 @@ class DamagingFront:
         self.target = urlsplit(target)
         self.damaged = damaged  # how many answers, from the first, arrive damaged
         self.answers: list[bytes] = []
+        self.targets: list[str] = []  # each call's x-amz-target
         front = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                front.targets.append(self.headers.get("x-amz-target", ""))
                 connection = http.client.HTTPConnection(front.target.hostname, front.target.port, timeout=5)
                 try:
                     connection.request("POST", self.path, body, dict(self.headers))
@@ -85,33 +87,61 @@ def used(moto_url: str, table: str, pk: str) -> int:
     return int(item["Item"]["used"]["N"])
 
 
-async def test_a_damaged_counter_is_never_believed(aws, moto_url, front) -> None:
+def spend_through(front: DamagingFront, table: str, budget: Budget, cost: int = 1):
+    async def run():
+        exchanger = AiohttpExchanger()
+        try:
+            caller = DynamoCaller(exchanger, front.url, "us-east-1", CREDENTIALS, pause=lambda: 0.0)
+            return await QuotaStore(caller, table).spend(budget, cost)
+        finally:
+            await exchanger.close()
+
+    return run()
+
+
+def operations(front: DamagingFront) -> list[str]:
+    return [target.rpartition(".")[2] for target in front.targets]
+
+
+async def test_a_damaged_counter_is_never_believed_and_never_counted_twice(aws, moto_url, front) -> None:
     table = aws["TOLLWAY_QUOTA_TABLE"]
     through = front(damaged=1)
-    exchanger = AiohttpExchanger()
-    try:
-        caller = DynamoCaller(exchanger, through.url, "us-east-1", CREDENTIALS, pause=lambda: 0.0)
-        store = QuotaStore(caller, table)
-        budget = Budget("D2026-12-07#0#acme", 1_800_000_000, quota=100, rate=None, window=None)
-        counters = await store.spend(budget, 1)
-    finally:
-        await exchanger.close()
+    budget = Budget("D2026-12-07#0#acme", 1_800_000_000, quota=100, rate=None, window=None)
+    counters = await spend_through(through, table, budget)
     assert orjson.loads(through.answers[0])["Attributes"]["used"] == {"N": "0"}  # the damage was made
-    # The first write counted, its answer was refused, the retry counted again: the store
-    # reports what DynamoDB holds (2, towards rejecting), never the damaged 0.
-    assert len(through.answers) == 2
-    assert counters.used == used(moto_url, table, budget.pk) == 2
+    # DynamoDB answered the write 200: it counted. Sent again it would count twice (it did:
+    # used 2 for one request); the item is read instead, and the store reports what DynamoDB
+    # holds, never the damaged 0.
+    assert operations(through) == ["UpdateItem", "GetItem"]
+    assert counters.used == used(moto_url, table, budget.pk) == 1
 
 
-async def test_an_answer_damaged_every_time_makes_the_store_unavailable(aws, moto_url, front) -> None:
+async def test_a_refusal_whose_answer_is_damaged_is_asked_again(aws, moto_url, front) -> None:
+    """A failed condition changed nothing: sending it again is safe, and its item is what
+    says which limit was hit."""
     table = aws["TOLLWAY_QUOTA_TABLE"]
-    through = front(damaged=2)
-    exchanger = AiohttpExchanger()
-    try:
-        caller = DynamoCaller(exchanger, through.url, "us-east-1", CREDENTIALS, pause=lambda: 0.0)
-        budget = Budget("D2026-12-07#0#acme", 1_800_000_000, quota=100, rate=None, window=None)
-        with pytest.raises(StoreUnavailable, match="CRC32Mismatch"):
-            await QuotaStore(caller, table).spend(budget, 1)
-    finally:
-        await exchanger.close()
-    assert [orjson.loads(a)["Attributes"]["used"] for a in through.answers] == [{"N": "0"}, {"N": "0"}]
+    budget = Budget("D2026-12-07#0#full", 1_800_000_000, quota=1, rate=None, window=None)
+    await spend_through(front(damaged=0), table, budget)
+    through = front(damaged=1)
+    with pytest.raises(Exhausted) as refused:
+        await spend_through(through, table, budget)
+    assert operations(through) == ["UpdateItem", "UpdateItem"]
+    assert refused.value.counters is not None and refused.value.counters.used == 1
+    assert used(moto_url, table, budget.pk) == 1
+
+
+async def test_a_counted_write_whose_every_answer_is_damaged_stays_counted_once(aws, moto_url, front) -> None:
+    """The write's answer and both reads of the item damaged: the request was counted, so it is
+    admitted as counted (not refused: the counter, which is also the bill, holds it), with its
+    own units as what the store knows."""
+    table = aws["TOLLWAY_QUOTA_TABLE"]
+    through = front(damaged=3)
+    budget = Budget("D2026-12-07#0#acme", 1_800_000_000, quota=100, rate=None, window=None)
+    await spend_through(front(damaged=0), table, budget, cost=5)
+    counters = await spend_through(through, table, budget)
+    assert operations(through) == ["UpdateItem", "GetItem", "GetItem"]
+    assert [
+        orjson.loads(a).get("Attributes", orjson.loads(a).get("Item"))["used"] for a in through.answers
+    ] == [{"N": "0"}] * 3
+    assert counters.used == 1  # what it knows: its own unit; DynamoDB's condition decides the next
+    assert used(moto_url, table, budget.pk) == 6

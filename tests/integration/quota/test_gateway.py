@@ -134,7 +134,9 @@ def test_the_ratelimit_fields_a_caller_reads_are_the_gateways_alone(
     assert answer.headers.get_list("ratelimit") == ['"rate";r=9;t=2, "quota";r=999;t=46400']
 
 
-def test_a_plan_without_limits_passes_no_backends_ratelimit_fields(moto_dynamo: Dynamo, consumer: str, serve) -> None:
+def test_a_plan_without_limits_passes_no_backends_ratelimit_fields(
+    moto_dynamo: Dynamo, consumer: str, serve
+) -> None:
     """A plan with no rate and no quota has nothing to state: the caller reads no RateLimit
     fields at all, never the backend's as if they were its plan's."""
     from dataclasses import replace
@@ -145,7 +147,8 @@ def test_a_plan_without_limits_passes_no_backends_ratelimit_fields(moto_dynamo: 
     admission = QuotaAdmission(
         QuotaStore(dynamo_caller(exchanger, moto_dynamo.client()), moto_dynamo.table), plans
     )
-    gateway = Gateway(config, authenticator=KeyHolders(), upstream=HttpUpstream(exchanger), admission=admission)
+    upstream = HttpUpstream(exchanger)
+    gateway = Gateway(config, authenticator=KeyHolders(), upstream=upstream, admission=admission)
     url = serve(GatewayApp(gateway, on_shutdown=[exchanger.close]))
     with httpx.Client(base_url=url) as http:
         answer = http.get("/v1/users/7", headers={"x-api-key": consumer})

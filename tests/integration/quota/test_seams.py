@@ -27,7 +27,9 @@ def _event(shop: Shop, rid: str) -> dict:
     return event
 
 
-def test_a_bug_after_admission_is_refunded_and_its_500_keeps_the_routes_fields(shop: Shop, monkeypatch) -> None:
+def test_a_bug_after_admission_is_refunded_and_its_500_keeps_the_routes_fields(
+    shop: Shop, monkeypatch
+) -> None:
     """An exception that is not a GatewayError, raised after admission and before any backend
     had the request (a bug in the upstream's code): the caller gets a 500 that still carries the
     route's CORS fields, its plan (RateLimit-Policy) and what is left (RateLimit), as every other
@@ -40,9 +42,8 @@ def test_a_bug_after_admission_is_refunded_and_its_500_keeps_the_routes_fields(s
     monkeypatch.setattr(caller, "send", broken)
     rid = uuid.uuid4().hex
     with httpx.Client(base_url=shop.url, timeout=10) as http:
-        answer = http.get(
-            "/v1/items/1", headers={"x-api-key": shop.key(), "origin": "https://app.example", "x-request-id": rid}
-        )
+        headers = {"x-api-key": shop.key(), "origin": "https://app.example", "x-request-id": rid}
+        answer = http.get("/v1/items/1", headers=headers)
     assert answer.status_code == 500
     assert answer.headers["content-type"] == "application/problem+json"
     assert "a bug" not in answer.text

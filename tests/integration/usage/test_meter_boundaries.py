@@ -85,10 +85,13 @@ def test_a_request_admitted_after_the_month_turned_is_billed_once(shop: Shop) ->
     assert billed[months[1]] == 2, billed  # in the period its counter counted it
 
 
-PRICED = PLANS + """\
+PRICED = (
+    PLANS
+    + """\
   gold: {quota: {limit: 1000, per: month}, price: {per_1000_units: 0.5}}
   silver: {quota: {limit: 1000, per: month}, price: {per_1000_units: 0.2}}
 """
+)
 
 
 @pytest.fixture
@@ -359,6 +362,7 @@ class DamagedSettleAnswers(Faulty):
     with a wrong `x-amz-crc32`, "break" closes the connection without an answer."""
 
     damage = "crc"
+    spoiled = "settle"  # or "admission": the conditional UpdateItem that counts a request
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length", 0)))
@@ -366,7 +370,8 @@ class DamagedSettleAnswers(Faulty):
         self.seen.append(operation)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
         answer = httpx.post(self.upstream, content=body, headers=headers, trust_env=False)
-        settle = operation == "UpdateItem" and b"ConditionExpression" not in body
+        conditional = b"ConditionExpression" in body
+        settle = operation == "UpdateItem" and conditional == (self.spoiled == "admission")
         if settle and self.damage == "break":
             self.close_connection = True
             return
@@ -403,6 +408,37 @@ def test_a_settle_whose_answer_is_damaged_or_lost_is_applied_once(
         (event,) = shop.tee.of(shop.consumer)
         assert (event["reserved_units"], event["cost_units"]) == (40, 100)
         settled(shop.app)
+        record_and_true_up(shop)
+        usage = UsageReader(boto3.client("dynamodb"), aws["TOLLWAY_USAGE_TABLE"]).consumer(
+            shop.consumer, datetime.now(UTC).strftime("%Y-%m")
+        )
+        assert (shop.used(), usage.units) == (100, 100), usage
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_admission_whose_answer_is_damaged_is_counted_once(
+    aws, serve, tmp_path, monkeypatch, moto_url
+) -> None:
+    """DynamoDB counts the request and answers 200, and the answer is damaged on its way (a
+    wrong CRC32): the write was carried out, so it is not sent again. The AWS caller's retry
+    of a damaged answer counted the request's reservation twice (found attacking issue 22's
+    lean callers): a 100-token answer reserved 40 was counted and billed 140."""
+    attributes = {"upstream": moto_url, "seen": [], "damage": "crc", "spoiled": "admission"}
+    handler = type("Handler", (DamagedSettleAnswers,), attributes)
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        shop = open_shop(aws, serve, tmp_path, monkeypatch, {"AWS_ENDPOINT_URL_DYNAMODB": url})
+        with httpx.Client(base_url=shop.url, timeout=10) as http:
+            answer = http.post("/v1/chat", json={"reply": {"usage": 100}}, headers={"x-api-key": shop.key()})
+        assert answer.status_code == 200
+        (event,) = shop.tee.of(shop.consumer)
+        assert (event["reserved_units"], event["cost_units"]) == (40, 100)
+        settled(shop.app)
+        assert handler.seen.count("UpdateItem") == 2  # the admission once, its settle once
         record_and_true_up(shop)
         usage = UsageReader(boto3.client("dynamodb"), aws["TOLLWAY_USAGE_TABLE"]).consumer(
             shop.consumer, datetime.now(UTC).strftime("%Y-%m")

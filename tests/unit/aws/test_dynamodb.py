@@ -20,7 +20,7 @@ from botocore.retryhandler import CRC32Checker
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tollway.aws.dynamodb import DynamoCaller, _crc32_matches
-from tollway.aws.errors import AwsError
+from tollway.aws.errors import AwsError, applied
 from tollway.aws.protocol import CONTENT_TYPE, SigV4, canonical_host
 from tollway.transport.exchange import AiohttpExchanger, Exchanger
 
@@ -374,10 +374,12 @@ def checked(answer: Answer) -> Answer:
     return Answer(answer.status, DAMAGED, answer.headers, crc32=str(zlib.crc32(answer.encoded())))
 
 
-async def test_an_answer_that_fails_its_crc32_is_never_read_and_is_asked_again(fake_aws, production) -> None:
+async def test_an_answer_that_fails_its_crc32_is_never_read_and_a_read_is_asked_again(
+    fake_aws, production
+) -> None:
     fake = fake_aws(checked(Answer(200, ITEM)), Answer(200, ITEM, crc32=True))
     caller = DynamoCaller(production, fake.url, "us-east-1", CREDENTIALS, pause=lambda: 0.0)
-    assert await caller.call("UpdateItem", BODY) == ITEM
+    assert await caller.call("GetItem", BODY) == ITEM
     assert len(fake.requests) == 2 and fake.requests[0].body == fake.requests[1].body == BODY
 
 
@@ -385,9 +387,21 @@ async def test_a_crc32_that_keeps_failing_is_an_error_not_a_counter(fake_aws, pr
     fake = fake_aws(checked(Answer(200, ITEM)))
     caller = DynamoCaller(production, fake.url, "us-east-1", CREDENTIALS, pause=lambda: 0.0)
     with pytest.raises(AwsError) as failed:
-        await caller.call("UpdateItem", BODY)
+        await caller.call("GetItem", BODY)
     assert (failed.value.code, failed.value.status, failed.value.body) == ("CRC32Mismatch", 200, {})
     assert failed.value.retryable and len(fake.requests) == 2  # the caller's one retry, no more
+
+
+@pytest.mark.parametrize("operation", ["UpdateItem", "PutItem", "DeleteItem", "TransactWriteItems"])
+async def test_a_write_answered_200_is_never_sent_again_whatever_became_of_its_answer(
+    fake_aws, production, operation
+) -> None:
+    """DynamoDB carried it out: sent again, an ADD (a request's count) would count twice."""
+    fake = fake_aws(checked(Answer(200, ITEM)), Answer(200, ITEM, crc32=True))
+    caller = DynamoCaller(production, fake.url, "us-east-1", CREDENTIALS, pause=lambda: 0.0)
+    with pytest.raises(AwsError) as failed:
+        await caller.call(operation, BODY)
+    assert applied(failed.value) and len(fake.requests) == 1
 
 
 async def test_a_damaged_failed_condition_is_asked_again_for_the_true_old_item(fake_aws, production) -> None:

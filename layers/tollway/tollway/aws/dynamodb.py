@@ -23,10 +23,11 @@ error.
 One retry at most, after a short jittered pause, when the error is `retryable` (throttling,
 5xx, a broken connection, a damaged answer) and the deadline leaves time for it; or, at
 once, when AWS refused the signature because the container's clock is off
-(`tollway.aws.clock`: the clock is corrected for this call and every later one). A
-connection that breaks after the write reached DynamoDB, or an answer damaged after it,
-can make the retry count a request twice: counters then err towards rejecting, never
-towards admitting.
+(`tollway.aws.clock`: the clock is corrected for this call and every later one). A write
+whose 200 answer was damaged was carried out: it is never sent again (`applied`), and its
+caller learns what it did by a read. A connection that breaks after the write reached
+DynamoDB can still make the retry count a request twice: counters then err towards
+rejecting, never towards admitting.
 
 Credentials are the session's credential chain (`tollway.aws.credentials(environ)`), frozen per
 call, so refreshable ones stay valid. `tollway.tools.boto.BotoCaller` makes the same calls
@@ -44,11 +45,13 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from tollway.aws.clock import AwsClock
-from tollway.aws.errors import CRC32_MISMATCH, TRANSIENT, AwsError
+from tollway.aws.errors import CRC32_MISMATCH, TRANSIENT, AwsError, applied
 from tollway.aws.protocol import Credentials, SigV4, canonical_host, parse_answer
 from tollway.transport.exchange import ExchangeError, Exchanger, ReadTimeout
 
 API_VERSION = "DynamoDB_20120810"
+# Operations that change items: one answered 200 was applied, whatever became of its answer.
+WRITES = frozenset({"UpdateItem", "PutItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
 # Less than this left before the deadline: not worth a retry.
 MIN_ATTEMPT_S = 0.02
 
@@ -93,12 +96,16 @@ class DynamoCaller:
     ) -> dict[str, Any]:
         """One DynamoDB operation (`UpdateItem`, ...) with a serialized JSON request; its answer.
         `resend=False`: a call that may have been applied (the connection broke, the answer
-        was damaged) is not sent again: an unconditional ADD would count twice."""
+        was damaged) is not sent again: an unconditional ADD would count twice. A write that
+        DynamoDB answered 200 was applied, whatever happened to the answer on its way: it is
+        never sent again (`applied(error)` says so to the caller)."""
         try:
             return await self._attempt(operation, body, deadline)
         except AwsError as error:
             if self.clock.corrects(error):
                 pause = 0.0
+            elif applied(error) and operation in WRITES:
+                raise
             elif error.retryable and (resend or error.code not in TRANSIENT):
                 pause = self.pause()
             else:

@@ -69,3 +69,9 @@ class AwsError(Exception):
             or self.code in TRANSIENT
             or (self.status or 0) >= 500
         )
+
+
+def applied(error: AwsError) -> bool:
+    """Whether a call that failed was carried out all the same: the service answered 200 and the
+    answer was damaged on its way (its body cannot be read, its status can)."""
+    return error.code == CRC32_MISMATCH and error.status == 200

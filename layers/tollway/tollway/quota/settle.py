@@ -103,8 +103,9 @@ class Settlements:
         try:
             await write
         except StoreUnavailable as failure:
-            if failure.reason in ("Timeout", "ConnectionError"):
-                # No answer at all: the counter may hold the request, and the bill with it.
+            if failure.reason in ("Timeout", "ConnectionError", "InternalServerError"):
+                # No answer at all, or DynamoDB's own failure (which may have been applied after
+                # all): the counter may hold the request, and the bill with it.
                 logger.warning(
                     "quota write outcome unknown",
                     extra={
@@ -172,8 +173,9 @@ class Settlements:
                 )
             return False
         self.sent += 1
-        # What this container knows of the item is now this answer (a refund lowers `used`).
-        self.memory.put(settlement.pk, counters, self.now())
+        if counters is not None:
+            # What this container knows of the item is now this answer (a refund lowers `used`).
+            self.memory.put(settlement.pk, counters, self.now())
         return True
 
     def _keep(self, settlement: Settlement) -> None:

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from tollway.aws.errors import AwsError
+from tollway.aws.errors import AwsError, applied
 from tollway.quota.limits import is_window
 
 if TYPE_CHECKING:
@@ -167,11 +167,25 @@ class QuotaStore:
         try:
             answer = await self.caller.call("UpdateItem", body, deadline=deadline)
         except AwsError as error:
+            if applied(error):
+                return await self._counted_unseen(budget, cost, deadline)
             if error.code != CONDITION_FAILED:
                 raise StoreUnavailable(error.code) from error
             item = error.body.get("Item")
             raise Exhausted(_counters(item, budget.window) if item is not None else None) from None
         return _counters(answer.get("Attributes", {}), budget.window)
+
+    async def _counted_unseen(self, budget: Budget, cost: int, deadline: float | None) -> Counters:
+        """The write counted (DynamoDB answered 200) but its answer was damaged: sent again it
+        would count the request twice, so the item is read instead. If that read fails too,
+        the request stays counted, and what it holds is taken as the request's own units (the
+        counters then say less than DynamoDB holds: only a local refusal is missed, DynamoDB's
+        condition still decides the next admission)."""
+        try:
+            return await self.read(budget, deadline=deadline)
+        except StoreUnavailable:
+            window = budget.window
+            return Counters(used=cost, window=window, requests=1, windows=(window,) if window else ())
 
     def settle_request(self, pk: str, delta: int, expires_at: int) -> dict[str, Any]:
         """The UpdateItem that corrects a metered request's reservation by `delta` units.
@@ -187,14 +201,17 @@ class QuotaStore:
             "ReturnValues": "ALL_NEW",
         }
 
-    async def settle(self, pk: str, delta: int, expires_at: int, window: str | None) -> Counters:
-        """Add `delta` (negative: a refund) to the item's `used`, or raise StoreUnavailable."""
+    async def settle(self, pk: str, delta: int, expires_at: int, window: str | None) -> Counters | None:
+        """Add `delta` (negative: a refund) to the item's `used`, or raise StoreUnavailable;
+        what the item holds now, or None if it landed but its answer could not be read."""
         body = orjson.dumps(self.settle_request(pk, delta, expires_at))
         try:
             # An ADD that may have landed is never sent again (tollway.quota.settle): the caller
             # would resend it after a broken connection or a damaged answer.
             answer = await self.caller.call("UpdateItem", body, resend=False)
         except AwsError as error:
+            if applied(error):
+                return None  # landed; what the item holds now is not known
             raise StoreUnavailable(error.code) from error
         return _counters(answer.get("Attributes", {}), window)
 
