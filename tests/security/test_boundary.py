@@ -331,6 +331,27 @@ def test_a_validated_json_body_keeps_its_json_media_type(gw: Gateway) -> None:
         assert seen.header("content-type") == [media]
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"amount": 5, "AMOUNT": 5000}',
+        b'{"AMOUNT": 5000}',
+        b'{"Amount": 5000}',
+        b'{"amount": 5, "lines": [], "line\\u017f": 5}',
+        b'{"amount": 5, "lines": [{"sku": "a", "SKU": "b"}]}',
+    ],
+)
+def test_a_validated_member_in_another_case_is_refused(gw: Gateway, body: bytes) -> None:
+    """Go's encoding/json (and Jackson with case-insensitive properties) reads a member into
+    the field whose name it matches in any case, Unicode's simple folding included (`line\u017f`
+    is `lines`), the last one winning: `{"amount": 5, "AMOUNT": 5000}` passed the schema's
+    maximum of 1000 (its `AMOUNT` is another name to it) and is 5000 to such a backend, as a
+    lone `{"AMOUNT": 5000}` is. As with a query, a declared name goes spelled exactly so, once."""
+    answer = gw.send("POST", "/v1/orders", [("content-type", "application/json")], body)
+    assert_problem(answer, 400)
+    assert gw.backend.seen == []
+
+
 # ---- 4. identities are namespaced ------------------------------------------------------
 
 
