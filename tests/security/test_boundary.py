@@ -295,6 +295,63 @@ def test_a_validated_body_without_repeats_is_forwarded_as_sent(gw: Gateway) -> N
     assert seen.body == body
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [("content-type", "application/x-www-form-urlencoded")],
+        [("content-type", "multipart/form-data; boundary=x")],
+        [("content-type", "text/plain")],
+        [("content-type", "application/json; charset=utf-16")],
+        [("content-type", "application/json"), ("content-encoding", "gzip")],
+        [("content-type", "application/json"), ("content-encoding", "br")],
+        [],
+    ],
+)
+def test_a_validated_body_reaches_the_backend_as_the_json_the_schema_saw(gw: Gateway, fields) -> None:
+    """The schema read the body as JSON; a backend reads it as its Content-Type (and
+    Content-Encoding) says. Forwarded as `application/x-www-form-urlencoded`, the JSON
+    `{"amount": 5, "note": "&amount=-1000"}` is `amount=-1000` to a form parser (Flask's
+    request.form, Express's urlencoded, PHP's $_POST): the body the schema checked reached the
+    backend and the backend read another. A validated body goes with `application/json`
+    and without a content coding, as the bytes the schema read."""
+    body = b'{"amount": 5, "note": "&amount=-1000&x="}'
+    assert gw.send("POST", "/v1/orders", fields, body).status == 200
+    (seen,) = gw.backend.seen
+    assert seen.body == body
+    assert seen.header("content-type") == ["application/json"], seen.headers
+    assert seen.header("content-encoding") == [], seen.headers
+
+
+def test_a_validated_json_body_keeps_its_json_media_type(gw: Gateway) -> None:
+    body = b'{"amount": 5}'
+    for media in ("application/json", "application/merge-patch+json", "application/json; charset=utf-8"):
+        gw.backend.seen.clear()
+        assert gw.send("POST", "/v1/orders", [("content-type", media)], body).status == 200
+        (seen,) = gw.backend.seen
+        assert seen.header("content-type") == [media]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"amount": 5, "AMOUNT": 5000}',
+        b'{"AMOUNT": 5000}',
+        b'{"Amount": 5000}',
+        b'{"amount": 5, "lines": [], "line\\u017f": 5}',
+        b'{"amount": 5, "lines": [{"sku": "a", "SKU": "b"}]}',
+    ],
+)
+def test_a_validated_member_in_another_case_is_refused(gw: Gateway, body: bytes) -> None:
+    """Go's encoding/json (and Jackson with case-insensitive properties) reads a member into
+    the field whose name it matches in any case, Unicode's simple folding included (`line\u017f`
+    is `lines`), the last one winning: `{"amount": 5, "AMOUNT": 5000}` passed the schema's
+    maximum of 1000 (its `AMOUNT` is another name to it) and is 5000 to such a backend, as a
+    lone `{"AMOUNT": 5000}` is. As with a query, a declared name goes spelled exactly so, once."""
+    answer = gw.send("POST", "/v1/orders", [("content-type", "application/json")], body)
+    assert_problem(answer, 400)
+    assert gw.backend.seen == []
+
+
 # ---- 4. identities are namespaced ------------------------------------------------------
 
 

@@ -114,3 +114,62 @@ async def test_a_message_the_callers_input_does_not_fit_is_refused_before_admiss
         await exchanger.close()
     assert [a.status_code for a in answers] == [400] * 6
     assert admission.admitted == [] and admission.settled == [] and things.calls == []
+
+
+def _not_found(request: bytes, context) -> bytes:
+    import grpc
+
+    context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
+
+
+async def test_a_service_that_had_the_call_is_charged_also_when_it_refuses(
+    tmp_path: Path, things: ThingsServer
+) -> None:
+    """docs/metering.md "What is charged": an unmetered route's admitted request pays its cost
+    whatever the answer once a backend was called; only what the gateway refuses by itself is
+    refunded. A gRPC service that had the call and answered a non-OK status (it did the lookup:
+    a caller enumerating ids gets NOT_FOUND after NOT_FOUND) was refunded as if the gateway had
+    refused it before calling anything: every failing call was free and counted nothing against
+    the caller's quota or rate limit, on a proxy route and on a composed one alike."""
+    routes = [
+        {
+            "id": "plain",
+            "path": "/v1/plain/{id}",
+            "methods": ["GET"],
+            "backends": [
+                {"name": "t", "service": "t", "grpc": "tollway.test.v1.Things/Get", "body": {"id": "{id}"}}
+            ],
+        },
+        {
+            "id": "composed",
+            "path": "/v1/composed/{id}",
+            "methods": ["GET"],
+            "compose": "group",
+            "backends": [
+                {"name": "t", "service": "t", "grpc": "tollway.test.v1.Things/Get", "body": {"id": "{id}"}}
+            ],
+        },
+        {**ROUTES[0], "id": "metered.refused", "path": "/v1/metered-refused"},
+    ]
+    things.handlers["Get"] = _not_found
+    things.handlers["Create"] = _not_found
+    config = compile_infra(grpc_infra(tmp_path, {"t": things.url}, routes), "test")
+    admission = CountingAdmission()
+    exchanger = AiohttpExchanger()
+    upstream = HttpUpstream(exchanger)
+    gateway = Gateway(config, authenticator=FakeAuthenticator(), upstream=upstream, admission=admission)
+    transport = httpx.ASGITransport(app=GatewayApp(gateway))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw.test") as gw:
+            answers = [
+                (await gw.get("/v1/plain/1")).status_code,
+                (await gw.get("/v1/composed/2")).status_code,
+                (await gw.post("/v1/metered-refused", json={"small": 3})).status_code,
+            ]
+    finally:
+        await exchanger.close()
+    assert answers[0] == 404 and answers[1] >= 400 and answers[2] == 404
+    assert things.count("Get") == 2 and things.count("Create") == 1
+    # The route's cost (10) for the unmetered ones; the metered one's error carries no usage: 0,
+    # as a backend's 4xx without usage is charged (but it is settled, not refunded unspent).
+    assert admission.settled == [10, 10, 0]

@@ -52,6 +52,7 @@ class JwksServer:
         self.keys = [s.jwk() for s in signers]
         self.status = status
         self.hits = 0
+        self.raw: bytes | None = None  # a document of its own instead of {"keys": ...}
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -59,7 +60,7 @@ class JwksServer:
 
             def do_GET(self) -> None:
                 server.hits += 1
-                body = json.dumps({"keys": server.keys}).encode()
+                body = server.raw if server.raw is not None else json.dumps({"keys": server.keys}).encode()
                 self.send_response(server.status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(body)))
@@ -319,3 +320,17 @@ async def test_a_claim_that_is_not_a_clean_value_is_a_malformed_token(extra):
 async def test_space_separated_scopes_are_read_as_rfc_6749_scope_tokens():
     identity = await verifier().verify(RSA.sign(claims(IDP, scope=" a  b:c ")))
     assert identity.scopes == frozenset({"a", "b:c"})
+
+
+async def test_a_jwks_document_nested_too_deeply_keeps_the_keys_it_had():
+    """A JWKS document under the size limit can nest deeper than Python's json reader
+    recurses: its RecursionError escaped the fetch's failure handling, so every request waiting
+    on the refresh of a stale set got a 500 (an unhandled error), not the keys it had."""
+    server = JwksServer(RSA)
+    clock = Clock()
+    jwks = Jwks(server.url, exchanger(), refresh_s=1, max_age_s=1, clock=clock)
+    assert await jwks.key("rsa-1", "RS256") is not None
+    server.raw = b'{"keys": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    clock.now += 5
+    assert await jwks.key("rsa-1", "RS256") is not None
+    assert server.hits == 2

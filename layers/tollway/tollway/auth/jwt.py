@@ -129,8 +129,9 @@ class Jwks:
             keys = json.loads(document)["keys"]
             if not isinstance(keys, list):
                 raise ValueError("'keys' is not a list")
-        except (TimeoutError, ExchangeError, ValueError, KeyError, TypeError) as exc:
-            # Keep serving the keys we have: an issuer's hiccup must not log everyone out.
+        except (TimeoutError, ExchangeError, ValueError, KeyError, TypeError, RecursionError) as exc:
+            # Keep serving the keys we have: an issuer's hiccup must not log everyone out
+            # (RecursionError: a document nested deeper than json reads).
             logger.warning("JWKS fetch failed", extra={"jwks_url": self.url, "error": str(exc)})
             return
         # Symmetric ("oct") keys in a public document would let anyone sign: never use one.

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
@@ -78,10 +78,41 @@ class _Repeated(ValueError):
 
 
 def _members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    members = dict(pairs)
-    if len(members) != len(pairs):
+    # In any case: Go's encoding/json (and Jackson, case-insensitive) reads `AMOUNT` into the
+    # field `amount` (Unicode's simple folding included: `line\u017f` is `lines`), the last
+    # one winning.
+    if len({name.casefold() for name, _ in pairs}) != len(pairs):
         raise _Repeated
-    return members
+    return dict(pairs)
+
+
+def _misspelled(data: Any, schema: Any, at: str = "") -> str | None:
+    """The JSON pointer of a member that names a property the schema declares, in another
+    spelling (case, Unicode folding): the schema does not check it, a backend that matches
+    names in any case reads it as the declared one. Follows `properties` and `items`."""
+    if not isinstance(schema, Mapping):
+        return None
+    if isinstance(data, dict):
+        declared = schema.get("properties")
+        if not isinstance(declared, Mapping):
+            return None
+        folded = {name.casefold(): name for name in declared}
+        for key, value in data.items():
+            name = folded.get(key.casefold())
+            if name is None:
+                continue
+            where = at + "/" + key.replace("~", "~0").replace("/", "~1")
+            if name != key:
+                return where
+            found = _misspelled(value, declared[name], where)
+            if found is not None:
+                return found
+    elif isinstance(data, list) and isinstance(schema.get("items"), Mapping):
+        for index, value in enumerate(data):
+            found = _misspelled(value, schema["items"], f"{at}/{index}")
+            if found is not None:
+                return found
+    return None
 
 
 def _repeats_a_member(body: bytes) -> bool:
@@ -166,8 +197,13 @@ class RequestValidator:
             except orjson.JSONDecodeError:
                 raise BadRequest("the request body is not valid JSON") from None
             if isinstance(data, dict | list) and _repeats_a_member(body):
-                error = BadRequest("body: an object gives the same member twice")
+                error = BadRequest("body: an object gives the same member twice (in any case)")
                 error.extensions["pointer"] = "/body"
+                raise error
+            misspelled = _misspelled(data, self.body_schema)
+            if misspelled is not None:
+                error = BadRequest(f"body{misspelled[:128]}: give a declared member spelled exactly so")
+                error.extensions["pointer"] = "/body" + misspelled
                 raise error
             self._run(self.body, data, "body")
         return query_string

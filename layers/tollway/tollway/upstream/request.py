@@ -113,11 +113,47 @@ def build_request(
             headers.append(("accept", "application/json"))
         if backend.body is not None and not _templated(backend, "content-type"):
             headers.append(("content-type", "application/json"))
+    if body is not None and backend.body is None and _validates_body(ctx.route):
+        headers = _as_validated(backend, headers, ctx.request.headers.get("content-type"))
     if ctx.route.metering is not None and not composed:
         # The gateway reads a metered answer's usage: it must come uncompressed.
         headers = [(k, v) for k, v in headers if k != "accept-encoding"]
         headers.append(("accept-encoding", "identity"))
     return BackendRequest(backend_method(backend, ctx, composed), path, headers, body)
+
+
+def _validates_body(route: CompiledRoute) -> bool:
+    return route.validator is not None and route.validator.body is not None
+
+
+def _json_media(value: str | None) -> bool:
+    """A JSON media type (`application/json`, `application/*+json`), in UTF-8 if it names a charset."""
+    if not value:
+        return False
+    media, *params = (part.strip().lower() for part in value.split(";"))
+    kind, _, sub = media.partition("/")
+    if kind != "application" or not (sub == "json" or sub.endswith("+json")):
+        return False
+    for param in params:
+        name, _, arg = param.partition("=")
+        if name.strip() == "charset" and arg.strip().strip('"') not in ("utf-8", "utf8"):
+            return False
+    return True
+
+
+def _as_validated(
+    backend: CompiledBackend, headers: list[tuple[str, str]], content_type: str | None
+) -> list[tuple[str, str]]:
+    """A validated body goes as what the schema read: JSON in UTF-8, its bytes as they are. A
+    backend reads a body as its Content-Type and Content-Encoding say: as a form, the JSON
+    `{"amount": 5, "note": "&amount=-1000"}` is `amount=-1000`."""
+    keep = content_type if _json_media(content_type) else "application/json"
+    out = [
+        (k, v) for k, v in headers if k not in ("content-type", "content-encoding") or _templated(backend, k)
+    ]
+    if not _templated(backend, "content-type"):
+        out.append(("content-type", keep))
+    return out
 
 
 def _templated(backend: CompiledBackend, name: str) -> bool:

@@ -98,9 +98,16 @@ class GrpcCaller:
         self.channels = channels
 
     async def unary(
-        self, backend: CompiledBackend, message: bytes, metadata: Metadata, deadline: float, limit: int
+        self,
+        backend: CompiledBackend,
+        message: bytes,
+        metadata: Metadata,
+        deadline: float,
+        limit: int,
+        on_call: Callable[[], None] | None = None,
     ) -> bytes:
-        """The reply's bytes; raises `BackendFailure`."""
+        """The reply's bytes; raises `BackendFailure`. `on_call`: as `BackendCaller.send`'s,
+        called before each try is handed to the channel (the service may have it from then on)."""
 
         async def once(channel: grpc.aio.Channel, budget: float, breaker: CircuitBreaker) -> bytes:
             assert backend.grpc is not None
@@ -110,10 +117,16 @@ class GrpcCaller:
                 raise ResponseTooLarge(f"response exceeds {limit} bytes")
             return reply
 
-        return await self._tries(backend, deadline, limit, once)
+        return await self._tries(backend, deadline, limit, once, on_call)
 
     async def stream(
-        self, backend: CompiledBackend, message: bytes, metadata: Metadata, deadline: float, limit: int
+        self,
+        backend: CompiledBackend,
+        message: bytes,
+        metadata: Metadata,
+        deadline: float,
+        limit: int,
+        on_call: Callable[[], None] | None = None,
     ) -> Stream:
         """A server-streaming call, once its first message (or its end) has arrived. The
         `grpc-timeout` covers the whole stream; the caller must read it out or cancel it."""
@@ -128,7 +141,7 @@ class GrpcCaller:
                 raise
             return Stream(call, None if first is grpc.aio.EOF else first, breaker, limit)
 
-        return await self._tries(backend, deadline, limit, once)
+        return await self._tries(backend, deadline, limit, once, on_call)
 
     async def _tries(
         self,
@@ -136,6 +149,7 @@ class GrpcCaller:
         deadline: float,
         limit: int,
         once: Callable[[grpc.aio.Channel, float, CircuitBreaker], Awaitable[T]],
+        on_call: Callable[[], None] | None = None,
     ) -> T:
         http = self.http
         instances = http.instances(backend)
@@ -157,6 +171,8 @@ class GrpcCaller:
             except ValueError:
                 breaker.release()
                 raise BackendFailure(f"service {backend.service} has no gRPC URL") from None
+            if on_call is not None:
+                on_call()
             try:
                 async with asyncio.timeout(budget + GRACE_S):
                     result = await once(channel, budget, breaker)

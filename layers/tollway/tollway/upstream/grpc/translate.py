@@ -144,16 +144,22 @@ class GrpcUpstream:
         limit = ctx.route.max_response_bytes
         try:
             if not backend.grpc.server_streaming:
-                reply = await self.caller.unary(backend, message, metadata, ctx.deadline, limit)
+                reply = await self.caller.unary(
+                    backend, message, metadata, ctx.deadline, limit, ctx.call_started
+                )
                 body = orjson.dumps(codec.decode(reply))
             elif wants_events(ctx.request.headers.get("accept")):
-                stream = await self.caller.stream(backend, message, metadata, ctx.deadline, limit)
+                stream = await self.caller.stream(
+                    backend, message, metadata, ctx.deadline, limit, ctx.call_started
+                )
                 outcome.status = 200
                 events = self._events(backend, ctx, codec, stream, outcome, started)
                 head = [("content-type", EVENT_STREAM), ("cache-control", "no-cache"), ("vary", "Accept")]
                 return Response(200, head, stream=events)
             else:
-                stream = await self.caller.stream(backend, message, metadata, ctx.deadline, limit)
+                stream = await self.caller.stream(
+                    backend, message, metadata, ctx.deadline, limit, ctx.call_started
+                )
                 body = orjson.dumps(await self._collect(codec, stream, limit))
         except BackendFailure as failure:
             _record(outcome, failure, started)
@@ -235,10 +241,14 @@ class GrpcUpstream:
         limit = ctx.route.max_response_bytes
         try:
             if backend.grpc.server_streaming:
-                stream = await self.caller.stream(backend, message, metadata, ctx.deadline, limit)
+                stream = await self.caller.stream(
+                    backend, message, metadata, ctx.deadline, limit, ctx.call_started
+                )
                 value: Any = await self._collect(codec, stream, limit)
             else:
-                value = codec.decode(await self.caller.unary(backend, message, metadata, ctx.deadline, limit))
+                value = codec.decode(
+                    await self.caller.unary(backend, message, metadata, ctx.deadline, limit, ctx.call_started)
+                )
         except NotAMessage as exc:
             raise BackendFailure(str(exc), status=200, grpc_status="OK") from None
         if cache is not None:
