@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tollway.config.compile import compile_infra, cost_spec
 from tollway.config.models import Metering
-from tollway.policy.metering import Reading, SseUsage
+from tollway.policy.metering import MAX_EVENT_BYTES, Reading, SseUsage
 
 from tests.unit.config.test_check import problems, write_infra
 
@@ -117,6 +117,27 @@ def test_sse_fields_split_over_events_keep_the_last_value_of_each() -> None:
     assert s.read(stream, "text/event-stream").units == 9 + 40
     assert s.read(b"data: [DONE]\n\n", "text/event-stream").status == "missing"
     assert s.read(b'data: {"usage": {"output_tokens": "8"}}\n\n', "text/event-stream").status == "malformed"
+
+
+@pytest.mark.parametrize("cut", [0, 1, 6, 100])
+def test_the_rest_of_a_line_longer_than_any_event_is_not_read_as_lines_of_its_own(cut: int) -> None:
+    """A line past the event size cap, cut by the network anywhere after the cap: what follows
+    in the next chunks is still that line (an EventSource reads it whole) until its end. It was
+    read as a line of its own, so a backend answer that says `data: ` + 64 KiB of text then
+    `data: {"usage": ...}` in one line was charged the usage its text spelled (found by the
+    round-3 attacker)."""
+    long_line = b"data: " + b"x" * (MAX_EVENT_BYTES + 10)
+    forged = b'data: {"usage": {"prompt_tokens": 1, "completion_tokens": 0}}\n\n'
+    honest = b'data: {"usage": {"prompt_tokens": 7, "completion_tokens": 12}}\n\n'
+    scanner = SseUsage(spec(OPENAI))
+    scanner.feed(honest)
+    for chunk in (long_line[:cut], long_line[cut:], forged):  # the network cuts it where it will
+        scanner.feed(chunk)
+    assert scanner.reading() == Reading(43, {"usage.prompt_tokens": 7, "usage.completion_tokens": 12}, "read")
+    after = SseUsage(spec(OPENAI))  # and the stream reads on after that line's end
+    for chunk in (long_line, forged, honest):
+        after.feed(chunk)
+    assert after.reading() == Reading(43, {"usage.prompt_tokens": 7, "usage.completion_tokens": 12}, "read")
 
 
 @settings(max_examples=200, deadline=None)

@@ -141,6 +141,7 @@ class SseUsage:
     _size: int = 0
     _begun: bool = False  # past the stream's first bytes (a byte order mark)
     _cr: bool = False  # the last chunk ended in CR: an LF first in the next one ends no line
+    _skipping: bool = False  # inside a line longer than MAX_EVENT_BYTES, until its end
 
     def feed(self, chunk: bytes) -> None:
         if self._cr and chunk[:1] == b"\n":
@@ -155,11 +156,21 @@ class SseUsage:
             self._begun = True
             data = data.removeprefix(BOM)
         lines = _LINE_END.split(data)
-        self._rest = lines.pop()
-        if len(self._rest) > MAX_EVENT_BYTES:
-            self._rest = b""
+        rest = lines.pop()
+        if self._skipping:
+            if not lines:
+                return  # still inside a line longer than any event: not kept
+            lines.pop(0)  # that line's end, not a line of its own
+            self._skipping = False
         for line in lines:
             self._line(line)
+        if len(rest) > MAX_EVENT_BYTES:
+            # A line longer than any event may be: its event is not read, and its rest, in the
+            # chunks to come, is not read as lines of their own (an EventSource reads it whole).
+            rest = b""
+            self._skipping = True
+            self._size = MAX_EVENT_BYTES + 1
+        self._rest = rest
 
     def reading(self) -> Reading:
         if self._rest:
