@@ -73,8 +73,9 @@ async def test_the_service_gets_the_http_backend_headers_as_metadata(
     values = [v.decode("latin-1") if isinstance(v, bytes) else v for vs in got.values() for v in vs]
     assert not [v for v in values if FORGED in v]
     assert "secret" not in repr(call.metadata)
-    # The caller's grpc-timeout did not become the call's: the route's 900 ms did.
-    assert call.time_remaining is not None and call.time_remaining <= 0.9
+    # The caller's grpc-timeout (99 s) did not become the call's: the route's 900 ms did (give or
+    # take the encoding's rounding: `time_remaining` once read 0.9000x under load).
+    assert call.time_remaining is not None and call.time_remaining <= 0.91
 
 
 async def test_a_value_that_is_not_printable_ascii_goes_as_bytes(
