@@ -140,6 +140,27 @@ def test_the_rest_of_a_line_longer_than_any_event_is_not_read_as_lines_of_its_ow
     assert after.reading() == Reading(43, {"usage.prompt_tokens": 7, "usage.completion_tokens": 12}, "read")
 
 
+@pytest.mark.parametrize("field", [b": ", b"event: ", b"id: ", b"retry: ", b"datax: "])
+@pytest.mark.parametrize("cut", [1, 6, 100])
+def test_a_long_line_of_another_field_does_not_hide_its_events_usage(field: bytes, cut: int) -> None:
+    """A comment (or an event, id, retry or unknown field) longer than any event is ignored by an
+    EventSource: the event it is in still has its `data`. The meter dropped that event when the
+    long line came in more than one chunk (read whole in one chunk, it was ignored as it should
+    be), so the usage it said was not read and the answer was charged as one without usage (the
+    reservation, or `missing`: 0 on a route that says so)."""
+    s = spec(OPENAI, missing=0)
+    usage = b'data: {"usage": {"prompt_tokens": 7, "completion_tokens": 12}}\n'
+    long_line = field + b"x" * (MAX_EVENT_BYTES + 10) + b"\n"
+    expected = Reading(43, {"usage.prompt_tokens": 7, "usage.completion_tokens": 12}, "read")
+    for stream in (usage + long_line + b"\n", long_line + usage + b"\n"):
+        assert s.read(stream, "text/event-stream") == expected  # in one chunk: read
+        scanner = SseUsage(s)
+        at = stream.index(long_line) + cut + MAX_EVENT_BYTES  # the network cuts past the cap
+        for chunk in (stream[:at], stream[at:]):
+            scanner.feed(chunk)
+        assert scanner.reading() == expected
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     ends=st.sampled_from([b"\n", b"\r\n", b"\r"]),

@@ -165,11 +165,14 @@ class SseUsage:
         for line in lines:
             self._line(line)
         if len(rest) > MAX_EVENT_BYTES:
-            # A line longer than any event may be: its event is not read, and its rest, in the
-            # chunks to come, is not read as lines of their own (an EventSource reads it whole).
+            # A line longer than any event may be: its rest, in the chunks to come, is not read as
+            # lines of their own (an EventSource reads it whole). A `data` line makes its event
+            # too large to be read; any other field (a comment, event, id) is ignored, as read
+            # whole, and its event keeps its data.
+            if rest.startswith(b"data:"):
+                self._size = MAX_EVENT_BYTES + 1
             rest = b""
             self._skipping = True
-            self._size = MAX_EVENT_BYTES + 1
         self._rest = rest
 
     def reading(self) -> Reading:
