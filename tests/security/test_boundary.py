@@ -332,6 +332,28 @@ def test_a_validated_json_body_keeps_its_json_media_type(gw: Gateway) -> None:
 
 
 @pytest.mark.parametrize(
+    "media",
+    [
+        "application/x-www-form-urlencoded, +json",
+        "application/x-www-form-urlencoded +json",
+        "application/x-www-form-urlencoded\t+json",
+        "multipart/form-data,+json; boundary=x",
+        "application/x-www-form-urlencoded,application/json",
+    ],
+)
+def test_a_validated_body_keeps_no_media_type_a_backend_reads_as_a_form(gw: Gateway, media: str) -> None:
+    """A caller's JSON media type is kept only as one media type: PHP reads a Content-Type up to
+    its first `;`, `,` or space (`application/x-www-form-urlencoded, +json` fills $_POST from the
+    body), as werkzeug before 2.3 did up to a comma or a space (Flask's request.form), while the
+    gateway took the whole of it for a `+json` type and forwarded it as the caller sent it."""
+    body = b'{"amount": 5, "note": "&amount=-1000&x="}'
+    assert gw.send("POST", "/v1/orders", [("content-type", media)], body).status == 200
+    (seen,) = gw.backend.seen
+    assert seen.body == body
+    assert seen.header("content-type") == ["application/json"], seen.headers
+
+
+@pytest.mark.parametrize(
     "body",
     [
         b'{"amount": 5, "AMOUNT": 5000}',
