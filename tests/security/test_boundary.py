@@ -374,6 +374,30 @@ def test_a_validated_member_in_another_case_is_refused(gw: Gateway, body: bytes)
     assert gw.backend.seen == []
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"AMOUNT": 5000}',
+        b'{"amount": 5, "lines": [{"Amount": 5000}]}',
+        b'{"amount": 5, "extra": {"AMOUNT": 5000}}',
+    ],
+)
+def test_a_member_in_another_case_is_refused_whatever_way_the_schema_declares_it(
+    gw: Gateway, body: bytes
+) -> None:
+    """A schema declares its properties through `allOf`, `anyOf`, `$ref`, `additionalProperties`
+    as well as `properties`: `{"AMOUNT": 5000}` passed a maximum of 1000 declared in a `$ref`'d
+    definition under `allOf` (the check followed `properties` and `items` only) and reached the
+    backend, whose case-insensitive decoder reads amount 5000."""
+    answer = gw.send("POST", "/v1/orders/refs", [("content-type", "application/json")], body)
+    assert_problem(answer, 400)
+    assert gw.backend.seen == []
+    exact = b'{"amount": 5, "lines": [{"amount": 7}], "extra": {"amount": 9}}'
+    assert gw.send("POST", "/v1/orders/refs", [("content-type", "application/json")], exact).status == 200
+    (seen,) = gw.backend.seen
+    assert seen.body == exact
+
+
 # ---- 4. identities are namespaced ------------------------------------------------------
 
 
