@@ -398,6 +398,18 @@ def test_a_member_in_another_case_is_refused_whatever_way_the_schema_declares_it
     assert seen.body == exact
 
 
+@pytest.mark.parametrize("depth", [201, 1000, 1024])
+@pytest.mark.parametrize("opening", [b"[", b'{"a":'])
+def test_a_validated_body_nested_too_deep_is_a_400_not_a_500(gw: Gateway, depth: int, opening: bytes) -> None:
+    """orjson reads 1,024 levels; the repeat check's reader (json) recursed once per level, and a
+    2 KB body of 1,000 made a RecursionError: a 500 on any validated route, for anyone."""
+    closing = b"]" if opening == b"[" else b"}"
+    body = opening * depth + (b"1" if opening != b"[" else b"") + closing * depth
+    answer = gw.send("POST", "/v1/orders", [("content-type", "application/json")], body)
+    assert_problem(answer, 400)
+    assert gw.backend.seen == []
+
+
 # ---- 4. identities are namespaced ------------------------------------------------------
 
 

@@ -257,6 +257,23 @@ class _Spelling:
         return None
 
 
+# How deep a validated body may nest. The repeat check (json's reader) and a schema's validator
+# recurse once or more per level: a body of 1,000 levels (2 KB, which orjson reads: its limit
+# is 1,024) made a RecursionError, a 500, on every validated route.
+MAX_BODY_DEPTH = 200
+
+
+def _deeper_than(data: Any, limit: int) -> bool:
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        members = value.values() if isinstance(value, dict) else value
+        stack.extend((member, depth + 1) for member in members if isinstance(member, dict | list))
+    return False
+
+
 def _repeats_a_member(body: bytes) -> bool:
     """Whether an object of this (valid) JSON gives one member twice."""
     try:
@@ -338,6 +355,10 @@ class RequestValidator:
                 data = orjson.loads(body) if body else None
             except orjson.JSONDecodeError:
                 raise BadRequest("the request body is not valid JSON") from None
+            if isinstance(data, dict | list) and _deeper_than(data, MAX_BODY_DEPTH):
+                error = BadRequest(f"body: nests deeper than {MAX_BODY_DEPTH} arrays and objects")
+                error.extensions["pointer"] = "/body"
+                raise error
             if isinstance(data, dict | list) and _repeats_a_member(body):
                 error = BadRequest("body: an object gives the same member twice (in any case)")
                 error.extensions["pointer"] = "/body"
