@@ -161,6 +161,26 @@ def test_a_long_line_of_another_field_does_not_hide_its_events_usage(field: byte
         assert scanner.reading() == expected
 
 
+
+def test_an_lf_alone_in_a_chunk_after_a_cr_is_one_line_end_and_the_next_lf_a_blank_line() -> None:
+    """`\\r` | `\\n` | `\\n` in three chunks is a CRLF and then a blank line to an EventSource.
+    The meter dropped the LF that ended the CR's line and then still remembered the CR, so it
+    dropped the next LF too: the blank line that ends the event was lost, the next event's data
+    was joined to it, and usage split over that event's lines was not read (charged 1, not 900)."""
+    s = spec("usage.prompt_tokens")
+    chunks = [
+        b'data: {"usage": {"prompt_tokens": 1}}\r',
+        b"\n",
+        b"\n",
+        b'data: {"usage":\n',
+        b'data: {"prompt_tokens": 900}}\n\n',
+    ]
+    scanner = SseUsage(s)
+    for chunk in chunks:
+        scanner.feed(chunk)
+    assert scanner.reading() == s.read(b"".join(chunks), "text/event-stream")
+    assert s.read(b"".join(chunks), "text/event-stream").units == 900
+
 @settings(max_examples=200, deadline=None)
 @given(
     ends=st.sampled_from([b"\n", b"\r\n", b"\r"]),

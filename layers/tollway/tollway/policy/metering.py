@@ -145,7 +145,8 @@ class SseUsage:
 
     def feed(self, chunk: bytes) -> None:
         if self._cr and chunk[:1] == b"\n":
-            chunk = chunk[1:]
+            chunk = chunk[1:]  # the end of the CR's line, not a blank line
+            self._cr = False  # a second LF is one (an empty chunk changes nothing)
         if chunk:
             self._cr = chunk[-1:] == b"\r"
         data = self._rest + chunk
