@@ -117,6 +117,12 @@ ROUTES = """\
       properties: {lines: {type: array, items: {anyOf: [{$ref: "#/$defs/order"}]}}}
       additionalProperties: {$ref: "#/$defs/order"}
   backends: [{name: b, service: svc, path: /echo/orders}]
+- id: orders.forbids
+  path: /v1/orders/forbids
+  methods: [POST]
+  public: true
+  validate: {body: {type: object, properties: {amount: {type: integer}}, not: {required: [admin]}}}
+  backends: [{name: b, service: svc, path: /echo/orders}]
 - id: chain
   path: /v1/chain/{mode}
   methods: [GET]

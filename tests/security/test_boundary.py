@@ -398,6 +398,17 @@ def test_a_member_in_another_case_is_refused_whatever_way_the_schema_declares_it
     assert seen.body == exact
 
 
+@pytest.mark.parametrize("body", [b'{"amount": 5, "ADMIN": true}', b'{"Admin": true}'])
+def test_a_member_the_schema_forbids_is_refused_in_another_case(gw: Gateway, body: bytes) -> None:
+    """`{"not": {"required": ["admin"]}}` forbids a member it never declares in `properties`:
+    `ADMIN` passed it (the spelling check looked at `properties` only) and is `admin` to a
+    backend that reads names in any case."""
+    answer = gw.send("POST", "/v1/orders/forbids", [("content-type", "application/json")], body)
+    assert_problem(answer, 400)
+    assert gw.backend.seen == []
+    assert gw.send("POST", "/v1/orders/forbids", [], b'{"amount": 5, "note": "x"}').status == 200
+
+
 @pytest.mark.parametrize("depth", [201, 1000, 1024])
 @pytest.mark.parametrize("opening", [b"[", b'{"a":'])
 def test_a_validated_body_nested_too_deep_is_a_400_not_a_500(gw: Gateway, depth: int, opening: bytes) -> None:

@@ -98,6 +98,27 @@ def _misspelled(data: Any, schema: Any, at: str = "") -> str | None:
     return _Spelling(schema).find(data, [schema], at)
 
 
+def _names(schema: Mapping[str, Any]) -> list[str]:
+    """The member names a schema speaks of: its `properties`, and those it requires or forbids
+    (`required`, under `not` too: `{"not": {"required": ["admin"]}}`), or ties to others
+    (`dependentRequired`, `dependencies`)."""
+    names: list[str] = []
+    properties = schema.get("properties")
+    if isinstance(properties, Mapping):
+        names.extend(properties)
+    required = schema.get("required")
+    if isinstance(required, list):
+        names.extend(name for name in required if isinstance(name, str))
+    for word in ("dependentRequired", "dependencies"):
+        tied = schema.get(word)
+        if isinstance(tied, Mapping):
+            for name, value in tied.items():
+                names.append(name)
+                if isinstance(value, list):
+                    names.extend(other for other in value if isinstance(other, str))
+    return [name for name in names if isinstance(name, str)]
+
+
 _COMBINATORS = ("allOf", "anyOf", "oneOf")
 _ONE_SCHEMA = ("not", "if", "then", "else")
 
@@ -117,10 +138,8 @@ class _Spelling:
             applied, unknown = self._applied(schemas)
             declared: dict[str, set[str]] = {}
             for schema in applied:
-                properties = schema.get("properties")
-                if isinstance(properties, Mapping):
-                    for name in properties:
-                        declared.setdefault(name.casefold(), set()).add(name)
+                for name in _names(schema):
+                    declared.setdefault(name.casefold(), set()).add(name)
             known = self._seen[key] = (applied, declared, unknown)
         return known
 
@@ -235,10 +254,8 @@ class _Spelling:
             while todo:
                 node = todo.pop()
                 if isinstance(node, Mapping):
-                    properties = node.get("properties")
-                    if isinstance(properties, Mapping):
-                        for name in properties:
-                            self._anywhere.setdefault(name.casefold(), set()).add(name)
+                    for name in _names(node):
+                        self._anywhere.setdefault(name.casefold(), set()).add(name)
                     todo.extend(node.values())
                 elif isinstance(node, list):
                     todo.extend(node)
