@@ -105,6 +105,24 @@ ROUTES = """\
   public: true
   validate: {body: {type: object, properties: {amount: {type: integer, maximum: 1000}, lines: {type: array}}}}
   backends: [{name: b, service: svc, path: /echo/orders}]
+- id: orders.refs
+  path: /v1/orders/refs
+  methods: [POST]
+  public: true
+  validate:
+    body:
+      $defs: {amount: {type: integer, maximum: 1000}, order: {properties: {amount: {$ref: "#/$defs/amount"}}}}
+      type: object
+      allOf: [{$ref: "#/$defs/order"}]
+      properties: {lines: {type: array, items: {anyOf: [{$ref: "#/$defs/order"}]}}}
+      additionalProperties: {$ref: "#/$defs/order"}
+  backends: [{name: b, service: svc, path: /echo/orders}]
+- id: orders.forbids
+  path: /v1/orders/forbids
+  methods: [POST]
+  public: true
+  validate: {body: {type: object, properties: {amount: {type: integer}}, not: {required: [admin]}}}
+  backends: [{name: b, service: svc, path: /echo/orders}]
 - id: chain
   path: /v1/chain/{mode}
   methods: [GET]

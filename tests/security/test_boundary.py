@@ -332,6 +332,28 @@ def test_a_validated_json_body_keeps_its_json_media_type(gw: Gateway) -> None:
 
 
 @pytest.mark.parametrize(
+    "media",
+    [
+        "application/x-www-form-urlencoded, +json",
+        "application/x-www-form-urlencoded +json",
+        "application/x-www-form-urlencoded\t+json",
+        "multipart/form-data,+json; boundary=x",
+        "application/x-www-form-urlencoded,application/json",
+    ],
+)
+def test_a_validated_body_keeps_no_media_type_a_backend_reads_as_a_form(gw: Gateway, media: str) -> None:
+    """A caller's JSON media type is kept only as one media type: PHP reads a Content-Type up to
+    its first `;`, `,` or space (`application/x-www-form-urlencoded, +json` fills $_POST from the
+    body), as werkzeug before 2.3 did up to a comma or a space (Flask's request.form), while the
+    gateway took the whole of it for a `+json` type and forwarded it as the caller sent it."""
+    body = b'{"amount": 5, "note": "&amount=-1000&x="}'
+    assert gw.send("POST", "/v1/orders", [("content-type", media)], body).status == 200
+    (seen,) = gw.backend.seen
+    assert seen.body == body
+    assert seen.header("content-type") == ["application/json"], seen.headers
+
+
+@pytest.mark.parametrize(
     "body",
     [
         b'{"amount": 5, "AMOUNT": 5000}',
@@ -347,6 +369,53 @@ def test_a_validated_member_in_another_case_is_refused(gw: Gateway, body: bytes)
     is `lines`), the last one winning: `{"amount": 5, "AMOUNT": 5000}` passed the schema's
     maximum of 1000 (its `AMOUNT` is another name to it) and is 5000 to such a backend, as a
     lone `{"AMOUNT": 5000}` is. As with a query, a declared name goes spelled exactly so, once."""
+    answer = gw.send("POST", "/v1/orders", [("content-type", "application/json")], body)
+    assert_problem(answer, 400)
+    assert gw.backend.seen == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"AMOUNT": 5000}',
+        b'{"amount": 5, "lines": [{"Amount": 5000}]}',
+        b'{"amount": 5, "extra": {"AMOUNT": 5000}}',
+    ],
+)
+def test_a_member_in_another_case_is_refused_whatever_way_the_schema_declares_it(
+    gw: Gateway, body: bytes
+) -> None:
+    """A schema declares its properties through `allOf`, `anyOf`, `$ref`, `additionalProperties`
+    as well as `properties`: `{"AMOUNT": 5000}` passed a maximum of 1000 declared in a `$ref`'d
+    definition under `allOf` (the check followed `properties` and `items` only) and reached the
+    backend, whose case-insensitive decoder reads amount 5000."""
+    answer = gw.send("POST", "/v1/orders/refs", [("content-type", "application/json")], body)
+    assert_problem(answer, 400)
+    assert gw.backend.seen == []
+    exact = b'{"amount": 5, "lines": [{"amount": 7}], "extra": {"amount": 9}}'
+    assert gw.send("POST", "/v1/orders/refs", [("content-type", "application/json")], exact).status == 200
+    (seen,) = gw.backend.seen
+    assert seen.body == exact
+
+
+@pytest.mark.parametrize("body", [b'{"amount": 5, "ADMIN": true}', b'{"Admin": true}'])
+def test_a_member_the_schema_forbids_is_refused_in_another_case(gw: Gateway, body: bytes) -> None:
+    """`{"not": {"required": ["admin"]}}` forbids a member it never declares in `properties`:
+    `ADMIN` passed it (the spelling check looked at `properties` only) and is `admin` to a
+    backend that reads names in any case."""
+    answer = gw.send("POST", "/v1/orders/forbids", [("content-type", "application/json")], body)
+    assert_problem(answer, 400)
+    assert gw.backend.seen == []
+    assert gw.send("POST", "/v1/orders/forbids", [], b'{"amount": 5, "note": "x"}').status == 200
+
+
+@pytest.mark.parametrize("depth", [201, 1000, 1024])
+@pytest.mark.parametrize("opening", [b"[", b'{"a":'])
+def test_a_validated_body_nested_too_deep_is_a_400_not_a_500(gw: Gateway, depth: int, opening: bytes) -> None:
+    """orjson reads 1,024 levels; the repeat check's reader (json) recursed once per level, and a
+    2 KB body of 1,000 made a RecursionError: a 500 on any validated route, for anyone."""
+    closing = b"]" if opening == b"[" else b"}"
+    body = opening * depth + (b"1" if opening != b"[" else b"") + closing * depth
     answer = gw.send("POST", "/v1/orders", [("content-type", "application/json")], body)
     assert_problem(answer, 400)
     assert gw.backend.seen == []

@@ -140,6 +140,47 @@ def test_the_rest_of_a_line_longer_than_any_event_is_not_read_as_lines_of_its_ow
     assert after.reading() == Reading(43, {"usage.prompt_tokens": 7, "usage.completion_tokens": 12}, "read")
 
 
+@pytest.mark.parametrize("field", [b": ", b"event: ", b"id: ", b"retry: ", b"datax: "])
+@pytest.mark.parametrize("cut", [1, 6, 100])
+def test_a_long_line_of_another_field_does_not_hide_its_events_usage(field: bytes, cut: int) -> None:
+    """A comment (or an event, id, retry or unknown field) longer than any event is ignored by an
+    EventSource: the event it is in still has its `data`. The meter dropped that event when the
+    long line came in more than one chunk (read whole in one chunk, it was ignored as it should
+    be), so the usage it said was not read and the answer was charged as one without usage (the
+    reservation, or `missing`: 0 on a route that says so)."""
+    s = spec(OPENAI, missing=0)
+    usage = b'data: {"usage": {"prompt_tokens": 7, "completion_tokens": 12}}\n'
+    long_line = field + b"x" * (MAX_EVENT_BYTES + 10) + b"\n"
+    expected = Reading(43, {"usage.prompt_tokens": 7, "usage.completion_tokens": 12}, "read")
+    for stream in (usage + long_line + b"\n", long_line + usage + b"\n"):
+        assert s.read(stream, "text/event-stream") == expected  # in one chunk: read
+        scanner = SseUsage(s)
+        at = stream.index(long_line) + cut + MAX_EVENT_BYTES  # the network cuts past the cap
+        for chunk in (stream[:at], stream[at:]):
+            scanner.feed(chunk)
+        assert scanner.reading() == expected
+
+
+def test_an_lf_alone_in_a_chunk_after_a_cr_is_one_line_end_and_the_next_lf_a_blank_line() -> None:
+    """`\\r` | `\\n` | `\\n` in three chunks is a CRLF and then a blank line to an EventSource.
+    The meter dropped the LF that ended the CR's line and then still remembered the CR, so it
+    dropped the next LF too: the blank line that ends the event was lost, the next event's data
+    was joined to it, and usage split over that event's lines was not read (charged 1, not 900)."""
+    s = spec("usage.prompt_tokens")
+    chunks = [
+        b'data: {"usage": {"prompt_tokens": 1}}\r',
+        b"\n",
+        b"\n",
+        b'data: {"usage":\n',
+        b'data: {"prompt_tokens": 900}}\n\n',
+    ]
+    scanner = SseUsage(s)
+    for chunk in chunks:
+        scanner.feed(chunk)
+    assert scanner.reading() == s.read(b"".join(chunks), "text/event-stream")
+    assert s.read(b"".join(chunks), "text/event-stream").units == 900
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     ends=st.sampled_from([b"\n", b"\r\n", b"\r"]),
@@ -275,3 +316,45 @@ def test_numbers_past_what_dynamodb_holds_are_capped() -> None:
     huge = b'{"usage": {"prompt_tokens": 1' + b"0" * 40 + b', "completion_tokens": 1}}'
     assert s.read(huge, None).units == MAX_UNITS
     assert len(str(MAX_UNITS)) < 38  # DynamoDB numbers: 38 significant digits
+
+
+_PIECES = [
+    b'data: {"usage": {"prompt_tokens": 3}}',
+    b'data: {"usage": {"prompt_tokens": 900}}',
+    b'data: {"usage":',
+    b'data: {"prompt_tokens": 40}}',
+    b"",
+    b": comment",
+    b"event: x",
+    b"data: [DONE]",
+    b": " + b"x" * (MAX_EVENT_BYTES + 5),
+    b"event: " + b"x" * (MAX_EVENT_BYTES + 5),
+    b"data: " + b"y" * (MAX_EVENT_BYTES + 5),
+]
+
+
+ENDS = [b"\n", b"\r\n", b"\r"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lines=st.lists(st.tuples(st.sampled_from(_PIECES), st.sampled_from(ENDS)), max_size=10),
+    bom=st.booleans(),
+    cuts=st.lists(st.floats(min_value=0, max_value=1), max_size=10),
+    near_ends=st.booleans(),
+)
+def test_the_meter_reads_a_stream_cut_anywhere_as_it_reads_it_whole(lines, bom, cuts, near_ends) -> None:
+    """However the network cuts a stream (CR and LF apart, an LF alone, a line past the cap over
+    several chunks), the meter reads what it reads from the stream in one piece."""
+    s = spec("usage.prompt_tokens")
+    stream = (b"\xef\xbb\xbf" if bom else b"") + b"".join(line + end for line, end in lines)
+    at = {int(c * len(stream)) for c in cuts}
+    if near_ends:  # on each side of line ends
+        for i, byte in enumerate(stream[:20_000]):
+            if byte in b"\r\n":
+                at |= {i, i + 1}
+    scanner, start = SseUsage(s), 0
+    for end in [*sorted(at), len(stream)]:
+        scanner.feed(stream[start:end])
+        start = max(start, end)
+    assert scanner.reading() == s.read(stream, "text/event-stream")

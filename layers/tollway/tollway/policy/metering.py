@@ -145,7 +145,8 @@ class SseUsage:
 
     def feed(self, chunk: bytes) -> None:
         if self._cr and chunk[:1] == b"\n":
-            chunk = chunk[1:]
+            chunk = chunk[1:]  # the end of the CR's line, not a blank line
+            self._cr = False  # a second LF is one (an empty chunk changes nothing)
         if chunk:
             self._cr = chunk[-1:] == b"\r"
         data = self._rest + chunk
@@ -165,11 +166,14 @@ class SseUsage:
         for line in lines:
             self._line(line)
         if len(rest) > MAX_EVENT_BYTES:
-            # A line longer than any event may be: its event is not read, and its rest, in the
-            # chunks to come, is not read as lines of their own (an EventSource reads it whole).
+            # A line longer than any event may be: its rest, in the chunks to come, is not read as
+            # lines of their own (an EventSource reads it whole). A `data` line makes its event
+            # too large to be read; any other field (a comment, event, id) is ignored, as read
+            # whole, and its event keeps its data.
+            if rest.startswith(b"data:"):
+                self._size = MAX_EVENT_BYTES + 1
             rest = b""
             self._skipping = True
-            self._size = MAX_EVENT_BYTES + 1
         self._rest = rest
 
     def reading(self) -> Reading:

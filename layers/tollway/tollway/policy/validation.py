@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import quote, unquote, unquote_to_bytes
 
 import fastjsonschema
 import orjson
@@ -87,32 +87,208 @@ def _members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _misspelled(data: Any, schema: Any, at: str = "") -> str | None:
-    """The JSON pointer of a member that names a property the schema declares, in another
-    spelling (case, Unicode folding): the schema does not check it, a backend that matches
-    names in any case reads it as the declared one. Follows `properties` and `items`."""
-    if not isinstance(schema, Mapping):
-        return None
-    if isinstance(data, dict):
-        declared = schema.get("properties")
-        if not isinstance(declared, Mapping):
-            return None
-        folded = {name.casefold(): name for name in declared}
-        for key, value in data.items():
-            name = folded.get(key.casefold())
-            if name is None:
+    """The JSON pointer of a member that names a property the schema declares for its object,
+    in another spelling (case, Unicode folding): the schema does not check it, a backend that
+    matches names in any case reads it as the declared one. Follows what applies to a value
+    wherever the schema says it: `properties`, `patternProperties`, `additionalProperties`,
+    `items` (one schema or a list), `prefixItems`, `additionalItems`, `contains`, the
+    combinators (`allOf`, `anyOf`, `oneOf`, `not`, `if`/`then`/`else`, `dependentSchemas`,
+    `dependencies`) and local `$ref`s. A `$ref` it cannot follow: every name the schema declares
+    anywhere is then a declared one below it."""
+    return _Spelling(schema).find(data, [schema], at)
+
+
+def _names(schema: Mapping[str, Any]) -> list[str]:
+    """The member names a schema speaks of: its `properties`, and those it requires or forbids
+    (`required`, under `not` too: `{"not": {"required": ["admin"]}}`), or ties to others
+    (`dependentRequired`, `dependencies`)."""
+    names: list[str] = []
+    properties = schema.get("properties")
+    if isinstance(properties, Mapping):
+        names.extend(properties)
+    required = schema.get("required")
+    if isinstance(required, list):
+        names.extend(name for name in required if isinstance(name, str))
+    for word in ("dependentRequired", "dependencies"):
+        tied = schema.get(word)
+        if isinstance(tied, Mapping):
+            for name, value in tied.items():
+                names.append(name)
+                if isinstance(value, list):
+                    names.extend(other for other in value if isinstance(other, str))
+    return [name for name in names if isinstance(name, str)]
+
+
+_COMBINATORS = ("allOf", "anyOf", "oneOf")
+_ONE_SCHEMA = ("not", "if", "then", "else")
+
+
+class _Spelling:
+    def __init__(self, root: Any) -> None:
+        self.root = root
+        self._anywhere: dict[str, set[str]] | None = None
+        # What applies with a list of schemas, by their ids: a body's array of a thousand
+        # objects of one schema is worked out once (the schemas live as long as the route).
+        self._seen: dict[tuple[int, ...], tuple[list[Mapping[str, Any]], dict[str, set[str]], bool]] = {}
+
+    def _applying(self, schemas: list[Any]) -> tuple[list[Mapping[str, Any]], dict[str, set[str]], bool]:
+        key = tuple(id(schema) for schema in schemas if isinstance(schema, Mapping))
+        known = self._seen.get(key)
+        if known is None:
+            applied, unknown = self._applied(schemas)
+            declared: dict[str, set[str]] = {}
+            for schema in applied:
+                for name in _names(schema):
+                    declared.setdefault(name.casefold(), set()).add(name)
+            known = self._seen[key] = (applied, declared, unknown)
+        return known
+
+    def find(self, data: Any, schemas: list[Any], at: str) -> str | None:
+        # A stack, not recursion: a body may nest as deep as the JSON reader allows.
+        stack = [(data, schemas, at)]
+        while stack:
+            value, over, where = stack.pop()
+            if not isinstance(value, dict | list):
                 continue
-            where = at + "/" + key.replace("~", "~0").replace("/", "~1")
-            if name != key:
-                return where
-            found = _misspelled(value, declared[name], where)
-            if found is not None:
-                return found
-    elif isinstance(data, list) and isinstance(schema.get("items"), Mapping):
-        for index, value in enumerate(data):
-            found = _misspelled(value, schema["items"], f"{at}/{index}")
-            if found is not None:
-                return found
-    return None
+            applied, declared, unknown = self._applying(over)
+            if unknown:
+                found = self._loose(value, where)
+                if found is not None:
+                    return found
+                continue
+            if not applied:
+                continue  # no schema says anything below: nothing is declared there
+            if isinstance(value, dict):
+                for key, member in value.items():
+                    here = where + "/" + key.replace("~", "~0").replace("/", "~1")
+                    names = declared.get(key.casefold())
+                    if names is not None and key not in names:
+                        return here
+                    if isinstance(member, dict | list):
+                        stack.append((member, self._for_member(applied, key), here))
+            else:
+                for index, member in enumerate(value):
+                    if isinstance(member, dict | list):
+                        stack.append((member, self._for_item(applied, index), f"{where}/{index}"))
+        return None
+
+    def _applied(self, schemas: list[Any]) -> tuple[list[Mapping[str, Any]], bool]:
+        """Every schema that applies to a value with `schemas`: their combinators and refs too."""
+        out: list[Mapping[str, Any]] = []
+        seen: set[int] = set()
+        todo = list(schemas)
+        while todo:
+            schema = todo.pop()
+            if not isinstance(schema, Mapping) or id(schema) in seen:
+                continue
+            seen.add(id(schema))
+            out.append(schema)
+            ref = schema.get("$ref")
+            if isinstance(ref, str):
+                target = self._resolve(ref)
+                if target is None:
+                    return out, True
+                todo.append(target)
+            for word in _COMBINATORS:
+                if isinstance(schema.get(word), list):
+                    todo.extend(schema[word])
+            todo.extend(schema.get(word) for word in _ONE_SCHEMA)
+            for word in ("dependentSchemas", "dependencies"):
+                if isinstance(schema.get(word), Mapping):
+                    todo.extend(schema[word].values())
+        return out, False
+
+    def _for_member(self, applied: list[Mapping[str, Any]], key: str) -> list[Any]:
+        out = []
+        for schema in applied:
+            properties = schema.get("properties")
+            matched = isinstance(properties, Mapping) and key in properties
+            if matched:
+                out.append(properties[key])  # type: ignore[index]
+            patterns = schema.get("patternProperties")
+            if isinstance(patterns, Mapping):
+                for pattern, sub in patterns.items():
+                    try:
+                        if re.search(pattern, key):
+                            out.append(sub)
+                            matched = True
+                    except re.error:
+                        out.append(sub)
+            if not matched:
+                out.append(schema.get("additionalProperties"))
+        return out
+
+    def _for_item(self, applied: list[Mapping[str, Any]], index: int) -> list[Any]:
+        out = []
+        for schema in applied:
+            items, prefix = schema.get("items"), schema.get("prefixItems")
+            out.append(schema.get("contains"))
+            if isinstance(prefix, list):
+                out.append(prefix[index] if index < len(prefix) else items)
+            elif isinstance(items, list):
+                out.append(items[index] if index < len(items) else schema.get("additionalItems"))
+            else:
+                out.append(items)
+        return out
+
+    def _resolve(self, ref: str) -> Any:
+        """A local `$ref` ("#", "#/$defs/x"): what it points at; None if it is not one."""
+        if not ref.startswith("#") or (ref != "#" and not ref.startswith("#/")):
+            return None
+        target = self.root
+        for part in ref[2:].split("/") if ref != "#" else ():
+            part = unquote(part).replace("~1", "/").replace("~0", "~")
+            if isinstance(target, Mapping) and part in target:
+                target = target[part]
+            elif isinstance(target, list) and part.isdigit() and int(part) < len(target):
+                target = target[int(part)]
+            else:
+                return None
+        return target
+
+    def _loose(self, data: Any, at: str) -> str | None:
+        """Below a schema that cannot be followed: a name declared anywhere, spelled otherwise."""
+        if self._anywhere is None:
+            self._anywhere = {}
+            todo = [self.root]
+            while todo:
+                node = todo.pop()
+                if isinstance(node, Mapping):
+                    for name in _names(node):
+                        self._anywhere.setdefault(name.casefold(), set()).add(name)
+                    todo.extend(node.values())
+                elif isinstance(node, list):
+                    todo.extend(node)
+        stack = [(data, at)]
+        while stack:
+            value, where = stack.pop()
+            if isinstance(value, dict):
+                for key, member in value.items():
+                    here = where + "/" + key.replace("~", "~0").replace("/", "~1")
+                    names = self._anywhere.get(key.casefold())
+                    if names is not None and key not in names:
+                        return here
+                    stack.append((member, here))
+            elif isinstance(value, list):
+                stack.extend((member, f"{where}/{i}") for i, member in enumerate(value))
+        return None
+
+
+# How deep a validated body may nest. The repeat check (json's reader) and a schema's validator
+# recurse once or more per level: a body of 1,000 levels (2 KB, which orjson reads: its limit
+# is 1,024) made a RecursionError, a 500, on every validated route.
+MAX_BODY_DEPTH = 200
+
+
+def _deeper_than(data: Any, limit: int) -> bool:
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        members = value.values() if isinstance(value, dict) else value
+        stack.extend((member, depth + 1) for member in members if isinstance(member, dict | list))
+    return False
 
 
 def _repeats_a_member(body: bytes) -> bool:
@@ -196,6 +372,10 @@ class RequestValidator:
                 data = orjson.loads(body) if body else None
             except orjson.JSONDecodeError:
                 raise BadRequest("the request body is not valid JSON") from None
+            if isinstance(data, dict | list) and _deeper_than(data, MAX_BODY_DEPTH):
+                error = BadRequest(f"body: nests deeper than {MAX_BODY_DEPTH} arrays and objects")
+                error.extensions["pointer"] = "/body"
+                raise error
             if isinstance(data, dict | list) and _repeats_a_member(body):
                 error = BadRequest("body: an object gives the same member twice (in any case)")
                 error.extensions["pointer"] = "/body"
