@@ -78,12 +78,14 @@ class _Repeated(ValueError):
 
 
 def _members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # In any case: Go's encoding/json (and Jackson, case-insensitive) reads `AMOUNT` into the
-    # field `amount` (Unicode's simple folding included: `line\u017f` is `lines`), the last
-    # one winning.
-    if len({name.casefold() for name, _ in pairs}) != len(pairs):
+    # Exact repeats, at every level: the schema sees one of them, a backend may read the other.
+    # Names in another case are `_misspelled`'s: a name the schema declares must be spelled so
+    # (Go's encoding/json reads `AMOUNT` into `amount`); two names it does not declare may differ
+    # in case only (`{"Env": 1, "env": 2}` in a free-form map): it checks neither's value anyway.
+    members = dict(pairs)
+    if len(members) != len(pairs):
         raise _Repeated
-    return dict(pairs)
+    return members
 
 
 def _misspelled(data: Any, schema: Any, at: str = "") -> str | None:
