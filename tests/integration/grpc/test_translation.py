@@ -233,3 +233,27 @@ async def test_a_json_body_never_reaches_the_service_as_bytes(tmp_path: Path, th
         response = await gw.post("/v1/things", content=orjson.dumps({"id": "a"}))
     assert response.status_code == 200
     assert things.calls[0].request == thing(id="a")
+
+
+@pytest.mark.parametrize("member", ["display_name", "displayname", "Display_Name"])
+async def test_a_validated_field_goes_only_by_the_name_the_schema_checks(
+    tmp_path: Path, things: ThingsServer, member: str
+) -> None:
+    """protobuf's JSON reader takes a field by its proto name (`display_name`) as well as its
+    JSON name (`displayName`): a schema that checks `displayName` (at most 5 characters) let
+    `{"display_name": "<long>"}` through to the service as that field (found attacking the
+    case rule). A declared member is given spelled as declared, underscores included."""
+    route = {
+        "id": "checked",
+        "path": "/v1/checked",
+        "methods": ["POST"],
+        "validate": {"body": {"properties": {"displayName": {"type": "string", "maxLength": 5}}}},
+        "backends": [{"name": "t", "service": "t", "grpc": CREATE}],
+    }
+    async with gateway(grpc_infra(tmp_path, {"t": things.url}, routes(route))) as (gw, _):
+        refused = await gw.post("/v1/checked", json={"id": "x", member: "far longer than five"})
+        passed = await gw.post("/v1/checked", json={"id": "y", "displayName": "short"})
+    assert refused.status_code == 400, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert passed.status_code == 200, passed.text
+    assert [as_json("Thing", call.request) for call in things.calls] == [{"id": "y", "display_name": "short"}]

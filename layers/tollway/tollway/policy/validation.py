@@ -77,6 +77,14 @@ class _Repeated(ValueError):
     pass
 
 
+def _fold(name: str) -> str:
+    """What a lenient reader matches a name by: case (Go's encoding/json, Jackson's
+    case-insensitive mode, Unicode folding included) and underscores (protobuf's JSON reader
+    takes `display_name` and `displayName` for one field, as pydantic's camelCase aliases with
+    `populate_by_name` do). A name the schema declares goes spelled exactly as declared."""
+    return name.casefold().replace("_", "")
+
+
 def _members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # Exact repeats, at every level: the schema sees one of them, a backend may read the other.
     # Names in another case are `_misspelled`'s: a name the schema declares must be spelled so
@@ -141,7 +149,7 @@ class _Spelling:
             declared: dict[str, set[str]] = {}
             for schema in applied:
                 for name in _names(schema):
-                    declared.setdefault(name.casefold(), set()).add(name)
+                    declared.setdefault(_fold(name), set()).add(name)
             known = self._seen[key] = (applied, declared, unknown)
         return known
 
@@ -163,7 +171,7 @@ class _Spelling:
             if isinstance(value, dict):
                 for key, member in value.items():
                     here = where + "/" + key.replace("~", "~0").replace("/", "~1")
-                    names = declared.get(key.casefold())
+                    names = declared.get(_fold(key))
                     if names is not None and key not in names:
                         return here
                     if isinstance(member, dict | list):
@@ -257,7 +265,7 @@ class _Spelling:
                 node = todo.pop()
                 if isinstance(node, Mapping):
                     for name in _names(node):
-                        self._anywhere.setdefault(name.casefold(), set()).add(name)
+                        self._anywhere.setdefault(_fold(name), set()).add(name)
                     todo.extend(node.values())
                 elif isinstance(node, list):
                     todo.extend(node)
@@ -267,7 +275,7 @@ class _Spelling:
             if isinstance(value, dict):
                 for key, member in value.items():
                     here = where + "/" + key.replace("~", "~0").replace("/", "~1")
-                    names = self._anywhere.get(key.casefold())
+                    names = self._anywhere.get(_fold(key))
                     if names is not None and key not in names:
                         return here
                     stack.append((member, here))
@@ -379,7 +387,7 @@ class RequestValidator:
                 error.extensions["pointer"] = "/body"
                 raise error
             if isinstance(data, dict | list) and _repeats_a_member(body):
-                error = BadRequest("body: an object gives the same member twice (in any case)")
+                error = BadRequest("body: an object gives the same member twice")
                 error.extensions["pointer"] = "/body"
                 raise error
             misspelled = _misspelled(data, self.body_schema)
