@@ -387,6 +387,33 @@ class DamagedSettleAnswers(Faulty):
         self.wfile.write(answer.content)
 
 
+def chat_through_a_spoiling_front(aws, serve, tmp_path, monkeypatch, moto_url, **spoil: str) -> list[str]:
+    """One metered answer of 100 tokens (reserved 40) with DynamoDB behind a
+    `DamagedSettleAnswers` front: counted and billed 100, once settled. The operations the
+    front saw."""
+    handler = type("Handler", (DamagedSettleAnswers,), {"upstream": moto_url, "seen": [], **spoil})
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        shop = open_shop(aws, serve, tmp_path, monkeypatch, {"AWS_ENDPOINT_URL_DYNAMODB": url})
+        with httpx.Client(base_url=shop.url, timeout=10) as http:
+            answer = http.post("/v1/chat", json={"reply": {"usage": 100}}, headers={"x-api-key": shop.key()})
+        assert answer.status_code == 200
+        (event,) = shop.tee.of(shop.consumer)
+        assert (event["reserved_units"], event["cost_units"]) == (40, 100)
+        settled(shop.app)
+        record_and_true_up(shop)
+        usage = UsageReader(boto3.client("dynamodb"), aws["TOLLWAY_USAGE_TABLE"]).consumer(
+            shop.consumer, datetime.now(UTC).strftime("%Y-%m")
+        )
+        assert (shop.used(), usage.units) == (100, 100), usage
+        return handler.seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.mark.parametrize("damage", ["crc", "break"])
 def test_a_settle_whose_answer_is_damaged_or_lost_is_applied_once(
     aws, serve, tmp_path, monkeypatch, moto_url, damage: str
@@ -396,26 +423,7 @@ def test_a_settle_whose_answer_is_damaged_or_lost_is_applied_once(
     The AWS caller's own retry of a broken connection or a damaged answer sent the same ADD a
     second time under the settle's feet (found attacking 6d4e34e): a 100-token answer, +60
     settled twice, was billed 160."""
-    handler = type("Handler", (DamagedSettleAnswers,), {"upstream": moto_url, "seen": [], "damage": damage})
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
-        shop = open_shop(aws, serve, tmp_path, monkeypatch, {"AWS_ENDPOINT_URL_DYNAMODB": url})
-        with httpx.Client(base_url=shop.url, timeout=10) as http:
-            answer = http.post("/v1/chat", json={"reply": {"usage": 100}}, headers={"x-api-key": shop.key()})
-        assert answer.status_code == 200
-        (event,) = shop.tee.of(shop.consumer)
-        assert (event["reserved_units"], event["cost_units"]) == (40, 100)
-        settled(shop.app)
-        record_and_true_up(shop)
-        usage = UsageReader(boto3.client("dynamodb"), aws["TOLLWAY_USAGE_TABLE"]).consumer(
-            shop.consumer, datetime.now(UTC).strftime("%Y-%m")
-        )
-        assert (shop.used(), usage.units) == (100, 100), usage
-    finally:
-        server.shutdown()
-        server.server_close()
+    chat_through_a_spoiling_front(aws, serve, tmp_path, monkeypatch, moto_url, damage=damage)
 
 
 def test_an_admission_whose_answer_is_damaged_is_counted_once(
@@ -425,25 +433,7 @@ def test_an_admission_whose_answer_is_damaged_is_counted_once(
     wrong CRC32): the write was carried out, so it is not sent again. The AWS caller's retry
     of a damaged answer counted the request's reservation twice (found attacking issue 22's
     lean callers): a 100-token answer reserved 40 was counted and billed 140."""
-    attributes = {"upstream": moto_url, "seen": [], "damage": "crc", "spoiled": "admission"}
-    handler = type("Handler", (DamagedSettleAnswers,), attributes)
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
-        shop = open_shop(aws, serve, tmp_path, monkeypatch, {"AWS_ENDPOINT_URL_DYNAMODB": url})
-        with httpx.Client(base_url=shop.url, timeout=10) as http:
-            answer = http.post("/v1/chat", json={"reply": {"usage": 100}}, headers={"x-api-key": shop.key()})
-        assert answer.status_code == 200
-        (event,) = shop.tee.of(shop.consumer)
-        assert (event["reserved_units"], event["cost_units"]) == (40, 100)
-        settled(shop.app)
-        assert handler.seen.count("UpdateItem") == 2  # the admission once, its settle once
-        record_and_true_up(shop)
-        usage = UsageReader(boto3.client("dynamodb"), aws["TOLLWAY_USAGE_TABLE"]).consumer(
-            shop.consumer, datetime.now(UTC).strftime("%Y-%m")
-        )
-        assert (shop.used(), usage.units) == (100, 100), usage
-    finally:
-        server.shutdown()
-        server.server_close()
+    seen = chat_through_a_spoiling_front(
+        aws, serve, tmp_path, monkeypatch, moto_url, damage="crc", spoiled="admission"
+    )
+    assert seen.count("UpdateItem") == 2  # the admission once, its settle once
