@@ -376,6 +376,28 @@ def test_a_validated_member_in_another_case_is_refused(gw: Gateway, body: bytes)
 
 @pytest.mark.parametrize(
     "body",
+    [
+        b'{"am-ount": 5000}',
+        b'{"amount": 5, "-AMOUNT": 5000}',
+        b'{"amount": 5, "Li-Nes": 5}',
+        b'{"amount": 5, "l\xc4\xb1nes": 5}',
+        b'{"amount": 5, "L\xc4\xb0NES": 5}',
+    ],
+)
+def test_a_validated_member_spelled_with_dashes_or_a_turkish_i_is_refused(gw: Gateway, body: bytes) -> None:
+    """Lenient readers fold more than case and underscores: Go's json v2 with `case:ignore`
+    (`MatchCaseInsensitiveNames`) ignores dashes as well, and ActiveSupport's `underscore` (Rails'
+    `deep_transform_keys`, OliveBranch) makes `display-name` `display_name`; Java's
+    `equalsIgnoreCase` (and Jackson's case-insensitive mode on a Turkish-locale JVM) takes dotless
+    `\u0131` and dotted `\u0130` for `i`. `{"am-ount": 5000}` passed a maximum of 1000 and
+    `{"l\u0131nes": 5}` an array type, unchecked, and reached the backend."""
+    answer = gw.send("POST", "/v1/orders", [("content-type", "application/json")], body)
+    assert_problem(answer, 400)
+    assert gw.backend.seen == []
+
+
+@pytest.mark.parametrize(
+    "body",
     [b'{"amount": 5, "lines": [{"sku": "a", "SKU": "b"}]}', b'{"amount": 5, "tags": {"Env": 1, "env": 2}}'],
 )
 def test_names_the_schema_does_not_declare_may_differ_in_case_only(gw: Gateway, body: bytes) -> None:

@@ -77,12 +77,18 @@ class _Repeated(ValueError):
     pass
 
 
+_LENIENT = str.maketrans({"\u0130": "i", "\u0131": "i", "_": None, "-": None})
+
+
 def _fold(name: str) -> str:
     """What a lenient reader matches a name by: case (Go's encoding/json, Jackson's
-    case-insensitive mode, Unicode folding included) and underscores (protobuf's JSON reader
-    takes `display_name` and `displayName` for one field, as pydantic's camelCase aliases with
-    `populate_by_name` do). A name the schema declares goes spelled exactly as declared."""
-    return name.casefold().replace("_", "")
+    case-insensitive mode, Unicode folding included; Java's `equalsIgnoreCase`, and Jackson on a
+    Turkish-locale JVM, take dotless `\u0131` and dotted `\u0130` for `i`), underscores (protobuf's
+    JSON reader takes `display_name` and `displayName` for one field, as pydantic's camelCase
+    aliases with `populate_by_name` do) and dashes (Go's json v2 `case:ignore` ignores both;
+    ActiveSupport's `underscore` makes `display-name` `display_name`). A name the schema declares
+    goes spelled exactly as declared."""
+    return name.translate(_LENIENT).casefold()
 
 
 def _members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
