@@ -7,6 +7,7 @@ an API Gateway v2 event, and asserts what the backend *received*, not only the a
 from __future__ import annotations
 
 import gzip
+import tracemalloc
 
 import pytest
 
@@ -376,6 +377,28 @@ def test_a_validated_member_in_another_case_is_refused(gw: Gateway, body: bytes)
 
 @pytest.mark.parametrize(
     "body",
+    [
+        b'{"am-ount": 5000}',
+        b'{"amount": 5, "-AMOUNT": 5000}',
+        b'{"amount": 5, "Li-Nes": 5}',
+        b'{"amount": 5, "l\xc4\xb1nes": 5}',
+        b'{"amount": 5, "L\xc4\xb0NES": 5}',
+    ],
+)
+def test_a_validated_member_spelled_with_dashes_or_a_turkish_i_is_refused(gw: Gateway, body: bytes) -> None:
+    """Lenient readers fold more than case and underscores: Go's json v2 with `case:ignore`
+    (`MatchCaseInsensitiveNames`) ignores dashes as well, and ActiveSupport's `underscore` (Rails'
+    `deep_transform_keys`, OliveBranch) makes `display-name` `display_name`; Java's
+    `equalsIgnoreCase` (and Jackson's case-insensitive mode on a Turkish-locale JVM) takes dotless
+    `\u0131` and dotted `\u0130` for `i`. `{"am-ount": 5000}` passed a maximum of 1000 and
+    `{"l\u0131nes": 5}` an array type, unchecked, and reached the backend."""
+    answer = gw.send("POST", "/v1/orders", [("content-type", "application/json")], body)
+    assert_problem(answer, 400)
+    assert gw.backend.seen == []
+
+
+@pytest.mark.parametrize(
+    "body",
     [b'{"amount": 5, "lines": [{"sku": "a", "SKU": "b"}]}', b'{"amount": 5, "tags": {"Env": 1, "env": 2}}'],
 )
 def test_names_the_schema_does_not_declare_may_differ_in_case_only(gw: Gateway, body: bytes) -> None:
@@ -687,3 +710,24 @@ def test_integers_beyond_64_bits_reach_the_next_backend_exactly(gw: Gateway) -> 
     assert answer.status == 200, answer.body
     sent = [s for s in gw.backend.seen if s.raw_path == "/echo/relay"]
     assert [s.body for s in sent] == [b'{"n":18446744073709551616,"s":"n=18446744073709551616"}']
+
+
+def test_a_validated_body_of_a_long_name_over_many_members_costs_no_more_than_its_size(gw: Gateway) -> None:
+    """The spelling check made the JSON pointer of every member as it went, a string of the whole
+    path from the top: a member named by 100 KB of text holding an object of 8,000 members
+    (`{"k0000001": [], ...}`, in a map the schema declares through `additionalProperties`) made
+    8,000 strings of 100 KB each, kept till visited: 800 MB from a 200 KB body (a 1 MB body, the
+    default limit, took 20 GB), for anyone who may call the route."""
+    count = 8_000
+    inner = b"{" + b",".join(b'"k%07d": []' % i for i in range(count)) + b"}"
+    body = b'{"amount": 5, "' + b"x" * 100_000 + b'": ' + inner + b"}"
+    tracemalloc.start()
+    try:
+        answer = gw.send("POST", "/v1/orders/refs", [("content-type", "application/json")], body)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert answer.status == 200, answer.body[:300]
+    (seen,) = gw.backend.seen
+    assert seen.body == body
+    assert peak < 64 * 1024 * 1024, f"{peak / 1e6:.0f} MB"

@@ -77,12 +77,18 @@ class _Repeated(ValueError):
     pass
 
 
+_LENIENT = str.maketrans({"\u0130": "i", "\u0131": "i", "_": None, "-": None})
+
+
 def _fold(name: str) -> str:
     """What a lenient reader matches a name by: case (Go's encoding/json, Jackson's
-    case-insensitive mode, Unicode folding included) and underscores (protobuf's JSON reader
-    takes `display_name` and `displayName` for one field, as pydantic's camelCase aliases with
-    `populate_by_name` do). A name the schema declares goes spelled exactly as declared."""
-    return name.casefold().replace("_", "")
+    case-insensitive mode, Unicode folding included; Java's `equalsIgnoreCase`, and Jackson on a
+    Turkish-locale JVM, take dotless `\u0131` and dotted `\u0130` for `i`), underscores (protobuf's
+    JSON reader takes `display_name` and `displayName` for one field, as pydantic's camelCase
+    aliases with `populate_by_name` do) and dashes (Go's json v2 `case:ignore` ignores both;
+    ActiveSupport's `underscore` makes `display-name` `display_name`). A name the schema declares
+    goes spelled exactly as declared."""
+    return name.translate(_LENIENT).casefold()
 
 
 def _members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -129,6 +135,19 @@ def _names(schema: Mapping[str, Any]) -> list[str]:
     return [name for name in names if isinstance(name, str)]
 
 
+# Where a value is in a body: None at the top, else (where its parent is, its name or index).
+_Path = tuple[Any, str | int] | None
+
+
+def _spelled(path: _Path) -> str:
+    """A `_Path` as a JSON pointer: `/lines/0/Amount` (RFC 6901)."""
+    parts: list[str] = []
+    while path is not None:
+        path, part = path
+        parts.append(str(part).replace("~", "~0").replace("/", "~1"))
+    return "".join("/" + part for part in reversed(parts))
+
+
 _COMBINATORS = ("allOf", "anyOf", "oneOf")
 _ONE_SCHEMA = ("not", "if", "then", "else")
 
@@ -154,8 +173,11 @@ class _Spelling:
         return known
 
     def find(self, data: Any, schemas: list[Any], at: str) -> str | None:
-        # A stack, not recursion: a body may nest as deep as the JSON reader allows.
-        stack = [(data, schemas, at)]
+        # A stack, not recursion: a body may nest as deep as the JSON reader allows. Where a
+        # value is goes as a chain of (parent, name), spelled out only for the answer: a string
+        # per member cost its whole path, and a member of a 500 KB name holding an object of
+        # 40,000 members made 20 GB of them.
+        stack: list[tuple[Any, list[Any], _Path]] = [(data, schemas, None)]
         while stack:
             value, over, where = stack.pop()
             if not isinstance(value, dict | list):
@@ -164,22 +186,21 @@ class _Spelling:
             if unknown:
                 found = self._loose(value, where)
                 if found is not None:
-                    return found
+                    return at + found
                 continue
             if not applied:
                 continue  # no schema says anything below: nothing is declared there
             if isinstance(value, dict):
                 for key, member in value.items():
-                    here = where + "/" + key.replace("~", "~0").replace("/", "~1")
                     names = declared.get(_fold(key))
                     if names is not None and key not in names:
-                        return here
+                        return at + _spelled((where, key))
                     if isinstance(member, dict | list):
-                        stack.append((member, self._for_member(applied, key), here))
+                        stack.append((member, self._for_member(applied, key), (where, key)))
             else:
                 for index, member in enumerate(value):
                     if isinstance(member, dict | list):
-                        stack.append((member, self._for_item(applied, index), f"{where}/{index}"))
+                        stack.append((member, self._for_item(applied, index), (where, index)))
         return None
 
     def _applied(self, schemas: list[Any]) -> tuple[list[Mapping[str, Any]], bool]:
@@ -256,7 +277,7 @@ class _Spelling:
                 return None
         return target
 
-    def _loose(self, data: Any, at: str) -> str | None:
+    def _loose(self, data: Any, at: _Path) -> str | None:
         """Below a schema that cannot be followed: a name declared anywhere, spelled otherwise."""
         if self._anywhere is None:
             self._anywhere = {}
@@ -269,18 +290,20 @@ class _Spelling:
                     todo.extend(node.values())
                 elif isinstance(node, list):
                     todo.extend(node)
-        stack = [(data, at)]
+        stack: list[tuple[Any, _Path]] = [(data, at)]
         while stack:
             value, where = stack.pop()
             if isinstance(value, dict):
                 for key, member in value.items():
-                    here = where + "/" + key.replace("~", "~0").replace("/", "~1")
                     names = self._anywhere.get(_fold(key))
                     if names is not None and key not in names:
-                        return here
-                    stack.append((member, here))
+                        return _spelled((where, key))
+                    if isinstance(member, dict | list):
+                        stack.append((member, (where, key)))
             elif isinstance(value, list):
-                stack.extend((member, f"{where}/{i}") for i, member in enumerate(value))
+                stack.extend(
+                    (member, (where, i)) for i, member in enumerate(value) if isinstance(member, dict | list)
+                )
         return None
 
 
