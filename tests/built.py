@@ -175,7 +175,7 @@ class _Server(ThreadingHTTPServer):
 def _serve(handler: type[BaseHTTPRequestHandler], owner: Any) -> tuple[_Server, str]:
     server = _Server(("127.0.0.1", 0), handler)
     server.owner = owner  # type: ignore[attr-defined]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_port}"
 
 

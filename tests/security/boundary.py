@@ -295,7 +295,9 @@ class FileServer:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.paths: list[str] = []
         self.server.paths = self.paths  # type: ignore[attr-defined]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     def stop(self) -> None:

@@ -131,7 +131,7 @@ def atomic_moto_url(moto_url: str) -> Iterator[str]:
 
     app = Serialized(DomainDispatcherApplication(create_backend_app))
     server = make_server("127.0.0.1", free_port(), app, threaded=True, request_handler=MotoRequestHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()

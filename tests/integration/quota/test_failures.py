@@ -78,7 +78,7 @@ def fault_server(**behaviour: Any) -> Iterator[Fault]:
     seen: list[str] = []
     handler = type("Handler", (Faulty,), {**behaviour, "seen": seen})
     server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield Fault(f"http://127.0.0.1:{server.server_address[1]}", seen)

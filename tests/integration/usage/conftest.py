@@ -259,7 +259,9 @@ class Relay:
             daemon_threads = True
 
         self._server = Server(("127.0.0.1", self.port), Pipe)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
 
     def close(self) -> None:

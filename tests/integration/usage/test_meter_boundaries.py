@@ -187,7 +187,7 @@ class SlowWrites(Faulty):
 def slow_writes(moto_url: str, delay_s: float = SlowWrites.delay_s) -> Iterator[str]:
     handler = type("Handler", (SlowWrites,), {"upstream": moto_url, "seen": [], "delay_s": delay_s})
     server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
@@ -289,7 +289,7 @@ def test_units_admitted_uncounted_and_units_lost_are_both_billed(
     failing = [0]
     handler = type("Handler", (FailingWrites,), {"upstream": moto_url, "seen": [], "failing": failing})
     server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
         shop = open_shop(aws, serve, tmp_path, monkeypatch, {"AWS_ENDPOINT_URL_DYNAMODB": url}, plans=PRICED)
@@ -393,7 +393,7 @@ def chat_through_a_spoiling_front(aws, serve, tmp_path, monkeypatch, moto_url, *
     front saw."""
     handler = type("Handler", (DamagedSettleAnswers,), {"upstream": moto_url, "seen": [], **spoil})
     server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
         shop = open_shop(aws, serve, tmp_path, monkeypatch, {"AWS_ENDPOINT_URL_DYNAMODB": url})

@@ -72,7 +72,7 @@ class JwksServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         # Plain http on loopback, as gateway.yaml allows for development.
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/jwks.json"
         _opened.append(self)
