@@ -102,18 +102,6 @@ def _members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return members
 
 
-def _misspelled(data: Any, schema: Any, at: str = "") -> str | None:
-    """The JSON pointer of a member that names a property the schema declares for its object,
-    in another spelling (case, Unicode folding): the schema does not check it, a backend that
-    matches names in any case reads it as the declared one. Follows what applies to a value
-    wherever the schema says it: `properties`, `patternProperties`, `additionalProperties`,
-    `items` (one schema or a list), `prefixItems`, `additionalItems`, `contains`, the
-    combinators (`allOf`, `anyOf`, `oneOf`, `not`, `if`/`then`/`else`, `dependentSchemas`,
-    `dependencies`) and local `$ref`s. A `$ref` it cannot follow: every name the schema declares
-    anywhere is then a declared one below it."""
-    return _Spelling(schema).find(data, [schema], at)
-
-
 def _names(schema: Mapping[str, Any]) -> list[str]:
     """The member names a schema speaks of: its `properties`, and those it requires or forbids
     (`required`, under `not` too: `{"not": {"required": ["admin"]}}`), or ties to others
@@ -152,12 +140,26 @@ _COMBINATORS = ("allOf", "anyOf", "oneOf")
 _ONE_SCHEMA = ("not", "if", "then", "else")
 
 
+# Lists of schemas whose declared names a route's spelling check keeps worked out.
+MAX_KEPT_APPLYING = 256
+
+
 class _Spelling:
+    """Finds a member that names a property the schema declares for its object in another
+    spelling (`_fold`): the schema does not check it, a lenient backend reads it as the declared
+    one. Follows what applies to a value wherever the schema says it: `properties`,
+    `patternProperties`, `additionalProperties`, `items` (one schema or a list), `prefixItems`,
+    `additionalItems`, `contains`, the combinators (`allOf`, `anyOf`, `oneOf`, `not`,
+    `if`/`then`/`else`, `dependentSchemas`, `dependencies`) and local `$ref`s. A `$ref` it cannot
+    follow: every name the schema declares anywhere is then a declared one below it.
+
+    One per route's body schema, made with its validator: what applies with a list of schemas
+    (by their ids: the schemas live as long as the route) is worked out once for all its
+    requests, up to MAX_KEPT_APPLYING lists (past that, again each time)."""
+
     def __init__(self, root: Any) -> None:
         self.root = root
         self._anywhere: dict[str, set[str]] | None = None
-        # What applies with a list of schemas, by their ids: a body's array of a thousand
-        # objects of one schema is worked out once (the schemas live as long as the route).
         self._seen: dict[tuple[int, ...], tuple[list[Mapping[str, Any]], dict[str, set[str]], bool]] = {}
 
     def _applying(self, schemas: list[Any]) -> tuple[list[Mapping[str, Any]], dict[str, set[str]], bool]:
@@ -169,8 +171,14 @@ class _Spelling:
             for schema in applied:
                 for name in _names(schema):
                     declared.setdefault(_fold(name), set()).add(name)
-            known = self._seen[key] = (applied, declared, unknown)
+            known = (applied, declared, unknown)
+            if len(self._seen) < MAX_KEPT_APPLYING:
+                self._seen[key] = known
         return known
+
+    def misspelled(self, data: Any) -> str | None:
+        """The JSON pointer of the first member of `data` spelled otherwise than declared."""
+        return self.find(data, [self.root], "")
 
     def find(self, data: Any, schemas: list[Any], at: str) -> str | None:
         # A stack, not recursion: a body may nest as deep as the JSON reader allows. Where a
@@ -368,6 +376,7 @@ class RequestValidator:
     query_schema: dict[str, Any] | None = None
     # Case-folded -> as declared: each may be given once, in its declared spelling only.
     query_names: dict[str, str] = field(default_factory=dict)
+    spelling: _Spelling | None = field(default=None, compare=False)  # of the body schema
 
     @classmethod
     def build(cls, body: dict[str, Any] | None, query: dict[str, Any] | None) -> RequestValidator:
@@ -378,6 +387,7 @@ class RequestValidator:
             body,
             query,
             {name.casefold(): name for name in (query or {}).get("properties", {})},
+            _Spelling(body) if body is not None else None,
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -413,7 +423,8 @@ class RequestValidator:
                 error = BadRequest("body: an object gives the same member twice")
                 error.extensions["pointer"] = "/body"
                 raise error
-            misspelled = _misspelled(data, self.body_schema)
+            assert self.spelling is not None  # made with `body`
+            misspelled = self.spelling.misspelled(data)
             if misspelled is not None:
                 error = BadRequest(f"body{misspelled[:128]}: give a declared member spelled exactly so")
                 error.extensions["pointer"] = "/body" + misspelled
