@@ -3,6 +3,8 @@ JSON (SPEC §7: metering paths read that mapping), from a unary answer and from 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -49,6 +51,24 @@ class CountingSpend:
         return None
 
 
+@asynccontextmanager
+async def counted(
+    tmp_path: Path, things: ThingsServer, routes: list[dict]
+) -> AsyncIterator[tuple[httpx.AsyncClient, CountingAdmission]]:
+    """The gateway in-process, `routes` in front of `things`, its admission a CountingAdmission."""
+    config = compile_infra(grpc_infra(tmp_path, {"t": things.url}, routes), "test")
+    admission = CountingAdmission()
+    exchanger = AiohttpExchanger()
+    upstream = HttpUpstream(exchanger)
+    gateway = Gateway(config, authenticator=FakeAuthenticator(), upstream=upstream, admission=admission)
+    transport = httpx.ASGITransport(app=GatewayApp(gateway))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw.test") as gw:
+            yield gw, admission
+    finally:
+        await exchanger.close()
+
+
 ROUTES = [
     {
         "id": "metered",
@@ -69,18 +89,9 @@ ROUTES = [
 
 
 async def test_the_cost_is_read_from_the_replys_json(tmp_path: Path, things: ThingsServer) -> None:
-    config = compile_infra(grpc_infra(tmp_path, {"t": things.url}, ROUTES), "test")
-    admission = CountingAdmission()
-    exchanger = AiohttpExchanger()
-    upstream = HttpUpstream(exchanger)
-    gateway = Gateway(config, authenticator=FakeAuthenticator(), upstream=upstream, admission=admission)
-    transport = httpx.ASGITransport(app=GatewayApp(gateway))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw.test") as gw:
-            unary = await gw.post("/v1/metered", json={"small": 3, "child": {"small": 4}})
-            events = await gw.get("/v1/metered-stream", headers={"accept": "text/event-stream"})
-    finally:
-        await exchanger.close()
+    async with counted(tmp_path, things, ROUTES) as (gw, admission):
+        unary = await gw.post("/v1/metered", json={"small": 3, "child": {"small": 4}})
+        events = await gw.get("/v1/metered-stream", headers={"accept": "text/event-stream"})
     assert unary.status_code == 200 and unary.json() == {"small": 3, "child": {"small": 4}}
     assert events.text.count("data: ") == 4
     # 3 + 2 x 4; the stream's last message says small = 3.
@@ -97,21 +108,12 @@ async def test_a_message_the_callers_input_does_not_fit_is_refused_before_admiss
         ROUTES[0],
         {**ROUTES[0], "id": "composed", "path": "/v1/composed", "compose": "group"},
     ]
-    config = compile_infra(grpc_infra(tmp_path, {"t": things.url}, routes), "test")
-    admission = CountingAdmission()
-    exchanger = AiohttpExchanger()
-    upstream = HttpUpstream(exchanger)
-    gateway = Gateway(config, authenticator=FakeAuthenticator(), upstream=upstream, admission=admission)
-    transport = httpx.ASGITransport(app=GatewayApp(gateway))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw.test") as gw:
-            answers = [
-                await gw.post(path, json=body)
-                for path in ("/v1/metered", "/v1/composed")
-                for body in ({"nope": 1}, {"small": "x"}, {"small": 2**70})
-            ]
-    finally:
-        await exchanger.close()
+    async with counted(tmp_path, things, routes) as (gw, admission):
+        answers = [
+            await gw.post(path, json=body)
+            for path in ("/v1/metered", "/v1/composed")
+            for body in ({"nope": 1}, {"small": "x"}, {"small": 2**70})
+        ]
     assert [a.status_code for a in answers] == [400] * 6
     assert admission.admitted == [] and admission.settled == [] and things.calls == []
 
@@ -153,21 +155,12 @@ async def test_a_service_that_had_the_call_is_charged_also_when_it_refuses(
     ]
     things.handlers["Get"] = _not_found
     things.handlers["Create"] = _not_found
-    config = compile_infra(grpc_infra(tmp_path, {"t": things.url}, routes), "test")
-    admission = CountingAdmission()
-    exchanger = AiohttpExchanger()
-    upstream = HttpUpstream(exchanger)
-    gateway = Gateway(config, authenticator=FakeAuthenticator(), upstream=upstream, admission=admission)
-    transport = httpx.ASGITransport(app=GatewayApp(gateway))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw.test") as gw:
-            answers = [
-                (await gw.get("/v1/plain/1")).status_code,
-                (await gw.get("/v1/composed/2")).status_code,
-                (await gw.post("/v1/metered-refused", json={"small": 3})).status_code,
-            ]
-    finally:
-        await exchanger.close()
+    async with counted(tmp_path, things, routes) as (gw, admission):
+        answers = [
+            (await gw.get("/v1/plain/1")).status_code,
+            (await gw.get("/v1/composed/2")).status_code,
+            (await gw.post("/v1/metered-refused", json={"small": 3})).status_code,
+        ]
     assert answers[0] == 404 and answers[1] >= 400 and answers[2] == 404
     assert things.count("Get") == 2 and things.count("Create") == 1
     # The route's cost (10) for the unmetered ones; the metered one's error carries no usage: 0,
